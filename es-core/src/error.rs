@@ -1,0 +1,152 @@
+//! The one error type of the framework.
+
+/// Everything that can go wrong, each variant saying where: events table, event id, type tag,
+/// aggregate id.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A stored event's tag is neither the tag nor an alias of any event of its aggregate.
+    #[error("unknown event type `{tag}` in `{table}` (event id {event_id})")]
+    UnknownEventType {
+        /// The events table.
+        table: &'static str,
+        /// The id of the stored event.
+        event_id: i64,
+        /// The tag found in the `type` column.
+        tag: String,
+    },
+
+    /// A stored event was decoded as a type it is not.
+    #[error("event {event_id} in `{table}` has type `{tag}`, not `{expected}`")]
+    UnexpectedEventType {
+        /// The events table.
+        table: &'static str,
+        /// The id of the stored event.
+        event_id: i64,
+        /// The tag found in the `type` column.
+        tag: String,
+        /// The tag of the type it was decoded as.
+        expected: &'static str,
+    },
+
+    /// A stored event's `data` is not valid JSON, lacks a required attribute, or has one of the
+    /// wrong type.
+    #[error("cannot decode the data of event {event_id} (`{tag}`) in `{table}`: {source}")]
+    Decode {
+        /// The events table.
+        table: &'static str,
+        /// The id of the stored event.
+        event_id: i64,
+        /// The event's tag.
+        tag: String,
+        /// What serde found wrong.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A stored event's `metadata` is not a valid metadata JSON object.
+    #[error("cannot decode the metadata of event {event_id} in `{table}`: {source}")]
+    DecodeMetadata {
+        /// The events table.
+        table: &'static str,
+        /// The id of the stored event.
+        event_id: i64,
+        /// What serde found wrong.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// An event could not be encoded to JSON (a map with non-string keys, a failing `Serialize`).
+    #[error("cannot encode event `{tag}` for `{table}`: {source}")]
+    Encode {
+        /// The events table.
+        table: &'static str,
+        /// The event's tag.
+        tag: &'static str,
+        /// What serde found wrong.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// Two events of one aggregate claim the same tag (or alias), so stored rows would be
+    /// ambiguous.
+    #[error(
+        "events `{first}` and `{second}` of aggregate `{aggregate}` share the type tag `{tag}`; \
+         give one of them another `#[event(tag = \"...\")]` or alias"
+    )]
+    DuplicateTag {
+        /// The aggregate.
+        aggregate: &'static str,
+        /// The shared tag.
+        tag: &'static str,
+        /// The Rust type of one event.
+        first: &'static str,
+        /// The Rust type of the other event.
+        second: &'static str,
+    },
+
+    /// The events of an aggregate do not have contiguous versions 1, 2, 3, ...
+    #[error(
+        "version gap in `{table}` for aggregate {aggregate_id}: expected version {expected}, \
+         found {found} (event id {event_id})"
+    )]
+    VersionGap {
+        /// The events table.
+        table: &'static str,
+        /// The aggregate.
+        aggregate_id: String,
+        /// The version that should come next.
+        expected: i64,
+        /// The version stored.
+        found: i64,
+        /// The id of the stored event.
+        event_id: i64,
+    },
+
+    /// The aggregate does not exist (and the first event is not a creation event).
+    #[error("{aggregate} {aggregate_id} not found")]
+    NotFound {
+        /// The aggregate.
+        aggregate: &'static str,
+        /// The aggregate id.
+        aggregate_id: String,
+    },
+
+    /// A creation event was appended to an aggregate that already exists.
+    #[error("{aggregate} {aggregate_id} already exists (event `{tag}` creates it)")]
+    AlreadyExists {
+        /// The aggregate.
+        aggregate: &'static str,
+        /// The aggregate id.
+        aggregate_id: String,
+        /// The creation event's tag.
+        tag: &'static str,
+    },
+
+    /// The aggregate's version is not the one the caller expected (optimistic concurrency), or a
+    /// concurrent writer stored the same version first.
+    #[error(
+        "concurrency conflict on {aggregate} {aggregate_id}: expected version {expected}, \
+         found {actual}"
+    )]
+    Conflict {
+        /// The aggregate.
+        aggregate: &'static str,
+        /// The aggregate id.
+        aggregate_id: String,
+        /// The version the caller expected.
+        expected: i64,
+        /// The version found (or `expected + 1` when the unique constraint caught the race).
+        actual: i64,
+    },
+
+    /// The storage backend failed.
+    #[error("storage error on `{table}`: {source}")]
+    Storage {
+        /// The table involved.
+        table: &'static str,
+        /// The backend's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}

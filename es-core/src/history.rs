@@ -1,0 +1,249 @@
+//! Folding events into aggregates: the rules shared by every store for appending, replaying and
+//! time travel, so that a live write and a replay of the same events always agree.
+
+use chrono::{DateTime, SubsecRound, Utc};
+
+use crate::aggregate::Aggregate;
+use crate::error::Error;
+use crate::event::{EventContext, NewEvent, RecordedEvent};
+use crate::metadata::Metadata;
+use crate::registry::Registry;
+
+/// A point in an aggregate's history, for time travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    /// The state right after the event with this version (0: before any event).
+    Version(i64),
+    /// The state with every event created at or before this time.
+    Time(DateTime<Utc>),
+}
+
+impl AsOf {
+    /// Whether a stored event is part of the state as of this point.
+    pub fn includes<Id>(&self, record: &RecordedEvent<Id>) -> bool {
+        match *self {
+            AsOf::Version(version) => record.version <= version,
+            AsOf::Time(time) => record.created_at <= time,
+        }
+    }
+}
+
+/// How an event is appended: its metadata, the version the caller expects, and its time.
+#[derive(Debug, Clone, Default)]
+pub struct AppendOptions {
+    /// Who creates the events and from where.
+    pub metadata: Metadata,
+    /// The version the aggregate must have now (optimistic concurrency); `Some(0)` means the
+    /// aggregate must have no event yet.
+    pub expected_version: Option<i64>,
+    /// The creation time of the events; `None` means now. Set it to import history.
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+impl AppendOptions {
+    /// Options with this metadata.
+    pub fn with_metadata(metadata: Metadata) -> Self {
+        Self {
+            metadata,
+            ..Self::default()
+        }
+    }
+
+    /// Requires the aggregate to be at `version` (optimistic concurrency).
+    #[must_use]
+    pub fn expect_version(mut self, version: i64) -> Self {
+        self.expected_version = Some(version);
+        self
+    }
+
+    /// Records the events as created at `created_at` (truncated to microseconds).
+    #[must_use]
+    pub fn at(mut self, created_at: DateTime<Utc>) -> Self {
+        self.created_at = Some(created_at);
+        self
+    }
+}
+
+/// The current time truncated to microseconds, the precision every backend stores.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// An event validated and applied in memory, ready to be written.
+#[derive(Debug, Clone)]
+pub struct StagedEvent {
+    /// The event's version within its aggregate.
+    pub version: i64,
+    /// The type tag.
+    pub tag: &'static str,
+    /// The data attributes as JSON.
+    pub data: String,
+}
+
+/// The outcome of applying new events to an aggregate in memory, before anything is written.
+#[derive(Debug)]
+pub struct Staged<A> {
+    /// The aggregate after the events (`None` if they destroyed it).
+    pub state: Option<A>,
+    /// The events, with their versions and encoded data.
+    pub events: Vec<StagedEvent>,
+    /// The metadata JSON shared by the events.
+    pub metadata: String,
+    /// The creation time shared by the events.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Applies new events to the current state of an aggregate, enforcing the rules of the write path:
+///
+/// - the expected version, if any, must equal `current_version` ([`Error::Conflict`]);
+/// - an event that is not a creation event needs an existing aggregate ([`Error::NotFound`]);
+/// - a creation event needs an absent one ([`Error::AlreadyExists`]);
+/// - after a destroying event the aggregate is absent.
+///
+/// Every store calls this under its write lock, then writes [`Staged`] in one transaction.
+pub fn stage<A: Aggregate>(
+    id: &A::Id,
+    current: Option<A>,
+    current_version: i64,
+    events: &[NewEvent<A>],
+    options: &AppendOptions,
+) -> Result<Staged<A>, Error> {
+    if let Some(expected) = options.expected_version {
+        if expected != current_version {
+            return Err(Error::Conflict {
+                aggregate: A::NAME,
+                aggregate_id: id.to_string(),
+                expected,
+                actual: current_version,
+            });
+        }
+    }
+    let created_at = options
+        .created_at
+        .map_or_else(now, |time| time.trunc_subsecs(6));
+    let metadata = options
+        .metadata
+        .to_json()
+        .map_err(|source| Error::Encode {
+            table: A::EVENTS_TABLE,
+            tag: events.first().map_or("", NewEvent::tag),
+            source,
+        })?;
+    let mut state = current;
+    let mut staged = Vec::with_capacity(events.len());
+    for (version, event) in (current_version + 1..).zip(events) {
+        let mut aggregate = match (state.take(), event.creates()) {
+            (None, true) => A::new(id.clone()),
+            (Some(aggregate), false) => aggregate,
+            (None, false) => {
+                return Err(Error::NotFound {
+                    aggregate: A::NAME,
+                    aggregate_id: id.to_string(),
+                });
+            }
+            (Some(_), true) => {
+                return Err(Error::AlreadyExists {
+                    aggregate: A::NAME,
+                    aggregate_id: id.to_string(),
+                    tag: event.tag(),
+                });
+            }
+        };
+        event.apply(
+            &mut aggregate,
+            &EventContext::new(created_at, version, &options.metadata),
+        );
+        state = (!event.destroys()).then_some(aggregate);
+        staged.push(StagedEvent {
+            version,
+            tag: event.tag(),
+            data: event.encode()?,
+        });
+    }
+    Ok(Staged {
+        state,
+        events: staged,
+        metadata,
+        created_at,
+    })
+}
+
+/// Rebuilds one aggregate from its stored events, in version order.
+///
+/// Replay is deliberately lenient where the write path is strict: any first event starts from
+/// [`Aggregate::new`], so that events stored before an event was marked `creates` still replay.
+/// It is strict about data: versions must be contiguous from 1, and every record must decode.
+#[derive(Debug)]
+pub struct Rebuild<A: Aggregate> {
+    id: A::Id,
+    state: Option<A>,
+    version: i64,
+    registry: &'static Registry,
+}
+
+impl<A: Aggregate> Rebuild<A> {
+    /// Starts rebuilding aggregate `id` from nothing.
+    pub fn new(id: A::Id) -> Result<Self, Error> {
+        Ok(Self {
+            id,
+            state: None,
+            version: 0,
+            registry: Registry::global()?,
+        })
+    }
+
+    /// Applies the next stored event.
+    pub fn apply(&mut self, record: &RecordedEvent<A::Id>) -> Result<(), Error> {
+        if record.version != self.version + 1 {
+            return Err(Error::VersionGap {
+                table: A::EVENTS_TABLE,
+                aggregate_id: self.id.to_string(),
+                expected: self.version + 1,
+                found: record.version,
+                event_id: record.id,
+            });
+        }
+        let mut aggregate = self
+            .state
+            .take()
+            .unwrap_or_else(|| A::new(self.id.clone()));
+        let descriptor = self.registry.apply(&mut aggregate, record)?;
+        self.state = (!descriptor.destroys).then_some(aggregate);
+        self.version = record.version;
+        Ok(())
+    }
+
+    /// The version of the last event applied (0 before any).
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    /// The aggregate rebuilt so far (`None` before the first event or after a destroying one).
+    pub fn state(&self) -> Option<&A> {
+        self.state.as_ref()
+    }
+
+    /// The rebuilt aggregate.
+    pub fn finish(self) -> Option<A> {
+        self.state
+    }
+}
+
+/// Rebuilds aggregate `id` from its events (in version order), stopping at `as_of` if given.
+///
+/// This is both replay (with `as_of = None`) and time travel, computed in memory.
+pub fn rebuild<A: Aggregate>(
+    id: A::Id,
+    records: impl IntoIterator<Item = Result<RecordedEvent<A::Id>, Error>>,
+    as_of: Option<AsOf>,
+) -> Result<Option<A>, Error> {
+    let mut rebuild = Rebuild::new(id)?;
+    for record in records {
+        let record = record?;
+        if as_of.is_some_and(|as_of| !as_of.includes(&record)) {
+            break;
+        }
+        rebuild.apply(&record)?;
+    }
+    Ok(rebuild.finish())
+}

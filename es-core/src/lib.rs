@@ -1,0 +1,160 @@
+//! Event sourcing made simple, the way Kickstarter made it simple for Rails: your aggregates stay
+//! ordinary structs (with `es-diesel`, ordinary diesel models in ordinary tables), each change is
+//! an event stored forever in the aggregate's events table, and each event knows how to apply
+//! itself. You get the full history of every record, replay to backfill a column or fix a bug, and
+//! time travel.
+//!
+//! # The pieces
+//!
+//! - An **aggregate** ([`Aggregate`]) is the current state of one record: a `Task`.
+//! - An **event** ([`Event`]) is something that happened to one aggregate: `task.completed`. Its
+//!   fields are its *data attributes*, stored as the `data` JSON; who did it and from where is its
+//!   [`Metadata`].
+//! - A **calculator** ([`Apply`]) is how an event changes its aggregate. It reads only the event
+//!   and its [`EventContext`] (creation time, version, metadata), never the clock, so replaying
+//!   the events gives the same aggregate.
+//! - A **store** ([`EventStore`]) appends events atomically and reads, replays and time-travels
+//!   them: [`InMemoryStore`] here for unit tests, the diesel store in `es-diesel` for real.
+//!
+//! ```
+//! use es_core::{Aggregate, AppendOptions, Apply, AsOf, Event, EventContext, EventStore};
+//! use es_core::{InMemoryStore, Metadata};
+//! use chrono::{DateTime, Utc};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Aggregate, Default, Clone, Debug, PartialEq)]
+//! pub struct Task {
+//!     pub id: i64,
+//!     pub title: String,
+//!     pub completed_at: Option<DateTime<Utc>>,
+//!     pub completed_by: Option<String>,
+//! }
+//!
+//! /// A task was created.
+//! #[derive(Event, Serialize, Deserialize)]
+//! #[aggregate(Task)]
+//! #[event(creates)]
+//! pub struct Created {
+//!     /// What is to be done.
+//!     #[data_attributes]
+//!     pub title: String,
+//! }
+//!
+//! /// A task was completed.
+//! #[derive(Event, Serialize, Deserialize)]
+//! #[aggregate(Task)]
+//! pub struct Completed {}
+//!
+//! impl Apply<Task> for Created {
+//!     fn apply(&self, task: &mut Task, _: &EventContext<'_>) {
+//!         task.title = self.title.clone();
+//!     }
+//! }
+//!
+//! impl Apply<Task> for Completed {
+//!     fn apply(&self, task: &mut Task, event: &EventContext<'_>) {
+//!         task.completed_at = Some(event.created_at); // never the wall clock
+//!         task.completed_by = event.metadata.actor_id.clone();
+//!     }
+//! }
+//!
+//! let mut store = InMemoryStore::new();
+//! store.append(&1, Created { title: "Slides".into() }, &AppendOptions::default())?;
+//! let by_ann = AppendOptions::with_metadata(Metadata::by_actor("ann"));
+//! store.append(&1, Completed {}, &by_ann)?;
+//!
+//! let task: Task = store.load(&1)?.unwrap();
+//! assert_eq!(task.completed_by.as_deref(), Some("ann"));
+//! let history = EventStore::<Task>::history(&mut store, &1)?;
+//! assert_eq!(history[1].event_type, "task.completed");
+//! let before: Option<Task> = store.state_as_of(&1, AsOf::Version(1))?;
+//! assert_eq!(before.unwrap().completed_at, None);
+//! # Ok::<(), es_core::Error>(())
+//! ```
+//!
+//! # `#[derive(Aggregate)]`
+//!
+//! On a struct with named fields that implements `Default`. Implements [`Aggregate`]; its `new`
+//! is `Default` with the id set.
+//!
+//! | attribute | where | meaning |
+//! |---|---|---|
+//! | `#[aggregate(name = "task")]` | struct | the aggregate's name; default: the struct name in snake case |
+//! | `#[aggregate(events_table = "task_events")]` | struct | its events table; default: `{name}_events` |
+//! | `#[aggregate(id)]` | field | the identifier field; default: the field named `id` |
+//!
+//! # `#[derive(Event)]`
+//!
+//! On a struct with named fields (or no fields) that also derives serde's `Serialize` and
+//! `Deserialize` and implements [`Apply`] for its aggregate. Implements [`Event`] and registers
+//! the event in the [`Registry`], so that stored records find their type by tag.
+//!
+//! | attribute | where | meaning |
+//! |---|---|---|
+//! | `#[aggregate(Task)]` | struct, required | the aggregate the event belongs to |
+//! | `#[event(tag = "task.done")]` | struct | the stored type tag; default: `{aggregate}.{event}` in snake case (`task.completed`) |
+//! | `#[event(alias = "task.finished")]` | struct, repeatable | a former tag that still decodes to this event, after a rename |
+//! | `#[event(creates)]` | struct | the event creates its aggregate (applied to [`Aggregate::new`], refused if it exists) |
+//! | `#[event(destroys)]` | struct | the event destroys its aggregate (its row is deleted) |
+//! | `#[data_attributes]` | every field | the field is stored in the `data` JSON |
+//!
+//! Tags are dot-separated identifiers (`task.completed`, `billing.invoice_paid`).
+//!
+//! **Why `#[data_attributes]` marks each field** rather than listing names: the `data` JSON is a
+//! contract kept forever (naming is the hard part, as the talk says), so each stored attribute is
+//! a visible decision at the field it stores, next to its doc comment and its serde attributes —
+//! which is where schema evolution happens. Every field must carry it: an event stores everything
+//! its calculator needs, so a field that is not stored would silently differ on replay. Adding an
+//! attribute to an event that already has stored rows is done with serde:
+//!
+//! ```
+//! # use es_core::{Aggregate, Apply, Event, EventContext};
+//! # use serde::{Deserialize, Serialize};
+//! # #[derive(Aggregate, Default)] pub struct Subscription { pub id: i64, pub currency: String }
+//! /// A subscription was created.
+//! #[derive(Event, Serialize, Deserialize)]
+//! #[aggregate(Subscription)]
+//! #[event(creates, alias = "subscription.started")]
+//! pub struct Created {
+//!     /// Old events have no currency: they were all in US dollars.
+//!     #[data_attributes]
+//!     #[serde(default = "usd")]
+//!     pub currency: String,
+//! }
+//! fn usd() -> String { "USD".into() }
+//! # impl Apply<Subscription> for Created {
+//! #     fn apply(&self, s: &mut Subscription, _: &EventContext<'_>) { s.currency = self.currency.clone() }
+//! # }
+//! ```
+
+mod aggregate;
+mod error;
+mod event;
+mod history;
+mod memory;
+mod metadata;
+mod registry;
+mod store;
+
+pub use aggregate::{Aggregate, AggregateId};
+pub use error::Error;
+pub use event::{Apply, Event, EventContext, IntoEvents, NewEvent, RecordedEvent};
+pub use history::{AppendOptions, AsOf, Rebuild, Staged, StagedEvent, now, rebuild, stage};
+pub use memory::InMemoryStore;
+pub use metadata::Metadata;
+pub use registry::{AttributeDescriptor, EventDescriptor, Registry};
+pub use store::{Committed, EventFilter, EventStore, ReplayProgress};
+
+/// Derives [`Aggregate`]; see the [crate documentation](crate#deriveaggregate).
+pub use es_derive::Aggregate;
+/// Derives [`Event`]; see the [crate documentation](crate#deriveevent).
+pub use es_derive::Event;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::registry::{ApplyFailure, apply_erased};
+    pub use inventory;
+
+    /// Fails to compile, at the field, when a data attribute cannot be stored as JSON.
+    pub const fn assert_data_attribute<T: serde::Serialize + serde::de::DeserializeOwned>() {}
+}

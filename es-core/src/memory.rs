@@ -1,0 +1,208 @@
+//! An in-memory [`EventStore`], for unit tests of domain logic.
+
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap};
+
+use crate::aggregate::Aggregate;
+use crate::error::Error;
+use crate::event::{IntoEvents, RecordedEvent};
+use crate::history::{AppendOptions, AsOf, rebuild, stage};
+use crate::store::{Committed, EventFilter, EventStore, ReplayProgress};
+
+/// Keeps aggregates and events in memory, with the same rules as the diesel store: one global
+/// position for all events, contiguous versions, atomic appends, replay and time travel.
+///
+/// ```
+/// use es_core::{Aggregate, AppendOptions, Apply, Event, EventContext, EventStore, InMemoryStore};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Aggregate, Default, Clone, Debug, PartialEq)]
+/// pub struct Counter {
+///     pub id: i64,
+///     pub count: i64,
+/// }
+///
+/// /// The counter was incremented.
+/// #[derive(Event, Serialize, Deserialize)]
+/// #[aggregate(Counter)]
+/// #[event(creates)]
+/// pub struct Incremented {
+///     #[data_attributes]
+///     pub by: i64,
+/// }
+///
+/// impl Apply<Counter> for Incremented {
+///     fn apply(&self, counter: &mut Counter, _: &EventContext<'_>) {
+///         counter.count += self.by;
+///     }
+/// }
+///
+/// let mut store = InMemoryStore::new();
+/// let committed = store.append(&1, Incremented { by: 2 }, &AppendOptions::default())?;
+/// assert_eq!(committed.events[0].event_type, "counter.incremented");
+/// let counter: Counter = store.load(&1)?.unwrap();
+/// assert_eq!(counter.count, 2);
+/// # Ok::<(), es_core::Error>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct InMemoryStore {
+    tables: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+    last_position: i64,
+}
+
+#[derive(Debug)]
+struct Table<A: Aggregate> {
+    rows: BTreeMap<A::Id, A>,
+    events: BTreeMap<A::Id, Vec<RecordedEvent<A::Id>>>,
+}
+
+impl<A: Aggregate> Default for Table<A> {
+    fn default() -> Self {
+        Self {
+            rows: BTreeMap::new(),
+            events: BTreeMap::new(),
+        }
+    }
+}
+
+impl InMemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn table<A: Aggregate>(&mut self) -> &mut Table<A> {
+        self.tables
+            .entry(TypeId::of::<A>())
+            .or_insert_with(|| Box::new(Table::<A>::default()))
+            .downcast_mut()
+            .expect("tables are keyed by the TypeId of their aggregate")
+    }
+
+    /// Deletes the stored row of aggregate `id`, keeping its events — what a careless
+    /// `DELETE FROM tasks` does, and what replay repairs.
+    pub fn delete_row<A: Aggregate>(&mut self, id: &A::Id) -> Option<A> {
+        self.table::<A>().rows.remove(id)
+    }
+
+    fn rebuild_from_events<A: Aggregate>(
+        &mut self,
+        id: &A::Id,
+        as_of: Option<AsOf>,
+    ) -> Result<Option<A>, Error> {
+        let records = self.table::<A>().events.get(id).into_iter().flatten();
+        rebuild(id.clone(), records.cloned().map(Ok), as_of)
+    }
+}
+
+impl<A: Aggregate + Clone> EventStore<A> for InMemoryStore {
+    fn append(
+        &mut self,
+        id: &A::Id,
+        events: impl IntoEvents<A>,
+        options: &AppendOptions,
+    ) -> Result<Committed<A>, Error> {
+        let events = events.into_events();
+        let mut position = self.last_position;
+        let table = self.table::<A>();
+        let current_version = table.events.get(id).map_or(0, |events| events.len() as i64);
+        let current = table.rows.get(id).cloned();
+        let staged = stage(id, current, current_version, &events, options)?;
+        let metadata = options.metadata.clone();
+        let recorded: Vec<RecordedEvent<A::Id>> = staged
+            .events
+            .into_iter()
+            .map(|event| {
+                position += 1;
+                RecordedEvent {
+                    id: position,
+                    aggregate_id: id.clone(),
+                    version: event.version,
+                    event_type: event.tag.to_owned(),
+                    data: event.data,
+                    metadata: metadata.clone(),
+                    created_at: staged.created_at,
+                }
+            })
+            .collect();
+        match &staged.state {
+            Some(state) => table.rows.insert(id.clone(), state.clone()),
+            None => table.rows.remove(id),
+        };
+        table
+            .events
+            .entry(id.clone())
+            .or_default()
+            .extend(recorded.iter().cloned());
+        self.last_position = position;
+        Ok(Committed {
+            state: staged.state,
+            events: recorded,
+        })
+    }
+
+    fn load(&mut self, id: &A::Id) -> Result<Option<A>, Error> {
+        Ok(self.table::<A>().rows.get(id).cloned())
+    }
+
+    fn history(&mut self, id: &A::Id) -> Result<Vec<RecordedEvent<A::Id>>, Error> {
+        Ok(self
+            .table::<A>()
+            .events
+            .get(id)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn events(&mut self, filter: &EventFilter) -> Result<Vec<RecordedEvent<A::Id>>, Error> {
+        let mut matching: Vec<_> = self
+            .table::<A>()
+            .events
+            .values()
+            .flatten()
+            .filter(|record| filter.matches(record))
+            .cloned()
+            .collect();
+        matching.sort_by_key(|record| record.id);
+        matching.truncate(filter.limit.unwrap_or(usize::MAX));
+        Ok(matching)
+    }
+
+    fn state_as_of(&mut self, id: &A::Id, as_of: AsOf) -> Result<Option<A>, Error> {
+        self.rebuild_from_events(id, Some(as_of))
+    }
+
+    fn replay(&mut self, id: &A::Id) -> Result<Option<A>, Error> {
+        let state = self.rebuild_from_events::<A>(id, None)?;
+        let rows = &mut self.table::<A>().rows;
+        match &state {
+            Some(state) => rows.insert(id.clone(), state.clone()),
+            None => rows.remove(id),
+        };
+        Ok(state)
+    }
+
+    fn replay_all(
+        &mut self,
+        progress: &mut dyn FnMut(&ReplayProgress),
+    ) -> Result<ReplayProgress, Error> {
+        let ids: Vec<A::Id> = self.table::<A>().events.keys().cloned().collect();
+        let mut rebuilt = Vec::with_capacity(ids.len());
+        let mut done = ReplayProgress::default();
+        for id in ids {
+            let state = self.rebuild_from_events::<A>(&id, None)?;
+            done.aggregates += 1;
+            done.events += self.table::<A>().events.get(&id).map_or(0, Vec::len) as u64;
+            rebuilt.push((id, state));
+            progress(&done);
+        }
+        let rows = &mut self.table::<A>().rows;
+        for (id, state) in rebuilt {
+            match state {
+                Some(state) => rows.insert(id, state),
+                None => rows.remove(&id),
+            };
+        }
+        Ok(done)
+    }
+}

@@ -1,0 +1,107 @@
+//! Metadata: who created an event, from where, and as part of which request.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// The context of an event's creation, stored in the `metadata` JSON column.
+///
+/// Every field is optional so that old events decode whatever they recorded; keys this struct
+/// does not know (a webhook's `notification_id`, say) land in [`Metadata::extra`] and survive a
+/// round trip.
+///
+/// ```
+/// use es_core::Metadata;
+///
+/// let metadata = Metadata::by_actor("42").with_extra("notification_id", 33456);
+/// let json = metadata.to_json().unwrap();
+/// assert_eq!(json, r#"{"actor_id":"42","notification_id":33456}"#);
+/// assert_eq!(Metadata::from_json(&json).unwrap(), metadata);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Metadata {
+    /// Who caused the event: a user id, an admin, a webhook sender.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_id: Option<String>,
+    /// The id of the request (HTTP request id, job id) that created the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The IP address the request came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// The user agent of the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// Shared by every event that one request caused, directly or through reactors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<Uuid>,
+    /// The id (global position) of the event whose reactor created this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<i64>,
+    /// Free-form context: any other key of the stored JSON object.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Metadata {
+    /// Metadata naming the actor who caused the event.
+    pub fn by_actor(actor_id: impl Into<String>) -> Self {
+        Self {
+            actor_id: Some(actor_id.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the request id.
+    #[must_use]
+    pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
+        self.request_id = Some(request_id.into());
+        self
+    }
+
+    /// Sets the IP address of the request.
+    #[must_use]
+    pub fn with_ip(mut self, ip: impl Into<String>) -> Self {
+        self.ip = Some(ip.into());
+        self
+    }
+
+    /// Sets the user agent of the request.
+    #[must_use]
+    pub fn with_user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = Some(user_agent.into());
+        self
+    }
+
+    /// Sets the correlation id.
+    #[must_use]
+    pub fn with_correlation_id(mut self, correlation_id: Uuid) -> Self {
+        self.correlation_id = Some(correlation_id);
+        self
+    }
+
+    /// Sets the causation id (the id of the event that caused this one).
+    #[must_use]
+    pub fn with_causation_id(mut self, causation_id: i64) -> Self {
+        self.causation_id = Some(causation_id);
+        self
+    }
+
+    /// Adds a free-form key to [`Metadata::extra`].
+    #[must_use]
+    pub fn with_extra(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.into(), value.into());
+        self
+    }
+
+    /// Encodes the metadata as the JSON stored in the `metadata` column.
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+
+    /// Decodes the JSON of a `metadata` column.
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+}
