@@ -17,7 +17,9 @@ use crate::metadata::Metadata;
 /// every attribute. The struct's fields are its *data attributes*, stored as the `data` JSON
 /// through the struct's own `serde` implementation, so serde's field attributes
 /// (`#[serde(default)]`, `#[serde(alias)]`, ...) are how an event's shape evolves.
-pub trait Event: Serialize + DeserializeOwned + Apply<Self::Aggregate> + Send + Sync + 'static {
+pub trait Event:
+    Serialize + DeserializeOwned + Apply<Self::Aggregate> + Send + Sync + 'static
+{
     /// The aggregate this event belongs to.
     type Aggregate: Aggregate;
 

@@ -121,14 +121,11 @@ pub fn stage<A: Aggregate>(
     let created_at = options
         .created_at
         .map_or_else(now, |time| time.trunc_subsecs(6));
-    let metadata = options
-        .metadata
-        .to_json()
-        .map_err(|source| Error::Encode {
-            table: A::EVENTS_TABLE,
-            tag: events.first().map_or("", NewEvent::tag),
-            source,
-        })?;
+    let metadata = options.metadata.to_json().map_err(|source| Error::Encode {
+        table: A::EVENTS_TABLE,
+        tag: events.first().map_or("", NewEvent::tag),
+        source,
+    })?;
     let mut state = current;
     let mut staged = Vec::with_capacity(events.len());
     for (version, event) in (current_version + 1..).zip(events) {
@@ -203,10 +200,7 @@ impl<A: Aggregate> Rebuild<A> {
                 event_id: record.id,
             });
         }
-        let mut aggregate = self
-            .state
-            .take()
-            .unwrap_or_else(|| A::new(self.id.clone()));
+        let mut aggregate = self.state.take().unwrap_or_else(|| A::new(self.id.clone()));
         let descriptor = self.registry.apply(&mut aggregate, record)?;
         self.state = (!descriptor.destroys).then_some(aggregate);
         self.version = record.version;

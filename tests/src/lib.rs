@@ -1,5 +1,7 @@
-//! Behaviour tests of the workspace live in `tests/`; this library only runs the README's code
-//! blocks as doctests.
+//! Behaviour suites shared by the test binaries in `tests/`, and the README's doctests.
+
+pub mod contract;
+pub mod domain;
 
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

@@ -1,0 +1,88 @@
+//! The to-do domain of the talk, shared by the behaviour suites: tasks with their events.
+
+use chrono::{DateTime, Utc};
+use es_core::{Aggregate, Apply, Event, EventContext};
+use serde::{Deserialize, Serialize};
+
+/// A task of the to-do app.
+#[derive(Aggregate, Default, Clone, Debug, PartialEq)]
+pub struct Task {
+    /// The task's id.
+    pub id: i64,
+    /// What is to be done.
+    pub title: String,
+    /// When the task is due.
+    pub due_on: Option<String>,
+    /// When the task was completed (the event's `created_at`, never the clock).
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Who completed it (from the event's metadata).
+    pub completed_by: Option<String>,
+}
+
+/// A task was created.
+#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[aggregate(Task)]
+#[event(creates)]
+pub struct Created {
+    /// What is to be done.
+    #[data_attributes]
+    pub title: String,
+}
+
+/// A task's title was changed.
+#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[aggregate(Task)]
+pub struct TitleUpdated {
+    /// The new title.
+    #[data_attributes]
+    pub title: String,
+}
+
+/// A due date was set.
+#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[aggregate(Task)]
+pub struct DueDateSet {
+    /// The day the task is due (ISO 8601).
+    #[data_attributes]
+    pub due_on: String,
+}
+
+/// A task was completed.
+#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[aggregate(Task)]
+pub struct Completed {}
+
+/// A task was destroyed: its row is deleted, its events are kept.
+#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[aggregate(Task)]
+#[event(destroys)]
+pub struct Destroyed {}
+
+impl Apply<Task> for Created {
+    fn apply(&self, task: &mut Task, _: &EventContext<'_>) {
+        task.title.clone_from(&self.title);
+    }
+}
+
+impl Apply<Task> for TitleUpdated {
+    fn apply(&self, task: &mut Task, _: &EventContext<'_>) {
+        task.title.clone_from(&self.title);
+    }
+}
+
+impl Apply<Task> for DueDateSet {
+    fn apply(&self, task: &mut Task, _: &EventContext<'_>) {
+        task.due_on = Some(self.due_on.clone());
+    }
+}
+
+impl Apply<Task> for Completed {
+    fn apply(&self, task: &mut Task, event: &EventContext<'_>) {
+        task.completed_at = Some(event.created_at);
+        task.completed_by.clone_from(&event.metadata.actor_id);
+    }
+}
+
+impl Apply<Task> for Destroyed {
+    fn apply(&self, _: &mut Task, _: &EventContext<'_>) {}
+}
