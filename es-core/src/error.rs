@@ -140,6 +140,19 @@ pub enum Error {
         actual: i64,
     },
 
+    /// Concurrent writers of one aggregate collided in the database (a deadlock or a
+    /// serialization failure) and this write was rolled back; retrying it is safe.
+    #[error("concurrent writes on {aggregate} {aggregate_id} collided, retry: {source}")]
+    Contention {
+        /// The aggregate.
+        aggregate: &'static str,
+        /// The aggregate id.
+        aggregate_id: String,
+        /// The backend's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// The storage backend failed.
     #[error("storage error on `{table}`: {source}")]
     Storage {

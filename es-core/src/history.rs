@@ -69,6 +69,29 @@ pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
+/// Where an aggregate's history stands before an append: its last version, and whether its last
+/// event destroyed it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Head {
+    /// The version of the last stored event (0 if none).
+    pub version: i64,
+    /// Whether the last stored event destroyed the aggregate (so a creation event may follow).
+    pub destroyed: bool,
+}
+
+impl Head {
+    /// The head of a history whose last event has `version` and tag `last_tag`.
+    pub fn new<A: Aggregate>(version: i64, last_tag: Option<&str>) -> Self {
+        let destroyed = last_tag.is_some_and(|tag| {
+            Registry::global()
+                .ok()
+                .and_then(|registry| registry.lookup::<A>(tag))
+                .is_some_and(|event| event.destroys)
+        });
+        Self { version, destroyed }
+    }
+}
+
 /// An event validated and applied in memory, ready to be written.
 #[derive(Debug, Clone)]
 pub struct StagedEvent {
@@ -95,19 +118,22 @@ pub struct Staged<A> {
 
 /// Applies new events to the current state of an aggregate, enforcing the rules of the write path:
 ///
-/// - the expected version, if any, must equal `current_version` ([`Error::Conflict`]);
+/// - the expected version, if any, must equal the head's version ([`Error::Conflict`]);
 /// - an event that is not a creation event needs an existing aggregate ([`Error::NotFound`]);
-/// - a creation event needs an absent one ([`Error::AlreadyExists`]);
+/// - a creation event needs an absent one ([`Error::AlreadyExists`]) whose history, if any, ends
+///   with a destroying event: a missing row with a live history means a concurrent creator got
+///   there first, or the row was deleted by hand and needs a replay ([`Error::Conflict`]);
 /// - after a destroying event the aggregate is absent.
 ///
 /// Every store calls this under its write lock, then writes [`Staged`] in one transaction.
 pub fn stage<A: Aggregate>(
     id: &A::Id,
     current: Option<A>,
-    current_version: i64,
+    head: Head,
     events: &[NewEvent<A>],
     options: &AppendOptions,
 ) -> Result<Staged<A>, Error> {
+    let current_version = head.version;
     if let Some(expected) = options.expected_version {
         if expected != current_version {
             return Err(Error::Conflict {
@@ -130,6 +156,16 @@ pub fn stage<A: Aggregate>(
     let mut staged = Vec::with_capacity(events.len());
     for (version, event) in (current_version + 1..).zip(events) {
         let mut aggregate = match (state.take(), event.creates()) {
+            (None, true)
+                if version == current_version + 1 && current_version > 0 && !head.destroyed =>
+            {
+                return Err(Error::Conflict {
+                    aggregate: A::NAME,
+                    aggregate_id: id.to_string(),
+                    expected: 0,
+                    actual: current_version,
+                });
+            }
             (None, true) => A::new(id.clone()),
             (Some(aggregate), false) => aggregate,
             (None, false) => {
@@ -205,6 +241,11 @@ impl<A: Aggregate> Rebuild<A> {
         self.state = (!descriptor.destroys).then_some(aggregate);
         self.version = record.version;
         Ok(())
+    }
+
+    /// The id of the aggregate being rebuilt.
+    pub fn id(&self) -> &A::Id {
+        &self.id
     }
 
     /// The version of the last event applied (0 before any).

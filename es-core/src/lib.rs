@@ -139,7 +139,7 @@ mod store;
 pub use aggregate::{Aggregate, AggregateId};
 pub use error::Error;
 pub use event::{Apply, Event, EventContext, IntoEvents, NewEvent, RecordedEvent};
-pub use history::{AppendOptions, AsOf, Rebuild, Staged, StagedEvent, now, rebuild, stage};
+pub use history::{AppendOptions, AsOf, Head, Rebuild, Staged, StagedEvent, now, rebuild, stage};
 pub use memory::InMemoryStore;
 pub use metadata::Metadata;
 pub use registry::{AttributeDescriptor, EventDescriptor, Registry};

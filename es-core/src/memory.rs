@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::aggregate::Aggregate;
 use crate::error::Error;
 use crate::event::{IntoEvents, RecordedEvent};
-use crate::history::{AppendOptions, AsOf, rebuild, stage};
+use crate::history::{AppendOptions, AsOf, Head, rebuild, stage};
 use crate::store::{Committed, EventFilter, EventStore, ReplayProgress};
 
 /// Keeps aggregates and events in memory, with the same rules as the diesel store: one global
@@ -105,9 +105,13 @@ impl<A: Aggregate + Clone> EventStore<A> for InMemoryStore {
         let events = events.into_events();
         let mut position = self.last_position;
         let table = self.table::<A>();
-        let current_version = table.events.get(id).map_or(0, |events| events.len() as i64);
+        let last = table.events.get(id).and_then(|events| events.last());
+        let head = Head::new::<A>(
+            last.map_or(0, |event| event.version),
+            last.map(|event| event.event_type.as_str()),
+        );
         let current = table.rows.get(id).cloned();
-        let staged = stage(id, current, current_version, &events, options)?;
+        let staged = stage(id, current, head, &events, options)?;
         let metadata = options.metadata.clone();
         let recorded: Vec<RecordedEvent<A::Id>> = staged
             .events

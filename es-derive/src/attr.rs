@@ -51,7 +51,15 @@ pub(crate) fn doc_comment(attrs: &[Attribute]) -> String {
 /// A type as the user wrote it, without the spaces `to_string` puts between tokens.
 pub(crate) fn type_name(ty: &impl ToTokens) -> String {
     let mut name = ty.to_token_stream().to_string();
-    for (spaced, tight) in [(" :: ", "::"), (" < ", "<"), ("< ", "<"), (" <", "<"), (" >", ">"), (" ,", ","), ("& ", "&")] {
+    for (spaced, tight) in [
+        (" :: ", "::"),
+        (" < ", "<"),
+        ("< ", "<"),
+        (" <", "<"),
+        (" >", ">"),
+        (" ,", ","),
+        ("& ", "&"),
+    ] {
         name = name.replace(spaced, tight);
     }
     name

@@ -12,5 +12,9 @@ pub(crate) const EVENT_KEYS: &[&str] = &[TAG, ALIAS, CREATES, DESTROYS];
 
 pub(crate) const NAME: &str = "name";
 pub(crate) const EVENTS_TABLE: &str = "events_table";
+pub(crate) const TABLE: &str = "table";
 pub(crate) const ID: &str = "id";
-pub(crate) const AGGREGATE_KEYS: &[&str] = &[NAME, EVENTS_TABLE];
+pub(crate) const AGGREGATE_KEYS: &[&str] = &[NAME, EVENTS_TABLE, TABLE];
+
+pub(crate) const DIESEL: &str = "diesel";
+pub(crate) const COLUMN_NAME: &str = "column_name";

@@ -1,11 +1,36 @@
-//! The to-do domain of the talk, shared by the behaviour suites: tasks with their events.
+//! The to-do domain of the talk, shared by the behaviour suites: tasks and projects with their
+//! events, as ordinary diesel models.
 
-use chrono::{DateTime, Utc};
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
 use es_core::{Aggregate, Apply, Event, EventContext};
 use serde::{Deserialize, Serialize};
 
+/// The diesel schema of the domain's tables.
+#[allow(missing_docs)]
+pub mod schema {
+    diesel::table! {
+        tasks (id) {
+            id -> BigInt,
+            title -> Text,
+            due_on -> Nullable<Text>,
+            completed_at -> Nullable<Timestamp>,
+            completed_by -> Nullable<Text>,
+        }
+    }
+
+    diesel::table! {
+        projects (id) {
+            id -> BigInt,
+            name -> Text,
+        }
+    }
+}
+
 /// A task of the to-do app.
-#[derive(Aggregate, Default, Clone, Debug, PartialEq)]
+#[derive(Aggregate, Queryable, Selectable, Insertable, Default, Clone, Debug, PartialEq)]
+#[aggregate(table = schema::tasks)]
+#[diesel(table_name = schema::tasks)]
 pub struct Task {
     /// The task's id.
     pub id: i64,
@@ -13,8 +38,8 @@ pub struct Task {
     pub title: String,
     /// When the task is due.
     pub due_on: Option<String>,
-    /// When the task was completed (the event's `created_at`, never the clock).
-    pub completed_at: Option<DateTime<Utc>>,
+    /// When the task was completed, in UTC (the event's `created_at`, never the clock).
+    pub completed_at: Option<NaiveDateTime>,
     /// Who completed it (from the event's metadata).
     pub completed_by: Option<String>,
 }
@@ -78,11 +103,38 @@ impl Apply<Task> for DueDateSet {
 
 impl Apply<Task> for Completed {
     fn apply(&self, task: &mut Task, event: &EventContext<'_>) {
-        task.completed_at = Some(event.created_at);
+        task.completed_at = Some(event.created_at.naive_utc());
         task.completed_by.clone_from(&event.metadata.actor_id);
     }
 }
 
 impl Apply<Task> for Destroyed {
     fn apply(&self, _: &mut Task, _: &EventContext<'_>) {}
+}
+
+/// A project, the second aggregate of the domain.
+#[derive(Aggregate, Queryable, Selectable, Insertable, Default, Clone, Debug, PartialEq)]
+#[aggregate(table = schema::projects)]
+#[diesel(table_name = schema::projects)]
+pub struct Project {
+    /// The project's id.
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+}
+
+/// A project was started.
+#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[aggregate(Project)]
+#[event(creates)]
+pub struct ProjectStarted {
+    /// The project's name.
+    #[data_attributes]
+    pub name: String,
+}
+
+impl Apply<Project> for ProjectStarted {
+    fn apply(&self, project: &mut Project, _: &EventContext<'_>) {
+        project.name.clone_from(&self.name);
+    }
 }

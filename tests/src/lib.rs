@@ -1,5 +1,6 @@
 //! Behaviour suites shared by the test binaries in `tests/`, and the README's doctests.
 
+pub mod backend;
 pub mod contract;
 pub mod domain;
 

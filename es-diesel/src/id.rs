@@ -1,0 +1,105 @@
+//! How aggregate ids are stored in the `aggregate_id` column of each backend.
+
+use diesel::deserialize;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::row::NamedRow;
+use es_core::AggregateId;
+
+/// An aggregate id type the backend `DB` can store: `i64` and `i32` everywhere, `uuid::Uuid`
+/// natively on PostgreSQL and as text on SQLite and MySQL, `String` everywhere.
+pub trait IdColumn<DB: diesel::backend::Backend>: AggregateId {
+    /// The column type in `CREATE TABLE`.
+    const DDL: &'static str;
+
+    /// Binds this id to the next placeholder of `query`.
+    fn bind<'a>(&self, query: BoxedSqlQuery<'a, DB, SqlQuery>) -> BoxedSqlQuery<'a, DB, SqlQuery>;
+
+    /// Reads an id from `column` of a result row.
+    fn read<'a>(row: &impl NamedRow<'a, DB>, column: &str) -> deserialize::Result<Self>;
+}
+
+macro_rules! id_column {
+    ($db:ty, $id:ty, $sql:ty, $ddl:expr, |$this:ident| $to:expr, |$value:ident: $value_ty:ty| $from:expr) => {
+        impl IdColumn<$db> for $id {
+            const DDL: &'static str = $ddl;
+
+            fn bind<'a>(
+                &self,
+                query: BoxedSqlQuery<'a, $db, SqlQuery>,
+            ) -> BoxedSqlQuery<'a, $db, SqlQuery> {
+                let $this = self;
+                query.bind::<$sql, _>($to)
+            }
+
+            fn read<'a>(row: &impl NamedRow<'a, $db>, column: &str) -> deserialize::Result<Self> {
+                let $value: $value_ty = NamedRow::get::<$sql, $value_ty>(row, column)?;
+                $from
+            }
+        }
+    };
+}
+
+macro_rules! common_ids {
+    ($db:ty, $string_ddl:expr) => {
+        id_column!(
+            $db,
+            i64,
+            diesel::sql_types::BigInt,
+            "BIGINT",
+            |id| *id,
+            |value: i64| Ok(value)
+        );
+        id_column!(
+            $db,
+            i32,
+            diesel::sql_types::Integer,
+            "INTEGER",
+            |id| *id,
+            |value: i32| Ok(value)
+        );
+        id_column!(
+            $db,
+            String,
+            diesel::sql_types::Text,
+            $string_ddl,
+            |id| id.clone(),
+            |value: String| Ok(value)
+        );
+    };
+}
+
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+macro_rules! text_uuid {
+    ($db:ty, $ddl:expr) => {
+        id_column!(
+            $db,
+            uuid::Uuid,
+            diesel::sql_types::Text,
+            $ddl,
+            |id| id.hyphenated().to_string(),
+            |value: String| Ok(uuid::Uuid::parse_str(&value)?)
+        );
+    };
+}
+
+#[cfg(feature = "sqlite")]
+common_ids!(diesel::sqlite::Sqlite, "TEXT");
+#[cfg(feature = "sqlite")]
+text_uuid!(diesel::sqlite::Sqlite, "TEXT");
+
+#[cfg(feature = "mysql")]
+common_ids!(diesel::mysql::Mysql, "VARCHAR(255)");
+#[cfg(feature = "mysql")]
+text_uuid!(diesel::mysql::Mysql, "CHAR(36)");
+
+#[cfg(feature = "postgres")]
+common_ids!(diesel::pg::Pg, "TEXT");
+#[cfg(feature = "postgres")]
+id_column!(
+    diesel::pg::Pg,
+    uuid::Uuid,
+    diesel::sql_types::Uuid,
+    "UUID",
+    |id| *id,
+    |value: uuid::Uuid| Ok(value)
+);

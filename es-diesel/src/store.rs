@@ -1,0 +1,227 @@
+//! [`DieselStore`]: the [`EventStore`] of a diesel connection.
+
+use std::slice;
+
+use es_core::{
+    AppendOptions, AsOf, Committed, Error, EventFilter, EventStore, Head, IntoEvents, Rebuild,
+    RecordedEvent, ReplayProgress, rebuild, stage,
+};
+
+use crate::database::{Database, Selection, storage};
+use crate::table::AggregateTable;
+
+/// How many aggregates a replay rebuilds per transaction unless told otherwise.
+pub const DEFAULT_REPLAY_BATCH: usize = 500;
+
+/// The event store on a diesel connection: each aggregate in its own table, its events in its
+/// events table, every write one transaction.
+///
+/// It borrows the connection, so it runs inside your own transaction when you open one: its writes
+/// then become a savepoint of yours, committed or rolled back with your own writes.
+#[derive(Debug)]
+pub struct DieselStore<'c, C> {
+    conn: &'c mut C,
+    replay_batch: usize,
+}
+
+/// The outcome of replaying one batch of aggregates.
+struct Replayed<A: es_core::Aggregate> {
+    events: u64,
+    saved: Vec<A>,
+    deleted: Vec<A::Id>,
+}
+
+impl<'c, C: Database> DieselStore<'c, C> {
+    /// A store on this connection.
+    pub fn new(conn: &'c mut C) -> Self {
+        Self {
+            conn,
+            replay_batch: DEFAULT_REPLAY_BATCH,
+        }
+    }
+
+    /// Sets how many aggregates a replay rebuilds per transaction (at least 1).
+    #[must_use]
+    pub fn replay_batch(mut self, aggregates: usize) -> Self {
+        self.replay_batch = aggregates.max(1);
+        self
+    }
+
+    /// The connection, for your own queries.
+    pub fn connection(&mut self) -> &mut C {
+        self.conn
+    }
+
+    /// Rebuilds `ids` from their events in one transaction that first locks their rows, then writes
+    /// them back with one upsert and one delete. Aggregates without any event are left untouched.
+    fn replay_batch_of<A: AggregateTable<C>>(
+        &mut self,
+        ids: &[A::Id],
+    ) -> Result<Replayed<A>, Error> {
+        self.conn.write_transaction(|conn| {
+            A::lock_many(conn, ids).map_err(storage(A::TABLE))?;
+            let records = conn.select_events(A::EVENTS_TABLE, Selection::Aggregates(ids))?;
+            let mut replayed = Replayed {
+                events: records.len() as u64,
+                saved: Vec::with_capacity(ids.len()),
+                deleted: Vec::new(),
+            };
+            let mut current: Option<Rebuild<A>> = None;
+            for record in records {
+                let record = record?;
+                let rebuild = match &mut current {
+                    Some(rebuild) if rebuild.id() == &record.aggregate_id => rebuild,
+                    _ => {
+                        if let Some(done) = current.take() {
+                            finish(done, &mut replayed);
+                        }
+                        current.insert(Rebuild::new(record.aggregate_id.clone())?)
+                    }
+                };
+                rebuild.apply(&record)?;
+            }
+            if let Some(done) = current {
+                finish(done, &mut replayed);
+            }
+            if !replayed.saved.is_empty() {
+                A::save(conn, &replayed.saved).map_err(storage(A::TABLE))?;
+            }
+            if !replayed.deleted.is_empty() {
+                A::delete(conn, &replayed.deleted).map_err(storage(A::TABLE))?;
+            }
+            Ok(replayed)
+        })
+    }
+}
+
+/// A deadlock or serialization failure between concurrent writers of one aggregate (MySQL's gap
+/// locks between two creators, say) is [`Error::Contention`]: retrying is the answer.
+fn contention<A: es_core::Aggregate>(error: Error, id: &A::Id) -> Error {
+    match error {
+        Error::Storage { table, source } => {
+            let serialization = matches!(
+                source.downcast_ref::<diesel::result::Error>(),
+                Some(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::SerializationFailure,
+                    _
+                ))
+            );
+            if serialization {
+                Error::Contention {
+                    aggregate: A::NAME,
+                    aggregate_id: id.to_string(),
+                    source,
+                }
+            } else {
+                Error::Storage { table, source }
+            }
+        }
+        other => other,
+    }
+}
+
+fn finish<A: es_core::Aggregate>(rebuild: Rebuild<A>, replayed: &mut Replayed<A>) {
+    let id = rebuild.id().clone();
+    match rebuild.finish() {
+        Some(state) => replayed.saved.push(state),
+        None => replayed.deleted.push(id),
+    }
+}
+
+impl<C: Database, A: AggregateTable<C>> EventStore<A> for DieselStore<'_, C> {
+    fn append(
+        &mut self,
+        id: &A::Id,
+        events: impl IntoEvents<A>,
+        options: &AppendOptions,
+    ) -> Result<Committed<A>, Error> {
+        let events = events.into_events();
+        let committed = self.conn.write_transaction(|conn| {
+            let current = A::lock(conn, id).map_err(storage(A::TABLE))?;
+            let last = conn.last_event(A::EVENTS_TABLE, id)?;
+            let head = Head::new::<A>(
+                last.as_ref().map_or(0, |(version, _)| *version),
+                last.as_ref().map(|(_, tag)| tag.as_str()),
+            );
+            let staged = stage(id, current, head, &events, options)?;
+            let positions = conn.insert_events(A::EVENTS_TABLE, id, &staged)?;
+            match &staged.state {
+                Some(state) => A::save(conn, slice::from_ref(state)),
+                None => A::delete(conn, slice::from_ref(id)),
+            }
+            .map_err(storage(A::TABLE))?;
+            let events = staged
+                .events
+                .into_iter()
+                .zip(positions)
+                .map(|(event, position)| RecordedEvent {
+                    id: position,
+                    aggregate_id: id.clone(),
+                    version: event.version,
+                    event_type: event.tag.to_owned(),
+                    data: event.data,
+                    metadata: options.metadata.clone(),
+                    created_at: staged.created_at,
+                })
+                .collect();
+            Ok(Committed {
+                state: staged.state,
+                events,
+            })
+        });
+        committed.map_err(|error| contention::<A>(error, id))
+    }
+
+    fn load(&mut self, id: &A::Id) -> Result<Option<A>, Error> {
+        A::load(self.conn, id).map_err(storage(A::TABLE))
+    }
+
+    fn history(&mut self, id: &A::Id) -> Result<Vec<RecordedEvent<A::Id>>, Error> {
+        self.conn
+            .select_events(A::EVENTS_TABLE, Selection::Aggregate { id, as_of: None })?
+            .collect()
+    }
+
+    fn events(&mut self, filter: &EventFilter) -> Result<Vec<RecordedEvent<A::Id>>, Error> {
+        self.conn
+            .select_events(A::EVENTS_TABLE, Selection::Filter(filter))?
+            .collect()
+    }
+
+    fn state_as_of(&mut self, id: &A::Id, as_of: AsOf) -> Result<Option<A>, Error> {
+        let records = self.conn.select_events(
+            A::EVENTS_TABLE,
+            Selection::Aggregate {
+                id,
+                as_of: Some(as_of),
+            },
+        )?;
+        rebuild(id.clone(), records, Some(as_of))
+    }
+
+    fn replay(&mut self, id: &A::Id) -> Result<Option<A>, Error> {
+        let replayed = self.replay_batch_of::<A>(slice::from_ref(id))?;
+        Ok(replayed.saved.into_iter().next())
+    }
+
+    fn replay_all(
+        &mut self,
+        progress: &mut dyn FnMut(&ReplayProgress),
+    ) -> Result<ReplayProgress, Error> {
+        let mut done = ReplayProgress::default();
+        let mut after: Option<A::Id> = None;
+        loop {
+            let ids =
+                self.conn
+                    .aggregate_ids(A::EVENTS_TABLE, after.as_ref(), self.replay_batch)?;
+            let Some(last) = ids.last() else {
+                return Ok(done);
+            };
+            after = Some(last.clone());
+            let replayed = self.replay_batch_of::<A>(&ids)?;
+            done.aggregates += ids.len() as u64;
+            done.events += replayed.events;
+            progress(&done);
+        }
+    }
+}

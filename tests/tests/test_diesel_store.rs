@@ -1,0 +1,606 @@
+//! The diesel store on every backend: the store contract, atomicity, concurrency, replay stories
+//! and corrupt rows. SQLite always runs; PostgreSQL runs when `PG_DATABASE_URL` (or
+//! `DATABASE_URL`) is set; MySQL when built with `--features es-tests/mysql` and
+//! `MYSQL_DATABASE_URL` is set. A skipped suite is announced and its tests are listed as ignored;
+//! under `CI=true` a skipped suite is a failure.
+
+use std::sync::Arc;
+use std::thread;
+
+use diesel::connection::SimpleConnection;
+use es_core::{AppendOptions, AsOf, Error, EventStore, Metadata};
+use es_diesel::{AggregateTable, DieselStore};
+use es_tests::backend::{SqliteDb, TestDb};
+use es_tests::contract;
+use es_tests::domain::{Completed, Created, Project, ProjectStarted, Task, TitleUpdated};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+/// The bounds every test needs of a backend.
+trait Backend: TestDb + 'static
+where
+    Task: AggregateTable<Self::Conn>,
+    Project: AggregateTable<Self::Conn>,
+{
+}
+
+impl<D: TestDb + 'static> Backend for D
+where
+    Task: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+{
+}
+
+fn by(actor: &str) -> AppendOptions {
+    AppendOptions::with_metadata(Metadata::by_actor(actor))
+}
+
+fn execute<D: TestDb>(conn: &mut D::Conn, sql: &str) {
+    conn.batch_execute(sql)
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
+}
+
+/// A failing save (a CHECK constraint of the user's table) rolls back the events already inserted.
+fn a_failing_save_leaves_nothing<D: Backend>(db: &D)
+where
+    Task: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+{
+    let mut conn = db.connect();
+    let mut store = DieselStore::new(&mut conn);
+    store
+        .append(
+            &1,
+            Created {
+                title: "Keep".into(),
+            },
+            &by("ann"),
+        )
+        .unwrap();
+    let error = store
+        .append(
+            &1,
+            TitleUpdated {
+                title: String::new(),
+            },
+            &by("ann"),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Storage { table: "tasks", .. }),
+        "{error}"
+    );
+    assert_eq!(
+        EventStore::<Task>::history(&mut store, &1).unwrap().len(),
+        1
+    );
+    let task: Task = store.load(&1).unwrap().unwrap();
+    assert_eq!(task.title, "Keep");
+}
+
+/// The store joins the caller's transaction: rolled back with it, committed with it.
+fn appends_join_the_callers_transaction<D: Backend>(db: &D)
+where
+    Task: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+{
+    let mut conn = db.connect();
+    let rolled_back =
+        diesel::Connection::transaction::<(), diesel::result::Error, _>(&mut conn, |conn| {
+            DieselStore::new(&mut *conn)
+                .append(
+                    &1,
+                    Created {
+                        title: "Lost".into(),
+                    },
+                    &by("ann"),
+                )
+                .unwrap();
+            conn.batch_execute("INSERT INTO projects (id, name) VALUES (9, 'lost')")?;
+            Err(diesel::result::Error::RollbackTransaction)
+        });
+    assert!(rolled_back.is_err());
+    let mut store = DieselStore::new(&mut conn);
+    assert_eq!(EventStore::<Task>::load(&mut store, &1).unwrap(), None);
+    assert!(
+        EventStore::<Task>::history(&mut store, &1)
+            .unwrap()
+            .is_empty()
+    );
+
+    diesel::Connection::transaction::<(), diesel::result::Error, _>(&mut conn, |conn| {
+        DieselStore::new(&mut *conn)
+            .append(
+                &1,
+                Created {
+                    title: "Kept".into(),
+                },
+                &by("ann"),
+            )
+            .unwrap();
+        conn.batch_execute("INSERT INTO projects (id, name) VALUES (9, 'kept')")
+    })
+    .unwrap();
+    let task: Task = DieselStore::new(&mut conn).load(&1).unwrap().unwrap();
+    assert_eq!(task.title, "Kept");
+}
+
+/// Threads appending to one aggregate: no lost or duplicated version, and the stored aggregate
+/// equals the replay of its events.
+fn concurrent_writers_on_one_aggregate<D: Backend>(db: &D)
+where
+    Task: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+{
+    const THREADS: usize = 4;
+    const APPENDS: usize = 25;
+    let mut conn = db.connect();
+    DieselStore::new(&mut conn)
+        .append(&1, Created { title: "t".into() }, &by("ann"))
+        .unwrap();
+    thread::scope(|scope| {
+        for thread in 0..THREADS {
+            scope.spawn(move || {
+                let mut conn = db.connect();
+                let mut store = DieselStore::new(&mut conn);
+                for append in 0..APPENDS {
+                    let title = format!("t{thread}-{append}");
+                    store
+                        .append(&1, TitleUpdated { title }, &by("bob"))
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let mut store = DieselStore::new(&mut conn);
+    let history = EventStore::<Task>::history(&mut store, &1).unwrap();
+    let versions: Vec<i64> = history.iter().map(|event| event.version).collect();
+    let expected: Vec<i64> = (1..=(1 + THREADS * APPENDS) as i64).collect();
+    assert_eq!(versions, expected);
+    let last = history.last().unwrap().version;
+    let stored: Option<Task> = store.load(&1).unwrap();
+    let travelled = store.state_as_of(&1, AsOf::Version(last)).unwrap();
+    assert_eq!(stored, travelled);
+    assert_eq!(store.replay(&1).unwrap(), stored);
+}
+
+/// Threads creating the same aggregate: exactly one wins, the others get a typed error.
+fn concurrent_creations_of_one_aggregate<D: Backend>(db: &D)
+where
+    Task: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+{
+    let results: Vec<Result<(), Error>> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|thread| {
+                scope.spawn(move || {
+                    let mut conn = db.connect();
+                    DieselStore::new(&mut conn)
+                        .append(
+                            &7,
+                            Created {
+                                title: format!("by {thread}"),
+                            },
+                            &by("ann"),
+                        )
+                        .map(|_| ())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap())
+            .collect()
+    });
+    let winners = results.iter().filter(|result| result.is_ok()).count();
+    assert_eq!(winners, 1, "{results:?}");
+    for result in results.iter().filter_map(|result| result.as_ref().err()) {
+        assert!(
+            matches!(
+                result,
+                Error::Conflict { .. } | Error::AlreadyExists { .. } | Error::Contention { .. }
+            ),
+            "{result}"
+        );
+    }
+    let mut conn = db.connect();
+    let mut store = DieselStore::new(&mut conn);
+    assert_eq!(
+        EventStore::<Task>::history(&mut store, &7).unwrap().len(),
+        1
+    );
+}
+
+/// The talk's backfill: a column added later (here: emptied) is filled by replaying the events.
+fn replay_backfills_a_new_column<D: Backend>(db: &D)
+where
+    Task: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+{
+    let mut conn = db.connect();
+    let mut store = DieselStore::new(&mut conn);
+    for id in 1..=30 {
+        store
+            .append(
+                &id,
+                Created {
+                    title: format!("t{id}"),
+                },
+                &by("ann"),
+            )
+            .unwrap();
+        if id % 3 == 0 {
+            store.append(&id, Completed {}, &by("bob")).unwrap();
+        }
+    }
+    let before: Vec<Option<Task>> = (1..=30).map(|id| store.load(&id).unwrap()).collect();
+    execute::<D>(
+        store.connection(),
+        "UPDATE tasks SET completed_at = NULL, completed_by = NULL",
+    );
+    let mut batches = 0;
+    let done = EventStore::<Task>::replay_all(&mut store, &mut |_| batches += 1).unwrap();
+    assert_eq!((done.aggregates, done.events), (30, 40));
+    let after: Vec<Option<Task>> = (1..=30).map(|id| store.load(&id).unwrap()).collect();
+    assert_eq!(before, after);
+    assert!(after[2].as_ref().unwrap().completed_at.is_some());
+}
+
+/// Rows deleted by hand come back from their events; small batches walk every aggregate.
+fn replay_restores_deleted_rows<D: Backend>(db: &D)
+where
+    Task: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+{
+    let mut conn = db.connect();
+    let mut store = DieselStore::new(&mut conn).replay_batch(7);
+    for id in 1..=20 {
+        store
+            .append(
+                &id,
+                Created {
+                    title: format!("t{id}"),
+                },
+                &by("ann"),
+            )
+            .unwrap();
+    }
+    let before: Vec<Option<Task>> = (1..=20).map(|id| store.load(&id).unwrap()).collect();
+    execute::<D>(store.connection(), "DELETE FROM tasks");
+    let mut batches = Vec::new();
+    EventStore::<Task>::replay_all(&mut store, &mut |progress| {
+        batches.push(progress.aggregates)
+    })
+    .unwrap();
+    assert_eq!(batches, [7, 14, 20]);
+    let after: Vec<Option<Task>> = (1..=20).map(|id| store.load(&id).unwrap()).collect();
+    assert_eq!(before, after);
+}
+
+/// Events of several aggregates share one global position, in the order they were written.
+fn positions_are_global_across_events_tables<D: Backend>(db: &D)
+where
+    Task: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+{
+    let mut conn = db.connect();
+    let mut store = DieselStore::new(&mut conn);
+    let mut written = Vec::new();
+    for id in 1..=3 {
+        let task = store
+            .append(&id, Created { title: "t".into() }, &by("ann"))
+            .unwrap();
+        written.push(task.events[0].id);
+        let project = store
+            .append(&id, ProjectStarted { name: "p".into() }, &by("ann"))
+            .unwrap();
+        written.push(project.events[0].id);
+    }
+    assert!(
+        written.windows(2).all(|pair| pair[0] < pair[1]),
+        "{written:?}"
+    );
+    let mut stored: Vec<i64> = EventStore::<Task>::events(&mut store, &Default::default())
+        .unwrap()
+        .iter()
+        .chain(&EventStore::<Project>::events(&mut store, &Default::default()).unwrap())
+        .map(|event| event.id)
+        .collect();
+    stored.sort_unstable();
+    assert_eq!(stored, written);
+}
+
+/// Bad stored data gives typed errors naming table, event id and tag, and a failed replay changes
+/// nothing.
+fn corrupt_rows_are_typed_errors<D: Backend>(db: &D, created_at: &str, invalid_json_storable: bool)
+where
+    Task: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+{
+    let mut conn = db.connect();
+    let insert = |conn: &mut D::Conn,
+                  id: i64,
+                  aggregate: i64,
+                  version: i64,
+                  tag: &str,
+                  data: &str,
+                  metadata: &str| {
+        execute::<D>(
+            conn,
+            &format!(
+                "INSERT INTO task_events (id, aggregate_id, version, type, data, metadata, \
+                 created_at) VALUES ({id}, {aggregate}, {version}, '{tag}', '{data}', \
+                 '{metadata}', {created_at})"
+            ),
+        );
+    };
+    insert(&mut conn, 9001, 50, 1, "task.archived", "{}", "{}");
+    insert(&mut conn, 9002, 51, 1, "task.created", "{}", "{}");
+    insert(
+        &mut conn,
+        9003,
+        52,
+        1,
+        "task.created",
+        r#"{"title": 3}"#,
+        "{}",
+    );
+    insert(
+        &mut conn,
+        9004,
+        53,
+        1,
+        "task.created",
+        r#"{"title": "a"}"#,
+        "{}",
+    );
+    insert(&mut conn, 9005, 53, 3, "task.completed", "{}", "{}");
+    insert(
+        &mut conn,
+        9006,
+        54,
+        1,
+        "task.created",
+        r#"{"title": "a"}"#,
+        "[1]",
+    );
+    if invalid_json_storable {
+        insert(
+            &mut conn,
+            9007,
+            55,
+            1,
+            "task.created",
+            r#"{"title": "#,
+            "{}",
+        );
+    }
+    let mut store = DieselStore::new(&mut conn);
+    let mut replay = |id: i64| {
+        EventStore::<Task>::replay(&mut store, &id)
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        replay(50),
+        "unknown event type `task.archived` in `task_events` (event id 9001)"
+    );
+    assert!(
+        replay(51).starts_with(
+            "cannot decode the data of event 9002 (`task.created`) in `task_events`: missing field `title`"
+        ),
+        "{}",
+        replay(51)
+    );
+    assert!(
+        replay(52).contains("event 9003 (`task.created`)"),
+        "{}",
+        replay(52)
+    );
+    assert_eq!(
+        replay(53),
+        "version gap in `task_events` for aggregate 53: expected version 2, found 3 (event id 9005)"
+    );
+    assert!(
+        replay(54).starts_with("cannot decode the metadata of event 9006 in `task_events`"),
+        "{}",
+        replay(54)
+    );
+    if invalid_json_storable {
+        assert!(
+            replay(55).contains("event 9007 (`task.created`)"),
+            "{}",
+            replay(55)
+        );
+    }
+    let error = EventStore::<Task>::replay_all(&mut store, &mut |_| {}).unwrap_err();
+    assert!(
+        matches!(error, Error::UnknownEventType { event_id: 9001, .. }),
+        "{error}"
+    );
+    assert_eq!(EventStore::<Task>::load(&mut store, &53).unwrap(), None);
+}
+
+fn trials<D: Backend>(
+    make: impl Fn(&str) -> D + Send + Sync + Clone + 'static,
+    created_at: &'static str,
+    invalid_json_storable: bool,
+    skip: Option<&str>,
+) -> Vec<Trial>
+where
+    Task: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+{
+    type Check<D> = fn(&D);
+    let contract: Vec<(&str, Check<D>)> = vec![
+        ("append_applies_saves_and_records", |db| {
+            contract::append_applies_saves_and_records(&mut DieselStore::new(&mut db.connect()));
+        }),
+        ("several_events_are_stored_in_order", |db| {
+            contract::several_events_are_stored_in_order(&mut DieselStore::new(&mut db.connect()));
+        }),
+        ("a_failing_append_leaves_nothing", |db| {
+            contract::a_failing_append_leaves_nothing(&mut DieselStore::new(&mut db.connect()));
+        }),
+        ("optimistic_concurrency_conflicts", |db| {
+            contract::optimistic_concurrency_conflicts(&mut DieselStore::new(&mut db.connect()));
+        }),
+        ("time_travel_by_version_and_time", |db| {
+            contract::time_travel_by_version_and_time(&mut DieselStore::new(&mut db.connect()));
+        }),
+        ("destroy_and_restore_by_replay", |db| {
+            contract::destroy_and_restore_by_replay(
+                &mut DieselStore::new(&mut db.connect()),
+                |store, id| {
+                    execute::<D>(
+                        store.connection(),
+                        &format!("DELETE FROM tasks WHERE id = {id}"),
+                    );
+                },
+            );
+        }),
+        ("replay_all_reproduces_every_aggregate", |db| {
+            contract::replay_all_reproduces_every_aggregate(&mut DieselStore::new(
+                &mut db.connect(),
+            ));
+        }),
+        (
+            "a_failing_save_leaves_nothing",
+            a_failing_save_leaves_nothing::<D>,
+        ),
+        (
+            "appends_join_the_callers_transaction",
+            appends_join_the_callers_transaction::<D>,
+        ),
+        (
+            "concurrent_writers_on_one_aggregate",
+            concurrent_writers_on_one_aggregate::<D>,
+        ),
+        (
+            "concurrent_creations_of_one_aggregate",
+            concurrent_creations_of_one_aggregate::<D>,
+        ),
+        (
+            "replay_backfills_a_new_column",
+            replay_backfills_a_new_column::<D>,
+        ),
+        (
+            "replay_restores_deleted_rows",
+            replay_restores_deleted_rows::<D>,
+        ),
+        (
+            "positions_are_global_across_events_tables",
+            positions_are_global_across_events_tables::<D>,
+        ),
+    ];
+    let mut trials: Vec<Trial> = contract
+        .into_iter()
+        .map(|(name, check)| {
+            let make = make.clone();
+            Trial::test(format!("{}::{name}", D::NAME), move || {
+                check(&make(name));
+                Ok(())
+            })
+            .with_ignored_flag(skip.is_some())
+        })
+        .collect();
+    let make = make.clone();
+    trials.push(
+        Trial::test(
+            format!("{}::corrupt_rows_are_typed_errors", D::NAME),
+            move || {
+                corrupt_rows_are_typed_errors(
+                    &make("corrupt_rows"),
+                    created_at,
+                    invalid_json_storable,
+                );
+                Ok(())
+            },
+        )
+        .with_ignored_flag(skip.is_some()),
+    );
+    if let Some(reason) = skip {
+        eprintln!(
+            "\n*** {} SUITE SKIPPED: {reason} ***\n",
+            D::NAME.to_uppercase()
+        );
+        if std::env::var("CI").as_deref() == Ok("true") {
+            let reason = reason.to_owned();
+            trials.push(Trial::test(
+                format!("{}::suite_runs_in_ci", D::NAME),
+                move || {
+                    Err(Failed::from(format!(
+                        "CI=true but the suite was skipped: {reason}"
+                    )))
+                },
+            ));
+        }
+    }
+    trials
+}
+
+fn main() {
+    let arguments = Arguments::from_args();
+    let mut all = trials::<SqliteDb>(
+        |_| SqliteDb::new(),
+        "'2026-04-20T12:00:00.000000Z'",
+        true,
+        None,
+    );
+    all.extend(postgres_trials());
+    all.extend(mysql_trials());
+    libtest_mimic::run(&arguments, all).exit();
+}
+
+#[cfg(feature = "postgres")]
+fn postgres_trials() -> Vec<Trial> {
+    use es_tests::backend::{PgDb, postgres_url};
+    let url = postgres_url();
+    let skip = url
+        .is_none()
+        .then_some("set PG_DATABASE_URL (or DATABASE_URL) to a PostgreSQL database to run it");
+    let url = Arc::new(url.unwrap_or_default());
+    trials::<PgDb>(
+        move |test| PgDb::new(&url, test),
+        "'2026-04-20 12:00:00+00'",
+        false,
+        skip,
+    )
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres_trials() -> Vec<Trial> {
+    eprintln!("\n*** POSTGRES SUITE SKIPPED: built without feature `es-tests/postgres` ***\n");
+    Vec::new()
+}
+
+#[cfg(feature = "mysql")]
+fn mysql_trials() -> Vec<Trial> {
+    use es_tests::backend::{MysqlDb, mysql_url};
+    let url = mysql_url();
+    let skip = url
+        .is_none()
+        .then_some("set MYSQL_DATABASE_URL to a MySQL/MariaDB database to run it");
+    let url = Arc::new(url.unwrap_or_default());
+    trials::<MysqlDb>(
+        move |test| MysqlDb::new(&url, test),
+        "'2026-04-20 12:00:00'",
+        false,
+        skip,
+    )
+}
+
+#[cfg(not(feature = "mysql"))]
+fn mysql_trials() -> Vec<Trial> {
+    eprintln!(
+        "\n*** MYSQL SUITE SKIPPED: built without feature `es-tests/mysql` (needs libmariadb-dev); \
+         run `cargo test --workspace --features es-tests/mysql` with MYSQL_DATABASE_URL set ***\n"
+    );
+    if std::env::var("CI").as_deref() == Ok("true") {
+        return vec![Trial::test("mysql::suite_runs_in_ci", || {
+            Err(Failed::from(
+                "CI=true but es-tests was built without feature `mysql`",
+            ))
+        })];
+    }
+    Vec::new()
+}
