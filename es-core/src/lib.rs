@@ -155,6 +155,16 @@ pub mod __private {
     pub use crate::registry::{ApplyFailure, apply_erased};
     pub use inventory;
 
+    /// A type that a data attribute can have: one serde can write to and read from JSON.
+    #[diagnostic::on_unimplemented(
+        message = "data attribute type `{Self}` cannot be stored in the event's `data` JSON",
+        label = "this type needs serde's `Serialize` and `Deserialize`",
+        note = "derive them (`#[derive(serde::Serialize, serde::Deserialize)]`), or store the field through `#[serde(with = \"...\")]`"
+    )]
+    pub trait DataAttribute {}
+
+    impl<T: serde::Serialize + serde::de::DeserializeOwned> DataAttribute for T {}
+
     /// Fails to compile, at the field, when a data attribute cannot be stored as JSON.
-    pub const fn assert_data_attribute<T: serde::Serialize + serde::de::DeserializeOwned>() {}
+    pub const fn assert_data_attribute<T: DataAttribute>() {}
 }

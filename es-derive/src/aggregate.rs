@@ -1,10 +1,11 @@
 //! `#[derive(Aggregate)]`: the model of an aggregate struct, its checks, and the generated code.
 
 use proc_macro2::TokenStream;
+use quote::ToTokens;
 use quote::quote;
-use syn::{Data, DeriveInput, Field, Fields, Ident, LitStr, Meta, Path, Token};
+use syn::{Attribute, Data, DeriveInput, Field, Fields, Ident, LitStr, Meta, Path, Token};
 
-use crate::attr::{Errors, check_once, one_of};
+use crate::attr::{Errors, check_once, one_of, skip_value, string_value};
 use crate::case::{is_sql_identifier, snake_case};
 use crate::symbol::{
     AGGREGATE, AGGREGATE_KEYS, COLUMN_NAME, DIESEL, EVENTS_TABLE, ID, NAME, TABLE,
@@ -26,138 +27,63 @@ pub(crate) fn expand(input: &DeriveInput) -> Result<TokenStream, syn::Error> {
 
 fn parse(input: &DeriveInput) -> Result<AggregateModel<'_>, syn::Error> {
     let mut errors = Errors::default();
-    let fields: Vec<&Field> = match &input.data {
+    let fields: Option<Vec<&Field>> = match &input.data {
         Data::Struct(data) => match &data.fields {
-            Fields::Named(named) => named.named.iter().collect(),
-            other => {
+            Fields::Named(named) => Some(named.named.iter().collect()),
+            Fields::Unnamed(unnamed) => {
                 errors.error(
-                    other,
+                    unnamed,
                     "an aggregate needs named fields, one of them its id: \
                      `struct Task { id: i64, ... }`",
                 );
-                Vec::new()
+                None
+            }
+            Fields::Unit => {
+                errors.error(
+                    &input.ident,
+                    "an aggregate needs named fields, one of them its id: \
+                     `struct Task { id: i64, ... }`",
+                );
+                None
             }
         },
         Data::Enum(data) => {
             errors.error(
                 data.enum_token,
-                "`#[derive(Aggregate)]` only supports structs",
+                "`#[derive(Aggregate)]` only supports structs: an aggregate is one record, like \
+                 `struct Task { id: i64, ... }`",
             );
-            Vec::new()
+            None
         }
         Data::Union(data) => {
             errors.error(
                 data.union_token,
-                "`#[derive(Aggregate)]` only supports structs",
+                "`#[derive(Aggregate)]` only supports structs, like `struct Task { id: i64, ... }`",
             );
-            Vec::new()
+            None
         }
     };
     if !input.generics.params.is_empty() {
-        errors.error(&input.generics, "an aggregate cannot be generic");
-    }
-
-    let mut name: Option<LitStr> = None;
-    let mut events_table: Option<LitStr> = None;
-    let mut table: Option<Path> = None;
-    for attr in input
-        .attrs
-        .iter()
-        .filter(|attr| attr.path().is_ident(AGGREGATE))
-    {
-        let result = attr.parse_nested_meta(|meta| {
-            let key = meta.path.clone();
-            if key.is_ident(TABLE) {
-                let path: Path = meta.value()?.parse()?;
-                check_once(&mut errors, &mut table, path, &key, TABLE, AGGREGATE);
-            } else if key.is_ident(NAME) || key.is_ident(EVENTS_TABLE) {
-                let value: LitStr = meta.value()?.parse()?;
-                if !is_sql_identifier(&value.value()) {
-                    errors.error(
-                        &value,
-                        format!(
-                            "invalid {} {:?}: use lowercase letters, digits and underscores, \
-                             starting with a letter, like \"task_events\"",
-                            if key.is_ident(NAME) {
-                                "name"
-                            } else {
-                                "events table"
-                            },
-                            value.value()
-                        ),
-                    );
-                }
-                if key.is_ident(NAME) {
-                    check_once(&mut errors, &mut name, value, &key, NAME, AGGREGATE);
-                } else {
-                    check_once(
-                        &mut errors,
-                        &mut events_table,
-                        value,
-                        &key,
-                        EVENTS_TABLE,
-                        AGGREGATE,
-                    );
-                }
-            } else {
-                let written = quote!(#key).to_string().replace(' ', "");
-                errors.error(
-                    &key,
-                    format!(
-                        "unknown `aggregate` key `{written}`, expected one of {}",
-                        one_of(AGGREGATE_KEYS)
-                    ),
-                );
-                if meta.input.peek(Token![=]) {
-                    meta.value()?.parse::<syn::Expr>()?;
-                }
-            }
-            Ok(())
-        });
-        if let Err(error) = result {
-            errors.push(error);
-        }
-    }
-
-    let mut marked: Vec<&Field> = Vec::new();
-    for field in &fields {
-        for attr in field
-            .attrs
-            .iter()
-            .filter(|attr| attr.path().is_ident(AGGREGATE))
-        {
-            match &attr.meta {
-                Meta::List(list) if list.parse_args::<Ident>().is_ok_and(|key| key == ID) => {
-                    if marked.is_empty() {
-                        marked.push(field);
-                    } else {
-                        errors.error(attr, "an aggregate has one id: `#[aggregate(id)]` is already on another field");
-                    }
-                }
-                _ => errors.error(
-                    attr,
-                    "on a field, `aggregate` only accepts `id`: write `#[aggregate(id)]`",
-                ),
-            }
-        }
-    }
-    let id = marked.first().copied().or_else(|| {
-        fields
-            .iter()
-            .copied()
-            .find(|field| field.ident.as_ref().is_some_and(|ident| ident == ID))
-    });
-    if id.is_none() && !fields.is_empty() {
         errors.error(
-            &input.ident,
-            "an aggregate needs an id: add a field `id`, or mark one `#[aggregate(id)]`",
+            &input.generics,
+            "an aggregate cannot be generic: it is stored in one table with one events table",
         );
     }
+    let options = parse_options(&input.attrs, &mut errors);
+    let id = fields
+        .as_deref()
+        .and_then(|fields| find_id(fields, &input.ident, &mut errors));
+
     errors.finish()?;
+    let fields = fields.expect("a struct without named fields is reported as an error");
     let id = id.expect("a missing id is reported as an error");
-    let name = name.map_or_else(|| snake_case(&input.ident.to_string()), |name| name.value());
-    let events_table = events_table.map_or_else(|| format!("{name}_events"), |table| table.value());
-    let table = table.map(|table| {
+    let name = options
+        .name
+        .map_or_else(|| snake_case(&input.ident.to_string()), |name| name.value());
+    let events_table = options
+        .events_table
+        .map_or_else(|| format!("{name}_events"), |table| table.value());
+    let table = options.table.map(|table| {
         let columns = std::iter::once(id)
             .chain(
                 fields
@@ -179,6 +105,159 @@ fn parse(input: &DeriveInput) -> Result<AggregateModel<'_>, syn::Error> {
         events_table,
         table,
     })
+}
+
+#[derive(Default)]
+struct AggregateOptions {
+    name: Option<LitStr>,
+    events_table: Option<LitStr>,
+    table: Option<Path>,
+}
+
+/// `#[aggregate(name = "...", events_table = "...", table = path)]` on the struct.
+fn parse_options(attrs: &[Attribute], errors: &mut Errors) -> AggregateOptions {
+    let mut options = AggregateOptions::default();
+    for attr in attrs.iter().filter(|attr| attr.path().is_ident(AGGREGATE)) {
+        if !matches!(attr.meta, Meta::List(_)) {
+            errors.error(
+                attr,
+                format!(
+                    "write the options of `#[aggregate]` in parentheses, like \
+                     `#[aggregate(table = crate::schema::tasks)]`; its keys are {}",
+                    one_of(AGGREGATE_KEYS)
+                ),
+            );
+            continue;
+        }
+        let result = attr.parse_nested_meta(|meta| {
+            let key = meta.path.clone();
+            if key.is_ident(TABLE) {
+                if !meta.input.peek(Token![=]) {
+                    let rest = skip_value(&meta)?;
+                    errors.error(
+                        quote!(#key #rest),
+                        "`table` needs the diesel table: write \
+                         `#[aggregate(table = crate::schema::tasks)]`",
+                    );
+                    return Ok(());
+                }
+                let path: Path = meta.value()?.parse()?;
+                check_once(errors, &mut options.table, path, &key, TABLE, AGGREGATE);
+            } else if key.is_ident(NAME) || key.is_ident(EVENTS_TABLE) {
+                let (label, example) = if key.is_ident(NAME) {
+                    ("name", "task")
+                } else {
+                    ("events table", "task_events")
+                };
+                let written = if key.is_ident(NAME) {
+                    NAME
+                } else {
+                    EVENTS_TABLE
+                };
+                let Some(value) = string_value(&meta, AGGREGATE, written, example, errors)? else {
+                    return Ok(());
+                };
+                if !is_sql_identifier(&value.value()) {
+                    errors.error(
+                        &value,
+                        format!(
+                            "invalid {label} {:?}: use lowercase letters, digits and \
+                             underscores, starting with a letter, like \"{example}\"",
+                            value.value()
+                        ),
+                    );
+                }
+                let slot = if key.is_ident(NAME) {
+                    &mut options.name
+                } else {
+                    &mut options.events_table
+                };
+                check_once(errors, slot, value, &key, written, AGGREGATE);
+            } else if key.is_ident(ID) {
+                skip_value(&meta)?;
+                errors.error(
+                    &key,
+                    "`id` marks a field, not the struct: write `#[aggregate(id)]` on the \
+                     identifier field",
+                );
+            } else {
+                let written = quote!(#key).to_string().replace(' ', "");
+                skip_value(&meta)?;
+                errors.error(
+                    &key,
+                    format!(
+                        "unknown `aggregate` key `{written}`, expected one of {}",
+                        one_of(AGGREGATE_KEYS)
+                    ),
+                );
+            }
+            Ok(())
+        });
+        if let Err(error) = result {
+            errors.push(error);
+        }
+    }
+    options
+}
+
+/// The id field: the one marked `#[aggregate(id)]`, else the one named `id`. A malformed field
+/// attribute is reported on its own (and not also as a missing id).
+fn find_id<'a>(fields: &[&'a Field], ident: &Ident, errors: &mut Errors) -> Option<&'a Field> {
+    let mut marked: Option<&'a Field> = None;
+    let mut malformed = false;
+    for &field in fields {
+        for attr in field
+            .attrs
+            .iter()
+            .filter(|attr| attr.path().is_ident(AGGREGATE))
+        {
+            let written = match &attr.meta {
+                Meta::List(list) => list.tokens.clone(),
+                Meta::Path(_) => quote!(),
+                Meta::NameValue(nv) => {
+                    let value = &nv.value;
+                    quote!(= #value)
+                }
+            };
+            let is_id = matches!(&attr.meta, Meta::List(list)
+                if list.parse_args::<Ident>().is_ok_and(|key| key == ID));
+            if !is_id {
+                malformed = true;
+                let span_of: &dyn ToTokens = match &attr.meta {
+                    Meta::List(list) => &list.tokens,
+                    _ => attr,
+                };
+                errors.error(
+                    span_of,
+                    format!(
+                        "on a field, `aggregate` only accepts `id`, found `{}`: write \
+                         `#[aggregate(id)]`",
+                        written.to_string().replace(' ', "")
+                    ),
+                );
+            } else if marked.is_some() {
+                errors.error(
+                    attr,
+                    "an aggregate has one id: `#[aggregate(id)]` is already on another field",
+                );
+            } else {
+                marked = Some(field);
+            }
+        }
+    }
+    let id = marked.or_else(|| {
+        fields
+            .iter()
+            .copied()
+            .find(|field| field.ident.as_ref().is_some_and(|ident| ident == ID))
+    });
+    if id.is_none() && !malformed {
+        errors.error(
+            ident,
+            "an aggregate needs an id: add a field `id`, or mark one `#[aggregate(id)]`",
+        );
+    }
+    id
 }
 
 /// The column a field maps to: diesel's `#[diesel(column_name = ...)]`, else the field's name.

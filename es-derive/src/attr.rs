@@ -1,7 +1,9 @@
 //! Shared helpers for reading attributes: an error accumulator, doc comments, key lookup.
 
-use quote::ToTokens;
-use syn::{Attribute, Expr, ExprLit, Lit, Meta};
+use proc_macro2::{TokenStream, TokenTree};
+use quote::{ToTokens, quote};
+use syn::meta::ParseNestedMeta;
+use syn::{Attribute, Expr, ExprLit, Lit, LitStr, Meta, Token, token};
 
 /// Collects every error of one derive so that the user sees them all at once.
 #[derive(Default)]
@@ -83,8 +85,60 @@ pub(crate) fn check_once<T>(
     attribute: &str,
 ) {
     if slot.is_some() {
-        errors.error(key, format!("duplicate `{attribute}` key `{name}`"));
+        errors.error(
+            key,
+            format!("duplicate `{attribute}` key `{name}`: write it once"),
+        );
     } else {
         *slot = Some(value);
+    }
+}
+
+/// The string literal after `key =`. A missing or non-string value is reported, and `None`
+/// returned, so that the other keys of the attribute are still checked.
+pub(crate) fn string_value(
+    meta: &ParseNestedMeta<'_>,
+    attribute: &str,
+    name: &str,
+    example: &str,
+    errors: &mut Errors,
+) -> syn::Result<Option<LitStr>> {
+    let teach = format!("write `#[{attribute}({name} = \"{example}\")]`");
+    if !meta.input.peek(Token![=]) {
+        let rest = skip_value(meta)?;
+        let key = &meta.path;
+        errors.error(
+            quote!(#key #rest),
+            format!("`{name}` needs a value: {teach}"),
+        );
+        return Ok(None);
+    }
+    let eq: Token![=] = meta.input.parse()?;
+    match meta.input.parse::<Expr>()? {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(value),
+            ..
+        }) => Ok(Some(value)),
+        other => {
+            errors.error(
+                quote!(#eq #other),
+                format!("`{name}` is a string literal: {teach}"),
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Consumes what follows a key (`= value` or `(...)`), returning it if there was anything.
+pub(crate) fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<Option<TokenStream>> {
+    if meta.input.peek(Token![=]) {
+        let eq: Token![=] = meta.input.parse()?;
+        let value: Expr = meta.input.parse()?;
+        Ok(Some(quote!(#eq #value)))
+    } else if meta.input.peek(token::Paren) {
+        let group: TokenTree = meta.input.parse()?;
+        Ok(Some(group.into_token_stream()))
+    } else {
+        Ok(None)
     }
 }

@@ -1,16 +1,17 @@
 //! `#[derive(Event)]`: the model of an event struct, its checks, and the generated code.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{TokenStream, TokenTree};
 use quote::{quote, quote_spanned};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Attribute, Data, DeriveInput, Fields, Ident, LitStr, Meta, Path, Token, Type};
-
-use crate::attr::{Errors, check_once, doc_comment, one_of, type_name};
-use crate::case::{is_tag, snake_case};
-use crate::symbol::{
-    AGGREGATE, ALIAS, CREATES, DATA_ATTRIBUTES, DESTROYS, EVENT, EVENT_KEYS, TAG,
+use syn::{
+    Attribute, Data, DeriveInput, Expr, ExprLit, Fields, Ident, Lit, LitStr, Meta, Path, Token,
+    Type,
 };
+
+use crate::attr::{Errors, check_once, doc_comment, one_of, skip_value, string_value, type_name};
+use crate::case::{is_tag, snake_case};
+use crate::symbol::{AGGREGATE, ALIAS, CREATES, DATA_ATTRIBUTES, DESTROYS, EVENT, EVENT_KEYS, TAG};
 
 /// What the derive understood of an event struct.
 struct EventModel<'a> {
@@ -28,6 +29,9 @@ struct DataAttribute<'a> {
     ident: &'a Ident,
     ty: &'a Type,
     doc: String,
+    /// Whether the field is stored through its type's own serde implementations (rather than
+    /// `#[serde(with = "...")]`), so that the type must implement them.
+    own_serde: bool,
 }
 
 pub(crate) fn expand(input: &DeriveInput) -> Result<TokenStream, syn::Error> {
@@ -59,7 +63,10 @@ fn parse(input: &DeriveInput) -> Result<EventModel<'_>, syn::Error> {
             Vec::new()
         }
         Data::Union(data) => {
-            errors.error(data.union_token, "`#[derive(Event)]` only supports structs");
+            errors.error(
+                data.union_token,
+                "`#[derive(Event)]` only supports structs, like `struct Completed { ... }`",
+            );
             Vec::new()
         }
     };
@@ -82,6 +89,7 @@ fn parse(input: &DeriveInput) -> Result<EventModel<'_>, syn::Error> {
         }
     }
 
+    let serde_through_proxy = has_serde_key(&input.attrs, &["into", "from", "try_from"]);
     let mut attributes = Vec::with_capacity(fields.len());
     for field in fields {
         let ident = field.ident.as_ref().expect("named fields have identifiers");
@@ -108,28 +116,49 @@ fn parse(input: &DeriveInput) -> Result<EventModel<'_>, syn::Error> {
                     );
                 }
                 for duplicate in rest {
-                    errors.error(duplicate, "duplicate `#[data_attributes]`");
+                    errors.error(
+                        duplicate,
+                        format!("duplicate `#[data_attributes]` on field `{ident}`: mark it once"),
+                    );
                 }
             }
+        }
+        if has_serde_key(
+            &field.attrs,
+            &["skip", "skip_serializing", "skip_deserializing"],
+        ) {
+            errors.error(
+                ident,
+                format!(
+                    "data attribute `{ident}` is skipped by serde, so replaying the event would \
+                     lose it; store it, or give old events a value with `#[serde(default)]`"
+                ),
+            );
         }
         attributes.push(DataAttribute {
             ident,
             ty: &field.ty,
             doc: doc_comment(&field.attrs),
+            own_serde: !serde_through_proxy
+                && !has_serde_key(
+                    &field.attrs,
+                    &["with", "serialize_with", "deserialize_with"],
+                ),
         });
     }
 
+    // The default tag needs the aggregate; without it, the missing aggregate is the error.
+    let tag = match (&options.tag, &aggregate) {
+        (Some(tag), _) => Some(tag.value()),
+        (None, Some(aggregate)) => Some(default_tag(aggregate, &input.ident)),
+        (None, None) => None,
+    };
+    if let Some(tag) = &tag {
+        check_aliases(tag, &options.aliases, &mut errors);
+    }
     errors.finish()?;
     let aggregate = aggregate.expect("a missing aggregate is reported as an error");
-    let aggregate_name = aggregate
-        .segments
-        .last()
-        .map(|segment| snake_case(&segment.ident.to_string()))
-        .unwrap_or_default();
-    let tag = options
-        .tag
-        .map(|tag| tag.value())
-        .unwrap_or_else(|| format!("{aggregate_name}.{}", snake_case(&input.ident.to_string())));
+    let tag = tag.expect("the tag is known once the aggregate is");
     Ok(EventModel {
         ident: &input.ident,
         aggregate,
@@ -140,6 +169,28 @@ fn parse(input: &DeriveInput) -> Result<EventModel<'_>, syn::Error> {
         doc: doc_comment(&input.attrs),
         attributes,
     })
+}
+
+/// `{aggregate}.{event}` in snake case: `task.completed`.
+fn default_tag(aggregate: &Path, event: &Ident) -> String {
+    let aggregate_name = aggregate
+        .segments
+        .last()
+        .map(|segment| snake_case(&segment.ident.to_string()))
+        .unwrap_or_default();
+    format!("{aggregate_name}.{}", snake_case(&event.to_string()))
+}
+
+/// `Task` for `#[aggregate = "Task"]`, to suggest `#[aggregate(Task)]`.
+fn aggregate_hint(value: &Expr) -> String {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(value),
+            ..
+        }) if value.parse::<Path>().is_ok() => value.value(),
+        Expr::Path(path) => type_name(path),
+        _ => "Task".to_owned(),
+    }
 }
 
 /// `#[aggregate(Task)]`: exactly one, with exactly one path.
@@ -155,12 +206,26 @@ fn parse_aggregate(attrs: &[Attribute], ident: &Ident, errors: &mut Errors) -> O
             continue;
         }
         seen = true;
-        let Meta::List(list) = &attr.meta else {
-            errors.error(
-                attr,
-                "write the aggregate in parentheses: `#[aggregate(Task)]`",
-            );
-            continue;
+        let list = match &attr.meta {
+            Meta::List(list) => list,
+            Meta::Path(_) => {
+                errors.error(
+                    attr,
+                    "missing the aggregate's type: write `#[aggregate(Task)]`",
+                );
+                continue;
+            }
+            Meta::NameValue(name_value) => {
+                errors.error(
+                    attr,
+                    format!(
+                        "write the aggregate's type in parentheses: `#[aggregate({})]`, not \
+                         `#[aggregate = ...]`",
+                        aggregate_hint(&name_value.value)
+                    ),
+                );
+                continue;
+            }
         };
         match list.parse_args_with(Punctuated::<Path, Token![,]>::parse_terminated) {
             Ok(paths) => {
@@ -196,6 +261,56 @@ fn parse_aggregate(attrs: &[Attribute], ident: &Ident, errors: &mut Errors) -> O
     found
 }
 
+/// An alias is a former tag: neither the tag itself nor given twice (the registry would refuse
+/// both at run time).
+fn check_aliases(tag: &str, aliases: &[LitStr], errors: &mut Errors) {
+    for (index, alias) in aliases.iter().enumerate() {
+        let value = alias.value();
+        if value == tag {
+            errors.error(
+                alias,
+                format!(
+                    "alias {value:?} is the event's tag: an alias is a former tag that still \
+                     decodes to this event, so remove it"
+                ),
+            );
+        } else if aliases[..index]
+            .iter()
+            .any(|earlier| earlier.value() == value)
+        {
+            errors.error(
+                alias,
+                format!("duplicate alias {value:?}: list each former tag once"),
+            );
+        }
+    }
+}
+
+/// Whether serde stores a field by other means than the field type's own `Serialize` and
+/// `Deserialize`: a field's `#[serde(with = "...")]` (or `serialize_with`, `deserialize_with`), or
+/// the struct's `#[serde(into = "...", from = "...")]` (or `try_from`).
+fn has_serde_key(attrs: &[Attribute], keys: &[&str]) -> bool {
+    attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("serde"))
+        .filter_map(|attr| match &attr.meta {
+            Meta::List(list) => Some(list.tokens.clone()),
+            _ => None,
+        })
+        .any(|tokens| {
+            // The keys are the identifiers at the start of the list and after each comma.
+            let mut at_key = true;
+            tokens.into_iter().any(|token| {
+                let found = match &token {
+                    TokenTree::Ident(ident) => at_key && keys.iter().any(|key| ident == key),
+                    _ => false,
+                };
+                at_key = matches!(&token, TokenTree::Punct(punct) if punct.as_char() == ',');
+                found
+            })
+        })
+}
+
 #[derive(Default)]
 struct EventOptions {
     tag: Option<LitStr>,
@@ -208,34 +323,72 @@ struct EventOptions {
 fn parse_event_options(attrs: &[Attribute], errors: &mut Errors) -> EventOptions {
     let mut tag: Option<LitStr> = None;
     let mut aliases: Vec<LitStr> = Vec::new();
-    let mut creates: Option<Span> = None;
-    let mut destroys: Option<Span> = None;
+    let mut creates: Option<Path> = None;
+    let mut destroys: Option<Path> = None;
+    // Whichever of `creates` and `destroys` comes second is the one reported.
+    let mut second_of_creates_destroys: Option<Path> = None;
     for attr in attrs.iter().filter(|attr| attr.path().is_ident(EVENT)) {
+        if !matches!(attr.meta, Meta::List(_)) {
+            errors.error(
+                attr,
+                format!(
+                    "write the options of `#[event]` in parentheses, like `#[event(creates)]` or \
+                     `#[event(tag = \"task.completed\")]`; its keys are {}",
+                    one_of(EVENT_KEYS)
+                ),
+            );
+            continue;
+        }
         let result = attr.parse_nested_meta(|meta| {
             let key = meta.path.clone();
+            let name = quote!(#key).to_string().replace(' ', "");
             if key.is_ident(TAG) || key.is_ident(ALIAS) {
-                let value: LitStr = meta.value()?.parse()?;
+                let example = if key.is_ident(TAG) {
+                    "task.completed"
+                } else {
+                    "task.finished"
+                };
+                let Some(value) = string_value(&meta, EVENT, &name, example, errors)? else {
+                    return Ok(());
+                };
                 if !is_tag(&value.value()) {
                     errors.error(
                         &value,
                         format!(
-                            "invalid tag {:?}: a tag is identifiers separated by dots, like \
-                             \"task.completed\"",
+                            "invalid {name} {:?}: a tag is identifiers separated by dots, like \
+                             \"{example}\"",
                             value.value()
                         ),
                     );
                 }
-                if key.is_ident(TAG) {
-                    check_once(errors, &mut tag, value, &key, TAG, EVENT);
-                } else {
+                if key.is_ident(ALIAS) {
                     aliases.push(value);
+                } else if tag.is_some() {
+                    errors.error(
+                        &key,
+                        "duplicate `event` key `tag`: an event has one tag; keep a former tag \
+                         as `alias = \"...\"`",
+                    );
+                } else {
+                    tag = Some(value);
                 }
-            } else if key.is_ident(CREATES) {
-                check_once(errors, &mut creates, key.span(), &key, CREATES, EVENT);
-            } else if key.is_ident(DESTROYS) {
-                check_once(errors, &mut destroys, key.span(), &key, DESTROYS, EVENT);
+            } else if key.is_ident(CREATES) || key.is_ident(DESTROYS) {
+                if let Some(value) = skip_value(&meta)? {
+                    errors.error(
+                        value,
+                        format!("`{name}` takes no value: write `#[event({name})]`"),
+                    );
+                }
+                let (slot, other) = if key.is_ident(CREATES) {
+                    (&mut creates, &destroys)
+                } else {
+                    (&mut destroys, &creates)
+                };
+                if other.is_some() && second_of_creates_destroys.is_none() {
+                    second_of_creates_destroys = Some(key.clone());
+                }
+                check_once(errors, slot, key.clone(), &key, &name, EVENT);
             } else {
-                let name = quote!(#key).to_string().replace(' ', "");
                 errors.error(
                     &key,
                     format!(
@@ -243,9 +396,7 @@ fn parse_event_options(attrs: &[Attribute], errors: &mut Errors) -> EventOptions
                         one_of(EVENT_KEYS)
                     ),
                 );
-                if meta.input.peek(Token![=]) {
-                    meta.value()?.parse::<syn::Expr>()?;
-                }
+                skip_value(&meta)?;
             }
             Ok(())
         });
@@ -253,11 +404,12 @@ fn parse_event_options(attrs: &[Attribute], errors: &mut Errors) -> EventOptions
             errors.push(error);
         }
     }
-    if let (Some(_), Some(span)) = (creates, destroys) {
-        errors.push(syn::Error::new(
-            span,
-            "an event cannot both create and destroy its aggregate",
-        ));
+    if let Some(second) = second_of_creates_destroys {
+        errors.error(
+            second,
+            "an event cannot both create and destroy its aggregate: keep either `creates` or \
+             `destroys`",
+        );
     }
     EventOptions {
         tag,
@@ -279,10 +431,13 @@ fn generate(model: &EventModel<'_>) -> TokenStream {
         attributes,
     } = model;
     let rust_name = ident.to_string();
-    let checks = attributes.iter().map(|attribute| {
-        let ty = attribute.ty;
-        quote_spanned!(ty.span()=> ::es_core::__private::assert_data_attribute::<#ty>();)
-    });
+    let checks = attributes
+        .iter()
+        .filter(|attribute| attribute.own_serde)
+        .map(|attribute| {
+            let ty = attribute.ty;
+            quote_spanned!(ty.span()=> ::es_core::__private::assert_data_attribute::<#ty>();)
+        });
     let descriptors = attributes.iter().map(|attribute| {
         let name = attribute.ident.to_string();
         let rust_type = type_name(attribute.ty);
@@ -302,11 +457,20 @@ fn generate(model: &EventModel<'_>) -> TokenStream {
 
             #(#checks)*
 
+            // Through `Event` rather than naming the aggregate again, so that an aggregate type
+            // that is not an `Aggregate` is reported once, at `#[aggregate(...)]`.
+            const fn aggregate_name<E: ::es_core::Event>() -> &'static str {
+                <E::Aggregate as ::es_core::Aggregate>::NAME
+            }
+            const fn events_table<E: ::es_core::Event>() -> &'static str {
+                <E::Aggregate as ::es_core::Aggregate>::EVENTS_TABLE
+            }
+
             ::es_core::__private::inventory::submit! {
                 ::es_core::EventDescriptor::__new(
                     ::core::any::TypeId::of::<#aggregate>,
-                    <#aggregate as ::es_core::Aggregate>::NAME,
-                    <#aggregate as ::es_core::Aggregate>::EVENTS_TABLE,
+                    aggregate_name::<#ident>(),
+                    events_table::<#ident>(),
                     #rust_name,
                     #tag,
                     &[#(#aliases),*],

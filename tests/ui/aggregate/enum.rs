@@ -1,0 +1,10 @@
+use es_core::Aggregate;
+
+#[derive(Aggregate, Default)]
+enum Task {
+    #[default]
+    Open,
+    Done,
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use es_core::Aggregate;
+
+#[derive(Aggregate, Default)]
+struct Task {}
+
+fn main() {}

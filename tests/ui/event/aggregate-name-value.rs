@@ -1,0 +1,13 @@
+use es_core::Event;
+use serde::{Deserialize, Serialize};
+
+#[derive(es_core::Aggregate, Default)]
+struct Task {
+    id: i64,
+}
+
+#[derive(Event, Serialize, Deserialize)]
+#[aggregate = "Task"]
+struct Completed {}
+
+fn main() {}

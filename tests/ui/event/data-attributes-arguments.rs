@@ -1,0 +1,16 @@
+use es_core::Event;
+use serde::{Deserialize, Serialize};
+
+#[derive(es_core::Aggregate, Default)]
+struct Task {
+    id: i64,
+}
+
+#[derive(Event, Serialize, Deserialize)]
+#[aggregate(Task)]
+struct Renamed {
+    #[data_attributes(default)]
+    title: String,
+}
+
+fn main() {}

@@ -1,0 +1,17 @@
+use es_core::Event;
+use serde::{Deserialize, Serialize};
+
+#[derive(es_core::Aggregate, Default)]
+struct Task {
+    id: i64,
+}
+
+#[derive(Event, Serialize, Deserialize)]
+#[aggregate(Task)]
+#[data_attributes]
+struct Renamed {
+    #[data_attributes]
+    title: String,
+}
+
+fn main() {}

@@ -1,0 +1,12 @@
+use es_core::Event;
+use serde::{Deserialize, Serialize};
+
+#[derive(es_core::Aggregate, Default)]
+struct Task {
+    id: i64,
+}
+
+#[derive(Event, Serialize, Deserialize)]
+struct Completed {}
+
+fn main() {}
