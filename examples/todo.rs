@@ -1,21 +1,37 @@
-//! The to-do app of the talk "Event Sourcing made Simple": tasks change only through events,
-//! each event applies itself to its task, and the history of every task is kept.
+//! The to-do app of the talk "Event Sourcing made Simple", on the embedded SQLite default: tasks
+//! are an ordinary diesel table changed only through events, each event applies itself to its
+//! task, and every task keeps its history — "git log" for a record, and time travel.
 //!
 //! Run it with `cargo run --example todo`.
 
-use chrono::{DateTime, TimeZone, Utc};
-use es_core::{
-    Aggregate, AppendOptions, Apply, AsOf, Event, EventContext, EventStore, InMemoryStore, Metadata,
-};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use es_core::{Aggregate, AppendOptions, Apply, AsOf, Event, EventContext, EventStore, Metadata};
+use es_diesel::DieselStore;
 use serde::{Deserialize, Serialize};
 
-/// A task: an ordinary struct, changed only by its events.
-#[derive(Aggregate, Default, Clone, Debug, PartialEq)]
+mod schema {
+    diesel::table! {
+        tasks (id) {
+            id -> BigInt,
+            title -> Text,
+            due_on -> Nullable<Text>,
+            completed_at -> Nullable<Timestamp>,
+            completed_by -> Nullable<Text>,
+        }
+    }
+}
+
+/// A task: an ordinary diesel model, changed only by its events.
+#[derive(Aggregate, Queryable, Selectable, Insertable, Default, Clone, Debug, PartialEq)]
+#[aggregate(table = schema::tasks)]
+#[diesel(table_name = schema::tasks)]
 struct Task {
     id: i64,
     title: String,
     due_on: Option<String>,
-    completed_at: Option<DateTime<Utc>>,
+    completed_at: Option<NaiveDateTime>,
     completed_by: Option<String>,
 }
 
@@ -57,7 +73,7 @@ impl Apply<Task> for DueDateSet {
 
 impl Apply<Task> for Completed {
     fn apply(&self, task: &mut Task, event: &EventContext<'_>) {
-        task.completed_at = Some(event.created_at);
+        task.completed_at = Some(event.created_at.naive_utc()); // never the wall clock
         task.completed_by.clone_from(&event.metadata.actor_id);
     }
 }
@@ -66,11 +82,17 @@ fn april(day: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 4, day, 9, 0, 0).unwrap()
 }
 
-fn main() -> Result<(), es_core::Error> {
-    let mut store = InMemoryStore::new();
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut conn = es_diesel::sqlite::establish(":memory:")?;
+    conn.batch_execute(
+        "CREATE TABLE tasks (id BIGINT PRIMARY KEY NOT NULL, title TEXT NOT NULL, due_on TEXT, \
+         completed_at TIMESTAMP, completed_by TEXT)",
+    )?;
+    es_diesel::create_tables::<_, Task>(&mut conn)?;
+
+    let mut store = DieselStore::new(&mut conn);
     let philippe = Metadata::by_actor("philippe").with_ip("203.0.113.7");
     let at = |day| AppendOptions::with_metadata(philippe.clone()).at(april(day));
-
     store.append(
         &1,
         Created {
@@ -105,14 +127,28 @@ fn main() -> Result<(), es_core::Error> {
             event.metadata.actor_id.as_deref().unwrap_or("?"),
         );
     }
-    let task: Task = store.load(&1)?.expect("task 1 was created");
+
+    // Reading is plain diesel.
+    let task: Task = schema::tasks::table
+        .find(1)
+        .select(Task::as_select())
+        .first(store.connection())?;
     println!("now: {task:?}");
-    let on_april_20: Task = store
-        .state_as_of(&1, AsOf::Time(april(20)))?
-        .expect("created on the 10th");
+
+    let on_april_20: Option<Task> = store.state_as_of(&1, AsOf::Time(april(20)))?;
+    let on_april_20 = on_april_20.ok_or("task 1 existed on April 20th")?;
     println!(
         "as of April 20th: due {:?}, completed {:?}",
         on_april_20.due_on, on_april_20.completed_at
+    );
+
+    store.connection().batch_execute("DELETE FROM tasks")?;
+    let restored = EventStore::<Task>::replay_all(&mut store, &mut |_| {})?;
+    let task_again: Option<Task> = store.load(&1)?;
+    println!(
+        "deleted every row, replayed {} events: task 1 restored = {}",
+        restored.events,
+        task_again.as_ref() == Some(&task)
     );
     Ok(())
 }

@@ -82,6 +82,8 @@
 //! | `#[aggregate(name = "task")]` | struct | the aggregate's name; default: the struct name in snake case |
 //! | `#[aggregate(events_table = "task_events")]` | struct | its events table; default: `{name}_events` |
 //! | `#[aggregate(id)]` | field | the identifier field; default: the field named `id` |
+//! | `#[aggregate(table = crate::schema::tasks)]` | struct | with `es-diesel`: the diesel table of the aggregate; generates `es_diesel::AggregateTable` (the model must also derive diesel's `Queryable`, `Selectable` and `Insertable`) |
+//! | `#[aggregate(backend = postgres)]` | struct, repeatable | with `table`: generate the table's queries only for these backends (`sqlite`, `postgres`, `mysql`; default: every backend enabled in `es-diesel`), for models using backend-specific column types |
 //!
 //! # `#[derive(Event)]`
 //!

@@ -8,7 +8,8 @@ use syn::{Attribute, Data, DeriveInput, Field, Fields, Ident, LitStr, Meta, Path
 use crate::attr::{Errors, check_once, one_of, skip_value, string_value};
 use crate::case::{is_sql_identifier, snake_case};
 use crate::symbol::{
-    AGGREGATE, AGGREGATE_KEYS, COLUMN_NAME, DIESEL, EVENTS_TABLE, ID, NAME, TABLE,
+    AGGREGATE, AGGREGATE_KEYS, BACKEND, BACKENDS, COLUMN_NAME, DIESEL, EVENTS_TABLE, ID, NAME,
+    TABLE,
 };
 
 struct AggregateModel<'a> {
@@ -18,6 +19,8 @@ struct AggregateModel<'a> {
     events_table: String,
     /// The diesel table (`crate::schema::tasks`) and every (field, column), id first.
     table: Option<(Path, Vec<(Ident, Ident)>)>,
+    /// The backends to generate the table's queries for (all enabled in `es-diesel` if empty).
+    backends: Vec<String>,
 }
 
 pub(crate) fn expand(input: &DeriveInput) -> Result<TokenStream, syn::Error> {
@@ -83,6 +86,7 @@ fn parse(input: &DeriveInput) -> Result<AggregateModel<'_>, syn::Error> {
     let events_table = options
         .events_table
         .map_or_else(|| format!("{name}_events"), |table| table.value());
+    let backends = options.backends.iter().map(Ident::to_string).collect();
     let table = options.table.map(|table| {
         let columns = std::iter::once(id)
             .chain(
@@ -104,6 +108,7 @@ fn parse(input: &DeriveInput) -> Result<AggregateModel<'_>, syn::Error> {
         name,
         events_table,
         table,
+        backends,
     })
 }
 
@@ -112,6 +117,7 @@ struct AggregateOptions {
     name: Option<LitStr>,
     events_table: Option<LitStr>,
     table: Option<Path>,
+    backends: Vec<Ident>,
 }
 
 /// `#[aggregate(name = "...", events_table = "...", table = path)]` on the struct.
@@ -173,6 +179,24 @@ fn parse_options(attrs: &[Attribute], errors: &mut Errors) -> AggregateOptions {
                     &mut options.events_table
                 };
                 check_once(errors, slot, value, &key, written, AGGREGATE);
+            } else if key.is_ident(BACKEND) {
+                let backend: Ident = meta.value()?.parse()?;
+                if !BACKENDS.iter().any(|known| backend == known) {
+                    errors.error(
+                        &backend,
+                        format!(
+                            "unknown backend `{backend}`, expected one of {}",
+                            one_of(BACKENDS)
+                        ),
+                    );
+                } else if options.backends.contains(&backend) {
+                    errors.error(
+                        &backend,
+                        format!("duplicate backend `{backend}`: list it once"),
+                    );
+                } else {
+                    options.backends.push(backend);
+                }
             } else if key.is_ident(ID) {
                 skip_value(&meta)?;
                 errors.error(
@@ -196,6 +220,13 @@ fn parse_options(attrs: &[Attribute], errors: &mut Errors) -> AggregateOptions {
         if let Err(error) = result {
             errors.push(error);
         }
+    }
+    if let (Some(backend), None) = (options.backends.first(), &options.table) {
+        errors.error(
+            backend,
+            "`backend` chooses which backends get the diesel table's queries: add \
+             `table = crate::schema::tasks`",
+        );
     }
     options
 }
@@ -289,10 +320,11 @@ fn generate(model: &AggregateModel<'_>) -> TokenStream {
         name,
         events_table,
         table,
+        backends,
     } = model;
     let diesel_tables = table
         .as_ref()
-        .map(|(table, columns)| generate_table(ident, table, columns));
+        .map(|(table, columns)| generate_table(ident, table, columns, backends));
     let id_field = &id.ident;
     let id_type = &id.ty;
     quote! {
@@ -322,7 +354,12 @@ fn generate(model: &AggregateModel<'_>) -> TokenStream {
 
 /// `es_diesel::AggregateTable` for each backend feature enabled in `es-diesel`: concrete diesel
 /// queries per connection type, so that row locking and batch upserts stay typed.
-fn generate_table(ident: &Ident, table: &Path, columns: &[(Ident, Ident)]) -> TokenStream {
+fn generate_table(
+    ident: &Ident,
+    table: &Path,
+    columns: &[(Ident, Ident)],
+    only: &[String],
+) -> TokenStream {
     let table_name = table
         .segments
         .last()
@@ -333,6 +370,7 @@ fn generate_table(ident: &Ident, table: &Path, columns: &[(Ident, Ident)]) -> To
     let other_columns: Vec<&Ident> = others.iter().map(|(_, column)| column).collect();
     let backends = [
         (
+            "sqlite",
             quote!(::es_diesel::__with_sqlite),
             quote!(::es_diesel::__private::diesel::sqlite::SqliteConnection),
             quote!(::es_diesel::__private::diesel::sqlite::Sqlite),
@@ -341,6 +379,7 @@ fn generate_table(ident: &Ident, table: &Path, columns: &[(Ident, Ident)]) -> To
             quote!(.on_conflict(#table::#id_column)),
         ),
         (
+            "postgres",
             quote!(::es_diesel::__with_postgres),
             quote!(::es_diesel::__private::diesel::pg::PgConnection),
             quote!(::es_diesel::__private::diesel::pg::Pg),
@@ -349,6 +388,7 @@ fn generate_table(ident: &Ident, table: &Path, columns: &[(Ident, Ident)]) -> To
             quote!(.on_conflict(#table::#id_column)),
         ),
         (
+            "mysql",
             quote!(::es_diesel::__with_mysql),
             quote!(::es_diesel::__private::diesel::mysql::MysqlConnection),
             quote!(::es_diesel::__private::diesel::mysql::Mysql),
@@ -357,7 +397,15 @@ fn generate_table(ident: &Ident, table: &Path, columns: &[(Ident, Ident)]) -> To
             quote!(.on_conflict(::es_diesel::__private::diesel::dsl::DuplicatedKeys)),
         ),
     ];
-    let impls = backends.into_iter().map(|(with, connection, backend, locks, batch_upsert, on_conflict)| {
+    let chosen = backends
+        .into_iter()
+        .filter(|backend| only.is_empty() || only.iter().any(|name| name == backend.0))
+        .map(
+            |(_, with, connection, backend, locks, batch_upsert, on_conflict)| {
+                (with, connection, backend, locks, batch_upsert, on_conflict)
+            },
+        );
+    let impls = chosen.map(|(with, connection, backend, locks, batch_upsert, on_conflict)| {
         let for_update = locks.then(|| quote!(.for_update()));
         let lock_many = if locks {
             quote! {

@@ -14,7 +14,9 @@ pub(crate) const NAME: &str = "name";
 pub(crate) const EVENTS_TABLE: &str = "events_table";
 pub(crate) const TABLE: &str = "table";
 pub(crate) const ID: &str = "id";
-pub(crate) const AGGREGATE_KEYS: &[&str] = &[NAME, EVENTS_TABLE, TABLE];
+pub(crate) const BACKEND: &str = "backend";
+pub(crate) const BACKENDS: &[&str] = &["sqlite", "postgres", "mysql"];
+pub(crate) const AGGREGATE_KEYS: &[&str] = &[NAME, EVENTS_TABLE, TABLE, BACKEND];
 
 pub(crate) const DIESEL: &str = "diesel";
 pub(crate) const COLUMN_NAME: &str = "column_name";

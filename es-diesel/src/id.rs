@@ -5,8 +5,9 @@ use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::row::NamedRow;
 use es_core::AggregateId;
 
-/// An aggregate id type the backend `DB` can store: `i64` and `i32` everywhere, `uuid::Uuid`
-/// natively on PostgreSQL and as text on SQLite and MySQL, `String` everywhere.
+/// An aggregate id type the backend `DB` can store: `i64`, `i32`, `String` and
+/// [`TextUuid`](crate::TextUuid) everywhere, `uuid::Uuid` natively on PostgreSQL (and as text in
+/// the events tables of SQLite and MySQL).
 pub trait IdColumn<DB: diesel::backend::Backend>: AggregateId {
     /// The column type in `CREATE TABLE`.
     const DDL: &'static str;
@@ -103,3 +104,23 @@ id_column!(
     |id| *id,
     |value: uuid::Uuid| Ok(value)
 );
+
+macro_rules! text_uuid_id {
+    ($db:ty, $ddl:expr) => {
+        id_column!(
+            $db,
+            crate::TextUuid,
+            diesel::sql_types::Text,
+            $ddl,
+            |id| id.to_string(),
+            |value: String| Ok(value.parse::<crate::TextUuid>()?)
+        );
+    };
+}
+
+#[cfg(feature = "sqlite")]
+text_uuid_id!(diesel::sqlite::Sqlite, "TEXT");
+#[cfg(feature = "mysql")]
+text_uuid_id!(diesel::mysql::Mysql, "CHAR(36)");
+#[cfg(feature = "postgres")]
+text_uuid_id!(diesel::pg::Pg, "TEXT");

@@ -98,6 +98,7 @@ mod id;
 mod schema;
 mod store;
 mod table;
+mod text_uuid;
 
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -107,6 +108,7 @@ pub use id::IdColumn;
 pub use schema::{create_tables, ddl, migration_sql};
 pub use store::{DEFAULT_REPLAY_BATCH, DieselStore};
 pub use table::AggregateTable;
+pub use text_uuid::TextUuid;
 
 #[doc(hidden)]
 pub mod __private {

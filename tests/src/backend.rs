@@ -5,7 +5,7 @@ use diesel::connection::SimpleConnection;
 use diesel::{Connection, SqliteConnection};
 use es_diesel::{AggregateTable, Database, create_tables};
 
-use crate::domain::{Project, Task};
+use crate::domain::{Note, Project, Task};
 
 /// A database for one test, isolated from the others.
 pub trait TestDb: Send + Sync {
@@ -17,17 +17,21 @@ pub trait TestDb: Send + Sync {
     fn connect(&self) -> Self::Conn;
 }
 
-/// Creates the domain's tables and events tables.
-pub fn create_domain_tables<D: TestDb>(db: &D, tasks_ddl: &str, projects_ddl: &str) -> D::Conn
+/// Creates the domain's tables (`tables_ddl`, one statement each) and their events tables.
+pub fn create_domain_tables<D: TestDb>(db: &D, tables_ddl: &[&str]) -> D::Conn
 where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
+    Note: AggregateTable<D::Conn>,
 {
     let mut conn = db.connect();
-    conn.batch_execute(tasks_ddl).expect("create tasks");
-    conn.batch_execute(projects_ddl).expect("create projects");
+    for statement in tables_ddl {
+        conn.batch_execute(statement)
+            .unwrap_or_else(|error| panic!("{statement}: {error}"));
+    }
     create_tables::<_, Task>(&mut conn).expect("create task_events");
     create_tables::<_, Project>(&mut conn).expect("create project_events");
+    create_tables::<_, Note>(&mut conn).expect("create note_events");
     conn
 }
 
@@ -45,10 +49,13 @@ impl SqliteDb {
         let db = Self { _dir: dir, path };
         create_domain_tables(
             &db,
-            "CREATE TABLE tasks (id BIGINT PRIMARY KEY NOT NULL, \
-             title TEXT NOT NULL CHECK (title <> ''), due_on TEXT, completed_at TIMESTAMP, \
-             completed_by TEXT)",
-            "CREATE TABLE projects (id BIGINT PRIMARY KEY NOT NULL, name TEXT NOT NULL)",
+            &[
+                "CREATE TABLE tasks (id BIGINT PRIMARY KEY NOT NULL, \
+                 title TEXT NOT NULL CHECK (title <> ''), due_on TEXT, completed_at TIMESTAMP, \
+                 completed_by TEXT)",
+                "CREATE TABLE projects (id BIGINT PRIMARY KEY NOT NULL, name TEXT NOT NULL)",
+                "CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL)",
+            ],
         );
         db
     }
@@ -102,12 +109,17 @@ impl PgDb {
             url: url.to_owned(),
             schema,
         };
-        create_domain_tables(
+        let mut conn = create_domain_tables(
             &db,
-            "CREATE TABLE tasks (id BIGINT PRIMARY KEY, title TEXT NOT NULL CHECK (title <> ''), \
-             due_on TEXT, completed_at TIMESTAMP, completed_by TEXT)",
-            "CREATE TABLE projects (id BIGINT PRIMARY KEY, name TEXT NOT NULL)",
+            &[
+                "CREATE TABLE tasks (id BIGINT PRIMARY KEY, title TEXT NOT NULL \
+                 CHECK (title <> ''), due_on TEXT, completed_at TIMESTAMP, completed_by TEXT)",
+                "CREATE TABLE projects (id BIGINT PRIMARY KEY, name TEXT NOT NULL)",
+                "CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT NOT NULL)",
+                "CREATE TABLE cards (id UUID PRIMARY KEY, body TEXT NOT NULL)",
+            ],
         );
+        create_tables::<_, crate::domain::Card>(&mut conn).expect("create card_events");
         db
     }
 }
@@ -147,9 +159,12 @@ impl MysqlDb {
         };
         create_domain_tables(
             &db,
-            "CREATE TABLE tasks (id BIGINT PRIMARY KEY, title VARCHAR(255) NOT NULL \
-             CHECK (title <> ''), due_on TEXT, completed_at DATETIME(6), completed_by TEXT)",
-            "CREATE TABLE projects (id BIGINT PRIMARY KEY, name TEXT NOT NULL)",
+            &[
+                "CREATE TABLE tasks (id BIGINT PRIMARY KEY, title VARCHAR(255) NOT NULL \
+                 CHECK (title <> ''), due_on TEXT, completed_at DATETIME(6), completed_by TEXT)",
+                "CREATE TABLE projects (id BIGINT PRIMARY KEY, name TEXT NOT NULL)",
+                "CREATE TABLE notes (id CHAR(36) PRIMARY KEY, body TEXT NOT NULL)",
+            ],
         );
         db
     }

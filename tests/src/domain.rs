@@ -4,6 +4,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use es_core::{Aggregate, Apply, Event, EventContext};
+use es_diesel::TextUuid;
 use serde::{Deserialize, Serialize};
 
 /// The diesel schema of the domain's tables.
@@ -23,6 +24,20 @@ pub mod schema {
         projects (id) {
             id -> BigInt,
             name -> Text,
+        }
+    }
+
+    diesel::table! {
+        notes (id) {
+            id -> Text,
+            body -> Text,
+        }
+    }
+
+    diesel::table! {
+        cards (id) {
+            id -> Uuid,
+            body -> Text,
         }
     }
 }
@@ -136,5 +151,59 @@ pub struct ProjectStarted {
 impl Apply<Project> for ProjectStarted {
     fn apply(&self, project: &mut Project, _: &EventContext<'_>) {
         project.name.clone_from(&self.name);
+    }
+}
+
+/// A note, keyed by a UUID stored as text: works on every backend.
+#[derive(Aggregate, Queryable, Selectable, Insertable, Default, Clone, Debug, PartialEq)]
+#[aggregate(table = schema::notes)]
+#[diesel(table_name = schema::notes)]
+pub struct Note {
+    /// The note's id.
+    pub id: TextUuid,
+    /// What it says.
+    pub body: String,
+}
+
+/// A note was written.
+#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[aggregate(Note)]
+#[event(creates)]
+pub struct NoteWritten {
+    /// What it says.
+    #[data_attributes]
+    pub body: String,
+}
+
+impl Apply<Note> for NoteWritten {
+    fn apply(&self, note: &mut Note, _: &EventContext<'_>) {
+        note.body.clone_from(&self.body);
+    }
+}
+
+/// A card, keyed by PostgreSQL's native `uuid`: its table queries exist for PostgreSQL only.
+#[derive(Aggregate, Queryable, Selectable, Insertable, Default, Clone, Debug, PartialEq)]
+#[aggregate(table = schema::cards, backend = postgres)]
+#[diesel(table_name = schema::cards)]
+pub struct Card {
+    /// The card's id.
+    pub id: uuid::Uuid,
+    /// What it says.
+    pub body: String,
+}
+
+/// A card was written.
+#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[aggregate(Card)]
+#[event(creates)]
+pub struct CardWritten {
+    /// What it says.
+    #[data_attributes]
+    pub body: String,
+}
+
+impl Apply<Card> for CardWritten {
+    fn apply(&self, card: &mut Card, _: &EventContext<'_>) {
+        card.body.clone_from(&self.body);
     }
 }

@@ -9,10 +9,13 @@ use std::thread;
 
 use diesel::connection::SimpleConnection;
 use es_core::{AppendOptions, AsOf, Error, EventStore, Metadata};
+use es_diesel::TextUuid;
 use es_diesel::{AggregateTable, DieselStore};
 use es_tests::backend::{SqliteDb, TestDb};
 use es_tests::contract;
-use es_tests::domain::{Completed, Created, Project, ProjectStarted, Task, TitleUpdated};
+use es_tests::domain::{
+    Completed, Created, Note, NoteWritten, Project, ProjectStarted, Task, TitleUpdated,
+};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 /// The bounds every test needs of a backend.
@@ -20,6 +23,7 @@ trait Backend: TestDb + 'static
 where
     Task: AggregateTable<Self::Conn>,
     Project: AggregateTable<Self::Conn>,
+    Note: AggregateTable<Self::Conn>,
 {
 }
 
@@ -27,7 +31,42 @@ impl<D: TestDb + 'static> Backend for D
 where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
+    Note: AggregateTable<D::Conn>,
 {
+}
+
+/// Aggregates keyed by UUIDs (stored as text) append, load, replay and time-travel.
+fn uuid_ids_work<D: Backend>(db: &D)
+where
+    Task: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+    Note: AggregateTable<D::Conn>,
+{
+    let mut conn = db.connect();
+    let mut store = DieselStore::new(&mut conn);
+    let ids: Vec<TextUuid> = (0..3).map(|_| TextUuid::new_v4()).collect();
+    for id in &ids {
+        store
+            .append(
+                id,
+                NoteWritten {
+                    body: id.to_string(),
+                },
+                &by("ann"),
+            )
+            .unwrap();
+    }
+    for id in &ids {
+        let note: Note = store.load(id).unwrap().unwrap();
+        assert_eq!(note.body, id.to_string());
+        let history = EventStore::<Note>::history(&mut store, id).unwrap();
+        assert_eq!(history[0].aggregate_id, *id);
+    }
+    execute::<D>(store.connection(), "DELETE FROM notes");
+    let done = EventStore::<Note>::replay_all(&mut store, &mut |_| {}).unwrap();
+    assert_eq!(done.aggregates, 3);
+    let note: Note = store.load(&ids[1]).unwrap().unwrap();
+    assert_eq!(note.body, ids[1].to_string());
 }
 
 fn by(actor: &str) -> AppendOptions {
@@ -44,6 +83,7 @@ fn a_failing_save_leaves_nothing<D: Backend>(db: &D)
 where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
+    Note: AggregateTable<D::Conn>,
 {
     let mut conn = db.connect();
     let mut store = DieselStore::new(&mut conn);
@@ -82,6 +122,7 @@ fn appends_join_the_callers_transaction<D: Backend>(db: &D)
 where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
+    Note: AggregateTable<D::Conn>,
 {
     let mut conn = db.connect();
     let rolled_back =
@@ -130,6 +171,7 @@ fn concurrent_writers_on_one_aggregate<D: Backend>(db: &D)
 where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
+    Note: AggregateTable<D::Conn>,
 {
     const THREADS: usize = 4;
     const APPENDS: usize = 25;
@@ -168,6 +210,7 @@ fn concurrent_creations_of_one_aggregate<D: Backend>(db: &D)
 where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
+    Note: AggregateTable<D::Conn>,
 {
     let results: Vec<Result<(), Error>> = thread::scope(|scope| {
         let handles: Vec<_> = (0..4)
@@ -215,6 +258,7 @@ fn replay_backfills_a_new_column<D: Backend>(db: &D)
 where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
+    Note: AggregateTable<D::Conn>,
 {
     let mut conn = db.connect();
     let mut store = DieselStore::new(&mut conn);
@@ -250,6 +294,7 @@ fn replay_restores_deleted_rows<D: Backend>(db: &D)
 where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
+    Note: AggregateTable<D::Conn>,
 {
     let mut conn = db.connect();
     let mut store = DieselStore::new(&mut conn).replay_batch(7);
@@ -281,6 +326,7 @@ fn positions_are_global_across_events_tables<D: Backend>(db: &D)
 where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
+    Note: AggregateTable<D::Conn>,
 {
     let mut conn = db.connect();
     let mut store = DieselStore::new(&mut conn);
@@ -315,6 +361,7 @@ fn corrupt_rows_are_typed_errors<D: Backend>(db: &D, created_at: &str, invalid_j
 where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
+    Note: AggregateTable<D::Conn>,
 {
     let mut conn = db.connect();
     let insert = |conn: &mut D::Conn,
@@ -429,6 +476,7 @@ fn trials<D: Backend>(
 where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
+    Note: AggregateTable<D::Conn>,
 {
     type Check<D> = fn(&D);
     let contract: Vec<(&str, Check<D>)> = vec![
@@ -491,6 +539,7 @@ where
             "positions_are_global_across_events_tables",
             positions_are_global_across_events_tables::<D>,
         ),
+        ("uuid_ids_work", uuid_ids_work::<D>),
     ];
     let mut trials: Vec<Trial> = contract
         .into_iter()
@@ -559,12 +608,45 @@ fn postgres_trials() -> Vec<Trial> {
         .is_none()
         .then_some("set PG_DATABASE_URL (or DATABASE_URL) to a PostgreSQL database to run it");
     let url = Arc::new(url.unwrap_or_default());
-    trials::<PgDb>(
-        move |test| PgDb::new(&url, test),
+    let mut trials = trials::<PgDb>(
+        {
+            let url = Arc::clone(&url);
+            move |test| PgDb::new(&url, test)
+        },
         "'2026-04-20 12:00:00+00'",
         false,
         skip,
-    )
+    );
+    trials.push(
+        Trial::test("postgres::native_uuid_ids_work", move || {
+            native_uuid_ids_work(&PgDb::new(&url, "native_uuid"));
+            Ok(())
+        })
+        .with_ignored_flag(skip.is_some()),
+    );
+    trials
+}
+
+/// On PostgreSQL, aggregates keyed by native `uuid` columns work with `uuid::Uuid`.
+#[cfg(feature = "postgres")]
+fn native_uuid_ids_work(db: &es_tests::backend::PgDb) {
+    use es_tests::domain::{Card, CardWritten};
+    let mut conn = db.connect();
+    let mut store = DieselStore::new(&mut conn);
+    let id = uuid::Uuid::new_v4();
+    store
+        .append(
+            &id,
+            CardWritten {
+                body: "hello".into(),
+            },
+            &by("ann"),
+        )
+        .unwrap();
+    let card: Card = store.load(&id).unwrap().unwrap();
+    assert_eq!(card.body, "hello");
+    execute::<es_tests::backend::PgDb>(store.connection(), "DELETE FROM cards");
+    assert_eq!(store.replay(&id).unwrap(), Some(card));
 }
 
 #[cfg(not(feature = "postgres"))]
