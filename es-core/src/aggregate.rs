@@ -2,6 +2,7 @@
 
 use std::fmt::{Debug, Display};
 use std::hash::Hash;
+use std::str::FromStr;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -42,9 +43,21 @@ pub trait Aggregate: Sized + Send + Sync + 'static {
     fn id(&self) -> &Self::Id;
 }
 
-/// A type usable as an aggregate identifier: integers (the Rails default) or UUIDs.
+/// A type usable as an aggregate identifier: integers (the Rails default) or UUIDs. Its text form
+/// (`Display`, parsed back by `FromStr`) is how ids appear in errors, erased events and tools.
 pub trait AggregateId:
-    Clone + Eq + Ord + Hash + Debug + Display + Serialize + DeserializeOwned + Send + Sync + 'static
+    Clone
+    + Eq
+    + Ord
+    + Hash
+    + Debug
+    + Display
+    + FromStr
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
 {
 }
 

@@ -140,6 +140,33 @@ pub enum Error {
         actual: i64,
     },
 
+    /// A reactor or projection failed; the transaction it ran in (if any) was rolled back.
+    #[error("reactor `{reactor}` failed on event {event_id} (`{tag}`) of `{table}`: {source}")]
+    Reactor {
+        /// The reactor, as routed in the dispatcher.
+        reactor: &'static str,
+        /// The events table.
+        table: String,
+        /// The id of the event it reacted to.
+        event_id: i64,
+        /// The event's tag.
+        tag: String,
+        /// What the reactor reported.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// Trigger reactors kept creating events that trigger reactors: a cycle in the dispatcher.
+    #[error(
+        "trigger reactors cascaded deeper than {limit} events (a cycle in the dispatcher?): {chain}"
+    )]
+    CascadeTooDeep {
+        /// The deepest cascade allowed.
+        limit: usize,
+        /// The tags of the events of the cascade, first to last.
+        chain: String,
+    },
+
     /// Concurrent writers of one aggregate collided in the database (a deadlock or a
     /// serialization failure) and this write was rolled back; retrying it is safe.
     #[error("concurrent writes on {aggregate} {aggregate_id} collided, retry: {source}")]

@@ -175,6 +175,11 @@ impl<A: Aggregate> NewEvent<A> {
     pub fn downcast_ref<E: Event<Aggregate = A>>(&self) -> Option<&E> {
         self.inner.as_any().downcast_ref()
     }
+
+    /// The typed event, for code that does not know its aggregate statically (dispatchers).
+    pub fn as_any(&self) -> &dyn Any {
+        self.inner.as_any()
+    }
 }
 
 impl<A> fmt::Debug for NewEvent<A> {

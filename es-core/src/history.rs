@@ -110,8 +110,11 @@ pub struct Staged<A> {
     pub state: Option<A>,
     /// The events, with their versions and encoded data.
     pub events: Vec<StagedEvent>,
-    /// The metadata JSON shared by the events.
-    pub metadata: String,
+    /// The metadata shared by the events: the caller's, with a correlation id generated when it
+    /// had none (so that every event caused by this request, through reactors too, shares one).
+    pub metadata: Metadata,
+    /// The same metadata as JSON.
+    pub metadata_json: String,
     /// The creation time shared by the events.
     pub created_at: DateTime<Utc>,
 }
@@ -147,7 +150,11 @@ pub fn stage<A: Aggregate>(
     let created_at = options
         .created_at
         .map_or_else(now, |time| time.trunc_subsecs(6));
-    let metadata = options.metadata.to_json().map_err(|source| Error::Encode {
+    let mut metadata = options.metadata.clone();
+    metadata
+        .correlation_id
+        .get_or_insert_with(uuid::Uuid::new_v4);
+    let metadata_json = metadata.to_json().map_err(|source| Error::Encode {
         table: A::EVENTS_TABLE,
         tag: events.first().map_or("", NewEvent::tag),
         source,
@@ -184,7 +191,7 @@ pub fn stage<A: Aggregate>(
         };
         event.apply(
             &mut aggregate,
-            &EventContext::new(created_at, version, &options.metadata),
+            &EventContext::new(created_at, version, &metadata),
         );
         state = (!event.destroys()).then_some(aggregate);
         staged.push(StagedEvent {
@@ -197,6 +204,7 @@ pub fn stage<A: Aggregate>(
         state,
         events: staged,
         metadata,
+        metadata_json,
         created_at,
     })
 }

@@ -112,7 +112,6 @@ impl<A: Aggregate + Clone> EventStore<A> for InMemoryStore {
         );
         let current = table.rows.get(id).cloned();
         let staged = stage(id, current, head, &events, options)?;
-        let metadata = options.metadata.clone();
         let recorded: Vec<RecordedEvent<A::Id>> = staged
             .events
             .into_iter()
@@ -124,7 +123,7 @@ impl<A: Aggregate + Clone> EventStore<A> for InMemoryStore {
                     version: event.version,
                     event_type: event.tag.to_owned(),
                     data: event.data,
-                    metadata: metadata.clone(),
+                    metadata: staged.metadata.clone(),
                     created_at: staged.created_at,
                 }
             })

@@ -4,6 +4,7 @@
 mod aggregate;
 mod attr;
 mod case;
+mod dispatcher;
 mod event;
 mod symbol;
 
@@ -24,6 +25,15 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 pub fn derive_aggregate(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     aggregate::expand(&input)
+        .unwrap_or_else(|errors| errors.to_compile_error())
+        .into()
+}
+
+/// Routes events to reactors; re-exported and documented by `es-diesel`.
+#[proc_macro]
+pub fn dispatcher(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as dispatcher::DispatcherInput);
+    dispatcher::expand(&input)
         .unwrap_or_else(|errors| errors.to_compile_error())
         .into()
 }

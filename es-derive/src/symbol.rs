@@ -20,3 +20,7 @@ pub(crate) const AGGREGATE_KEYS: &[&str] = &[NAME, EVENTS_TABLE, TABLE, BACKEND]
 
 pub(crate) const DIESEL: &str = "diesel";
 pub(crate) const COLUMN_NAME: &str = "column_name";
+
+pub(crate) const TRIGGER: &str = "trigger";
+pub(crate) const ASYNC: &str = "async";
+pub(crate) const PROJECT: &str = "project";

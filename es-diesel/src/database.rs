@@ -8,7 +8,9 @@ use diesel::connection::Connection;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use es_core::{AsOf, Error, EventFilter, Metadata, RecordedEvent, Staged};
 
+use crate::dispatch::{AnyEvent, NewJob};
 use crate::id::IdColumn;
+use crate::jobs::{ClaimedJob, DeadJob, JobOutcome};
 
 /// A diesel connection the store can use: `SqliteConnection` (feature `sqlite`), `PgConnection`
 /// (feature `postgres`), `MysqlConnection` (feature `mysql`). Sealed.
@@ -56,7 +58,70 @@ pub trait Database: Connection + Sized + 'static + sealed::Sealed {
         limit: usize,
     ) -> Result<Vec<Id>, Error>;
 
-    /// The statements creating the framework's own tables (the global event position).
+    /// Reads one event, erased, from an events table named at run time (a job's).
+    #[doc(hidden)]
+    fn select_any_event(&mut self, table: &str, event_id: i64) -> Result<Option<AnyEvent>, Error>;
+
+    /// Events of several tables, erased, with an id greater than `after`, in global order.
+    #[doc(hidden)]
+    fn select_any_events_after(
+        &mut self,
+        tables: &[&'static str],
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<AnyEvent>, Error>;
+
+    /// Inserts the jobs of async reactors (one multi-row `INSERT`) and wakes idle workers.
+    #[doc(hidden)]
+    fn insert_jobs(&mut self, jobs: &[NewJob]) -> Result<(), Error>;
+
+    /// Claims up to `limit` due jobs (or jobs whose worker's lease expired) for `worker`, in one
+    /// write transaction; other workers skip the rows it locks.
+    #[doc(hidden)]
+    fn claim_jobs(
+        &mut self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<ClaimedJob>, Error>;
+
+    /// Records the outcome of a claimed job, if `worker` still holds it.
+    #[doc(hidden)]
+    fn finish_job(
+        &mut self,
+        job: &ClaimedJob,
+        worker: &str,
+        outcome: &JobOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error>;
+
+    /// Gives claimed jobs back, unrun (graceful shutdown).
+    #[doc(hidden)]
+    fn release_jobs(&mut self, ids: &[i64], worker: &str) -> Result<(), Error>;
+
+    /// Makes dead jobs (all, or one) pending again with fresh attempts; returns how many.
+    #[doc(hidden)]
+    fn retry_dead_jobs(&mut self, id: Option<i64>, now: DateTime<Utc>) -> Result<usize, Error>;
+
+    /// How many jobs are in each state.
+    #[doc(hidden)]
+    fn job_counts(&mut self) -> Result<Vec<(String, i64)>, Error>;
+
+    /// The dead jobs, oldest first.
+    #[doc(hidden)]
+    fn dead_jobs(&mut self, limit: usize) -> Result<Vec<DeadJob>, Error>;
+
+    /// Subscribes this connection to new-job notifications (PostgreSQL `LISTEN`; a no-op elsewhere).
+    #[doc(hidden)]
+    fn listen_for_jobs(&mut self) -> Result<(), Error>;
+
+    /// Waits up to `timeout` for a new-job notification (PostgreSQL; returns whether one came) or
+    /// sleeps (elsewhere; returns false).
+    #[doc(hidden)]
+    fn wait_for_jobs(&mut self, timeout: std::time::Duration) -> bool;
+
+    /// The statements creating the framework's own tables (the global event position, jobs).
     fn framework_ddl() -> Vec<String>;
 
     /// The statements creating one events table whose `aggregate_id` column has type `id_type`.
@@ -77,6 +142,8 @@ pub enum Selection<'a, Id> {
     Aggregates(&'a [Id]),
     /// Events of every aggregate matching a filter, in global order.
     Filter(&'a EventFilter),
+    /// One event, by id.
+    Id(i64),
 }
 
 pub(crate) fn storage(table: &'static str) -> impl FnOnce(diesel::result::Error) -> Error {
@@ -189,6 +256,28 @@ impl<Id> EventRow<Id> {
     }
 }
 
+/// An event row of any events table, with the table's name.
+struct AnyRow {
+    events_table: String,
+    row: EventRow<String>,
+}
+
+impl AnyRow {
+    fn into_event(self) -> Result<AnyEvent, Error> {
+        let record = self.row.into_record("events")?;
+        Ok(AnyEvent {
+            events_table: self.events_table,
+            aggregate_id: record.aggregate_id,
+            id: record.id,
+            version: record.version,
+            event_type: record.event_type,
+            data: record.data,
+            metadata: record.metadata,
+            created_at: record.created_at,
+        })
+    }
+}
+
 #[derive(diesel::QueryableByName)]
 struct LastEvent {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -205,7 +294,8 @@ struct Number {
 
 /// Implements [`Database`] for one connection type. `$dialect` is a module providing the
 /// backend's differences: `NUMBERED`, `SELECT_COLUMNS`, `JSON_PLACEHOLDER_SUFFIX`,
-/// `bind_created_at`, `read_created_at`, `write_transaction`, `insert_events`, `framework_ddl`,
+/// `bind_time`, `read_time`, `write_transaction`, `insert_events`, `notify_jobs`, `before_claim`,
+/// `listen_for_jobs`, `wait_for_jobs`, `framework_ddl`,
 /// `events_table_ddl`.
 macro_rules! database {
     ($conn:ty, $db:ty, $dialect:ident) => {
@@ -224,7 +314,21 @@ macro_rules! database {
                     event_type: NamedRow::get::<Text, String>(row, "type")?,
                     data: NamedRow::get::<Text, String>(row, "data")?,
                     metadata: NamedRow::get::<Text, String>(row, "metadata")?,
-                    created_at: $dialect::read_created_at(row)?,
+                    created_at: $dialect::read_time(row, "created_at")?,
+                })
+            }
+        }
+
+        impl diesel::deserialize::QueryableByName<$db> for AnyRow {
+            fn build<'a>(
+                row: &impl diesel::row::NamedRow<'a, $db>,
+            ) -> diesel::deserialize::Result<Self> {
+                Ok(Self {
+                    events_table: diesel::row::NamedRow::get::<diesel::sql_types::Text, String>(
+                        row,
+                        "events_table",
+                    )?,
+                    row: <EventRow<String> as diesel::deserialize::QueryableByName<$db>>::build(row)?,
                 })
             }
         }
@@ -287,7 +391,7 @@ macro_rules! database {
                                     .bind::<diesel::sql_types::BigInt, _>(version)
                             }
                             Some(AsOf::Time(time)) => {
-                                $dialect::bind_created_at(query.sql(" AND created_at <= "), time)
+                                $dialect::bind_time(query.sql(" AND created_at <= "), time)
                             }
                         };
                         query = query.sql(" ORDER BY version");
@@ -301,6 +405,9 @@ macro_rules! database {
                             query = query.bind_id(id);
                         }
                         query = query.sql(") ORDER BY aggregate_id, version");
+                    }
+                    Selection::Id(event_id) => {
+                        query = query.sql("id = ").bind::<diesel::sql_types::BigInt, _>(event_id);
                     }
                     Selection::Filter(filter) => {
                         query = query.sql("1 = 1");
@@ -316,11 +423,11 @@ macro_rules! database {
                         }
                         if let Some(since) = filter.since {
                             query =
-                                $dialect::bind_created_at(query.sql(" AND created_at >= "), since);
+                                $dialect::bind_time(query.sql(" AND created_at >= "), since);
                         }
                         if let Some(until) = filter.until {
                             query =
-                                $dialect::bind_created_at(query.sql(" AND created_at < "), until);
+                                $dialect::bind_time(query.sql(" AND created_at < "), until);
                         }
                         if let Some(after) = filter.after_id {
                             query = query
@@ -373,6 +480,255 @@ macro_rules! database {
                 Ok(rows.into_iter().map(|row| row.0).collect())
             }
 
+            fn select_any_event(
+                &mut self,
+                table: &str,
+                event_id: i64,
+            ) -> Result<Option<AnyEvent>, Error> {
+                use diesel::{OptionalExtension, RunQueryDsl};
+                if !is_identifier(table) {
+                    return Ok(None);
+                }
+                let query = Query::<$db>::new(
+                    format!("SELECT {} FROM {table} WHERE id = ", $dialect::SELECT_ANY_COLUMNS),
+                    $dialect::NUMBERED,
+                )
+                .bind::<diesel::sql_types::BigInt, _>(event_id);
+                let row: Option<EventRow<String>> =
+                    query.query.get_result(self).optional().map_err(storage("jobs"))?;
+                let Some(row) = row else { return Ok(None) };
+                let record = row.into_record("jobs")?;
+                Ok(Some(AnyEvent {
+                    events_table: table.to_owned(),
+                    aggregate_id: record.aggregate_id,
+                    id: record.id,
+                    version: record.version,
+                    event_type: record.event_type,
+                    data: record.data,
+                    metadata: record.metadata,
+                    created_at: record.created_at,
+                }))
+            }
+
+            fn select_any_events_after(
+                &mut self,
+                tables: &[&'static str],
+                after: i64,
+                limit: usize,
+            ) -> Result<Vec<AnyEvent>, Error> {
+                use diesel::RunQueryDsl;
+                let mut query = Query::<$db>::new(String::new(), $dialect::NUMBERED);
+                for (index, table) in tables.iter().enumerate() {
+                    if index > 0 {
+                        query = query.sql(" UNION ALL ");
+                    }
+                    query = query
+                        .sql(&format!(
+                            "SELECT {}, '{table}' AS events_table FROM {table} WHERE id > ",
+                            $dialect::SELECT_ANY_COLUMNS
+                        ))
+                        .bind::<diesel::sql_types::BigInt, _>(after);
+                }
+                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                query = query
+                    .sql(" ORDER BY id LIMIT ")
+                    .bind::<diesel::sql_types::BigInt, _>(limit);
+                let rows: Vec<AnyRow> = query.query.load(self).map_err(storage("events"))?;
+                rows.into_iter().map(AnyRow::into_event).collect()
+            }
+
+            fn insert_jobs(&mut self, jobs: &[NewJob]) -> Result<(), Error> {
+                use diesel::RunQueryDsl;
+                if jobs.is_empty() {
+                    return Ok(());
+                }
+                let now = es_core::now();
+                let mut query = Query::<$db>::new(
+                    "INSERT INTO es_jobs (events_table, event_id, reactor, state, attempts, \
+                     run_at, created_at) VALUES ",
+                    $dialect::NUMBERED,
+                );
+                for (index, job) in jobs.iter().enumerate() {
+                    query = query
+                        .sql(if index == 0 { "(" } else { ", (" })
+                        .bind::<diesel::sql_types::Text, _>(job.events_table.to_owned())
+                        .sql(", ")
+                        .bind::<diesel::sql_types::BigInt, _>(job.event_id)
+                        .sql(", ")
+                        .bind::<diesel::sql_types::Text, _>(job.reactor.to_owned())
+                        .sql(", 'pending', 0, ");
+                    query = $dialect::bind_time(query, now).sql(", ");
+                    query = $dialect::bind_time(query, now).sql(")");
+                }
+                query.query.execute(self).map_err(storage("es_jobs"))?;
+                $dialect::notify_jobs(self)
+            }
+
+            fn claim_jobs(
+                &mut self,
+                worker: &str,
+                now: DateTime<Utc>,
+                lease_until: DateTime<Utc>,
+                limit: usize,
+            ) -> Result<Vec<ClaimedJob>, Error> {
+                use diesel::RunQueryDsl;
+                let worker = worker.to_owned();
+                $dialect::before_claim(self)?;
+                self.write_transaction(|conn| {
+                    let mut query = Query::<$db>::new(
+                        "SELECT id, events_table, event_id, reactor, attempts FROM es_jobs \
+                         WHERE (state = 'pending' AND run_at <= ",
+                        $dialect::NUMBERED,
+                    );
+                    query = $dialect::bind_time(query, now)
+                        .sql(") OR (state = 'running' AND locked_until < ");
+                    query = $dialect::bind_time(query, now)
+                        .sql(") ORDER BY run_at, id LIMIT ")
+                        .bind::<diesel::sql_types::BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+                        .sql($dialect::CLAIM_LOCK);
+                    let mut claimed: Vec<ClaimedJob> =
+                        query.query.load(conn).map_err(storage("es_jobs"))?;
+                    if claimed.is_empty() {
+                        return Ok(claimed);
+                    }
+                    let mut update = Query::<$db>::new(
+                        "UPDATE es_jobs SET state = 'running', attempts = attempts + 1, locked_by = ",
+                        $dialect::NUMBERED,
+                    )
+                    .bind::<diesel::sql_types::Text, _>(worker.clone())
+                    .sql(", locked_until = ");
+                    update = $dialect::bind_time(update, lease_until).sql(" WHERE id IN (");
+                    for (index, job) in claimed.iter().enumerate() {
+                        if index > 0 {
+                            update = update.sql(", ");
+                        }
+                        update = update.bind::<diesel::sql_types::BigInt, _>(job.id);
+                    }
+                    update.sql(")").query.execute(conn).map_err(storage("es_jobs"))?;
+                    for job in &mut claimed {
+                        job.attempts += 1;
+                    }
+                    Ok(claimed)
+                })
+            }
+
+            fn finish_job(
+                &mut self,
+                job: &ClaimedJob,
+                worker: &str,
+                outcome: &JobOutcome,
+                now: DateTime<Utc>,
+            ) -> Result<(), Error> {
+                use diesel::RunQueryDsl;
+                let mut query = Query::<$db>::new("UPDATE es_jobs SET state = ", $dialect::NUMBERED);
+                query = match outcome {
+                    JobOutcome::Done => $dialect::bind_time(
+                        query.sql("'done', last_error = NULL, finished_at = "),
+                        now,
+                    ),
+                    JobOutcome::Retry { at, error } => $dialect::bind_time(
+                        query
+                            .sql("'pending', last_error = ")
+                            .bind::<diesel::sql_types::Text, _>(error.clone())
+                            .sql(", run_at = "),
+                        *at,
+                    ),
+                    JobOutcome::Dead { error } => $dialect::bind_time(
+                        query
+                            .sql("'dead', last_error = ")
+                            .bind::<diesel::sql_types::Text, _>(error.clone())
+                            .sql(", finished_at = "),
+                        now,
+                    ),
+                };
+                query
+                    .sql(", locked_by = NULL, locked_until = NULL WHERE id = ")
+                    .bind::<diesel::sql_types::BigInt, _>(job.id)
+                    .sql(" AND state = 'running' AND locked_by = ")
+                    .bind::<diesel::sql_types::Text, _>(worker.to_owned())
+                    .query
+                    .execute(self)
+                    .map_err(storage("es_jobs"))?;
+                Ok(())
+            }
+
+            fn release_jobs(&mut self, ids: &[i64], worker: &str) -> Result<(), Error> {
+                use diesel::RunQueryDsl;
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                let mut query = Query::<$db>::new(
+                    "UPDATE es_jobs SET state = 'pending', attempts = attempts - 1, \
+                     locked_by = NULL, locked_until = NULL WHERE state = 'running' AND locked_by = ",
+                    $dialect::NUMBERED,
+                )
+                .bind::<diesel::sql_types::Text, _>(worker.to_owned())
+                .sql(" AND id IN (");
+                for (index, id) in ids.iter().enumerate() {
+                    if index > 0 {
+                        query = query.sql(", ");
+                    }
+                    query = query.bind::<diesel::sql_types::BigInt, _>(*id);
+                }
+                query.sql(")").query.execute(self).map_err(storage("es_jobs"))?;
+                Ok(())
+            }
+
+            fn retry_dead_jobs(&mut self, id: Option<i64>, now: DateTime<Utc>) -> Result<usize, Error> {
+                use diesel::RunQueryDsl;
+                let mut query = $dialect::bind_time(
+                    Query::<$db>::new(
+                        "UPDATE es_jobs SET state = 'pending', attempts = 0, finished_at = NULL, \
+                         run_at = ",
+                        $dialect::NUMBERED,
+                    ),
+                    now,
+                )
+                .sql(" WHERE state = 'dead'");
+                if let Some(id) = id {
+                    query = query.sql(" AND id = ").bind::<diesel::sql_types::BigInt, _>(id);
+                }
+                query.query.execute(self).map_err(storage("es_jobs"))
+            }
+
+            fn job_counts(&mut self) -> Result<Vec<(String, i64)>, Error> {
+                use diesel::RunQueryDsl;
+                #[derive(diesel::QueryableByName)]
+                struct StateCount {
+                    #[diesel(sql_type = diesel::sql_types::Text)]
+                    state: String,
+                    #[diesel(sql_type = diesel::sql_types::BigInt)]
+                    value: i64,
+                }
+                let rows: Vec<StateCount> = diesel::sql_query(
+                    "SELECT state, COUNT(*) AS value FROM es_jobs GROUP BY state ORDER BY state",
+                )
+                .load(self)
+                .map_err(storage("es_jobs"))?;
+                Ok(rows.into_iter().map(|row| (row.state, row.value)).collect())
+            }
+
+            fn dead_jobs(&mut self, limit: usize) -> Result<Vec<DeadJob>, Error> {
+                use diesel::RunQueryDsl;
+                Query::<$db>::new(
+                    "SELECT id, events_table, event_id, reactor, attempts, last_error FROM es_jobs \
+                     WHERE state = 'dead' ORDER BY id LIMIT ",
+                    $dialect::NUMBERED,
+                )
+                .bind::<diesel::sql_types::BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+                .query
+                .load(self)
+                .map_err(storage("es_jobs"))
+            }
+
+            fn listen_for_jobs(&mut self) -> Result<(), Error> {
+                $dialect::listen_for_jobs(self)
+            }
+
+            fn wait_for_jobs(&mut self, timeout: std::time::Duration) -> bool {
+                $dialect::wait_for_jobs(self, timeout)
+            }
+
             fn framework_ddl() -> Vec<String> {
                 $dialect::framework_ddl()
             }
@@ -393,7 +749,7 @@ fn insert_query<'a, DB, Id>(
     first_position: Option<i64>,
     numbered: bool,
     json_suffix: &str,
-    bind_created_at: fn(Query<'a, DB>, DateTime<Utc>) -> Query<'a, DB>,
+    bind_time: fn(Query<'a, DB>, DateTime<Utc>) -> Query<'a, DB>,
 ) -> Query<'a, DB>
 where
     DB: diesel::backend::Backend
@@ -427,10 +783,10 @@ where
             .bind::<diesel::sql_types::Text, _>(event.data.clone())
             .sql(json_suffix)
             .sql(", ")
-            .bind::<diesel::sql_types::Text, _>(staged.metadata.clone())
+            .bind::<diesel::sql_types::Text, _>(staged.metadata_json.clone())
             .sql(json_suffix)
             .sql(", ");
-        query = bind_created_at(query, staged.created_at).sql(")");
+        query = bind_time(query, staged.created_at).sql(")");
     }
     query
 }
@@ -457,6 +813,20 @@ fn insert_error<Id: std::fmt::Display>(
     }
 }
 
+/// Whether a table name read from the database (a job's) is a plain identifier, safe to put in SQL.
+fn is_identifier(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'_'))
+        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
+        && name.len() <= 63
+}
+
+/// Sleeps for `timeout` (backends without notifications): no job announced itself.
+fn sleep_for_jobs(timeout: std::time::Duration) -> bool {
+    std::thread::sleep(timeout);
+    false
+}
+
 fn indexes_ddl(table: &str) -> [String; 2] {
     [
         format!("CREATE INDEX IF NOT EXISTS {table}_type_created_at ON {table} (type, created_at)"),
@@ -473,20 +843,36 @@ mod sqlite {
     pub(super) const NUMBERED: bool = false;
     pub(super) const SELECT_COLUMNS: &str =
         "id, aggregate_id, version, type, data, metadata, created_at";
+    pub(super) const SELECT_ANY_COLUMNS: &str = "id, CAST(aggregate_id AS TEXT) AS aggregate_id, \
+         version, type, data, metadata, created_at";
+    pub(super) const CLAIM_LOCK: &str = "";
     const FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
 
-    pub(super) fn bind_created_at(
-        query: Query<'_, Sqlite>,
-        time: DateTime<Utc>,
-    ) -> Query<'_, Sqlite> {
+    pub(super) fn notify_jobs(_: &mut SqliteConnection) -> Result<(), Error> {
+        Ok(())
+    }
+
+    pub(super) fn before_claim(_: &mut SqliteConnection) -> Result<(), Error> {
+        Ok(())
+    }
+
+    pub(super) fn listen_for_jobs(_: &mut SqliteConnection) -> Result<(), Error> {
+        Ok(())
+    }
+
+    pub(super) fn wait_for_jobs(_: &mut SqliteConnection, timeout: std::time::Duration) -> bool {
+        sleep_for_jobs(timeout)
+    }
+
+    pub(super) fn bind_time(query: Query<'_, Sqlite>, time: DateTime<Utc>) -> Query<'_, Sqlite> {
         query.bind::<diesel::sql_types::Text, _>(time.format(FORMAT).to_string())
     }
 
-    pub(super) fn read_created_at<'a>(
+    pub(super) fn read_time<'a>(
         row: &impl diesel::row::NamedRow<'a, Sqlite>,
+        column: &str,
     ) -> diesel::deserialize::Result<DateTime<Utc>> {
-        let text =
-            diesel::row::NamedRow::get::<diesel::sql_types::Text, String>(row, "created_at")?;
+        let text = diesel::row::NamedRow::get::<diesel::sql_types::Text, String>(row, column)?;
         Ok(DateTime::parse_from_rfc3339(&text)?.with_timezone(&Utc))
     }
 
@@ -525,18 +911,10 @@ mod sqlite {
         .map_err(storage("es_positions"))?;
         let first = last.value - count + 1;
         let first_version = staged.events.first().map_or(1, |event| event.version);
-        insert_query(
-            table,
-            id,
-            staged,
-            Some(first),
-            NUMBERED,
-            "",
-            bind_created_at,
-        )
-        .query
-        .execute(conn)
-        .map_err(insert_error(table, A::NAME, id, first_version))?;
+        insert_query(table, id, staged, Some(first), NUMBERED, "", bind_time)
+            .query
+            .execute(conn)
+            .map_err(insert_error(table, A::NAME, id, first_version))?;
         Ok((first..=last.value).collect())
     }
 
@@ -548,6 +926,22 @@ mod sqlite {
             "INSERT INTO es_positions (name, position) VALUES ('events', 0) \
              ON CONFLICT (name) DO NOTHING"
                 .to_owned(),
+            "CREATE TABLE IF NOT EXISTS es_jobs (\
+             id INTEGER PRIMARY KEY AUTOINCREMENT, \
+             events_table TEXT NOT NULL, \
+             event_id BIGINT NOT NULL, \
+             reactor TEXT NOT NULL, \
+             state TEXT NOT NULL, \
+             attempts INTEGER NOT NULL DEFAULT 0, \
+             run_at TEXT NOT NULL, \
+             locked_by TEXT, \
+             locked_until TEXT, \
+             last_error TEXT, \
+             created_at TEXT NOT NULL, \
+             finished_at TEXT, \
+             UNIQUE (event_id, reactor))"
+                .to_owned(),
+            "CREATE INDEX IF NOT EXISTS es_jobs_ready ON es_jobs (state, run_at)".to_owned(),
         ]
     }
 
@@ -581,18 +975,51 @@ mod postgres {
     pub(super) const NUMBERED: bool = true;
     pub(super) const SELECT_COLUMNS: &str = "id, aggregate_id, version, type, data::text AS data, \
          metadata::text AS metadata, created_at";
+    pub(super) const SELECT_ANY_COLUMNS: &str = "id, aggregate_id::text AS aggregate_id, version, \
+         type, data::text AS data, metadata::text AS metadata, created_at";
+    pub(super) const CLAIM_LOCK: &str = " FOR UPDATE SKIP LOCKED";
 
-    pub(super) fn bind_created_at(query: Query<'_, Pg>, time: DateTime<Utc>) -> Query<'_, Pg> {
+    pub(super) fn before_claim(_: &mut PgConnection) -> Result<(), Error> {
+        Ok(())
+    }
+
+    pub(super) fn notify_jobs(conn: &mut PgConnection) -> Result<(), Error> {
+        use diesel::connection::SimpleConnection;
+        conn.batch_execute("NOTIFY es_jobs")
+            .map_err(storage("es_jobs"))
+    }
+
+    pub(super) fn listen_for_jobs(conn: &mut PgConnection) -> Result<(), Error> {
+        use diesel::connection::SimpleConnection;
+        conn.batch_execute("LISTEN es_jobs")
+            .map_err(storage("es_jobs"))
+    }
+
+    /// Polls the connection for notifications (no query: libpq reads what the server pushed)
+    /// every few milliseconds until one arrives or `timeout` passes.
+    pub(super) fn wait_for_jobs(conn: &mut PgConnection, timeout: std::time::Duration) -> bool {
+        let step = std::time::Duration::from_millis(5);
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if conn.notifications_iter().count() > 0 {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(step);
+        }
+    }
+
+    pub(super) fn bind_time(query: Query<'_, Pg>, time: DateTime<Utc>) -> Query<'_, Pg> {
         query.bind::<diesel::sql_types::Timestamptz, _>(time)
     }
 
-    pub(super) fn read_created_at<'a>(
+    pub(super) fn read_time<'a>(
         row: &impl diesel::row::NamedRow<'a, Pg>,
+        column: &str,
     ) -> diesel::deserialize::Result<DateTime<Utc>> {
-        diesel::row::NamedRow::get::<diesel::sql_types::Timestamptz, DateTime<Utc>>(
-            row,
-            "created_at",
-        )
+        diesel::row::NamedRow::get::<diesel::sql_types::Timestamptz, DateTime<Utc>>(row, column)
     }
 
     pub(super) fn write_transaction<T>(
@@ -611,24 +1038,35 @@ mod postgres {
     ) -> Result<Vec<i64>, Error> {
         use diesel::RunQueryDsl;
         let first_version = staged.events.first().map_or(1, |event| event.version);
-        let rows: Vec<Number> = insert_query(
-            table,
-            id,
-            staged,
-            None,
-            NUMBERED,
-            "::jsonb",
-            bind_created_at,
-        )
-        .sql(" RETURNING id AS value")
-        .query
-        .load(conn)
-        .map_err(insert_error(table, A::NAME, id, first_version))?;
+        let rows: Vec<Number> =
+            insert_query(table, id, staged, None, NUMBERED, "::jsonb", bind_time)
+                .sql(" RETURNING id AS value")
+                .query
+                .load(conn)
+                .map_err(insert_error(table, A::NAME, id, first_version))?;
         Ok(rows.into_iter().map(|row| row.value).collect())
     }
 
     pub(super) fn framework_ddl() -> Vec<String> {
-        vec!["CREATE SEQUENCE IF NOT EXISTS es_event_position".to_owned()]
+        vec![
+            "CREATE SEQUENCE IF NOT EXISTS es_event_position".to_owned(),
+            "CREATE TABLE IF NOT EXISTS es_jobs (\
+             id BIGSERIAL PRIMARY KEY, \
+             events_table TEXT NOT NULL, \
+             event_id BIGINT NOT NULL, \
+             reactor TEXT NOT NULL, \
+             state TEXT NOT NULL, \
+             attempts INTEGER NOT NULL DEFAULT 0, \
+             run_at TIMESTAMPTZ NOT NULL, \
+             locked_by TEXT, \
+             locked_until TIMESTAMPTZ, \
+             last_error TEXT, \
+             created_at TIMESTAMPTZ NOT NULL, \
+             finished_at TIMESTAMPTZ, \
+             UNIQUE (event_id, reactor))"
+                .to_owned(),
+            "CREATE INDEX IF NOT EXISTS es_jobs_ready ON es_jobs (state, run_at)".to_owned(),
+        ]
     }
 
     pub(super) fn events_table_ddl(table: &str, id_type: &str) -> Vec<String> {
@@ -661,20 +1099,40 @@ mod mysql {
     pub(super) const NUMBERED: bool = false;
     pub(super) const SELECT_COLUMNS: &str =
         "id, aggregate_id, version, type, data, metadata, created_at";
+    pub(super) const SELECT_ANY_COLUMNS: &str = "id, CAST(aggregate_id AS CHAR) AS aggregate_id, \
+         version, type, data, metadata, created_at";
+    pub(super) const CLAIM_LOCK: &str = " FOR UPDATE SKIP LOCKED";
 
-    pub(super) fn bind_created_at(
-        query: Query<'_, Mysql>,
-        time: DateTime<Utc>,
-    ) -> Query<'_, Mysql> {
+    pub(super) fn notify_jobs(_: &mut MysqlConnection) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Claims read committed rows only: under REPEATABLE READ, InnoDB's gap locks on the jobs
+    /// index make claims deadlock with concurrent inserts of new jobs.
+    pub(super) fn before_claim(conn: &mut MysqlConnection) -> Result<(), Error> {
+        use diesel::connection::SimpleConnection;
+        conn.batch_execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            .map_err(storage("es_jobs"))
+    }
+
+    pub(super) fn listen_for_jobs(_: &mut MysqlConnection) -> Result<(), Error> {
+        Ok(())
+    }
+
+    pub(super) fn wait_for_jobs(_: &mut MysqlConnection, timeout: std::time::Duration) -> bool {
+        sleep_for_jobs(timeout)
+    }
+
+    pub(super) fn bind_time(query: Query<'_, Mysql>, time: DateTime<Utc>) -> Query<'_, Mysql> {
         query.bind::<diesel::sql_types::Datetime, _>(time.naive_utc())
     }
 
-    pub(super) fn read_created_at<'a>(
+    pub(super) fn read_time<'a>(
         row: &impl diesel::row::NamedRow<'a, Mysql>,
+        column: &str,
     ) -> diesel::deserialize::Result<DateTime<Utc>> {
         let naive = diesel::row::NamedRow::get::<diesel::sql_types::Datetime, chrono::NaiveDateTime>(
-            row,
-            "created_at",
+            row, column,
         )?;
         Ok(naive.and_utc())
     }
@@ -706,18 +1164,10 @@ mod mysql {
             .map_err(storage("es_positions"))?;
         let first = last.value - count + 1;
         let first_version = staged.events.first().map_or(1, |event| event.version);
-        insert_query(
-            table,
-            id,
-            staged,
-            Some(first),
-            NUMBERED,
-            "",
-            bind_created_at,
-        )
-        .query
-        .execute(conn)
-        .map_err(insert_error(table, A::NAME, id, first_version))?;
+        insert_query(table, id, staged, Some(first), NUMBERED, "", bind_time)
+            .query
+            .execute(conn)
+            .map_err(insert_error(table, A::NAME, id, first_version))?;
         Ok((first..=last.value).collect())
     }
 
@@ -727,6 +1177,22 @@ mod mysql {
              position BIGINT NOT NULL) ENGINE=InnoDB"
                 .to_owned(),
             "INSERT IGNORE INTO es_positions (name, position) VALUES ('events', 0)".to_owned(),
+            "CREATE TABLE IF NOT EXISTS es_jobs (\
+             id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, \
+             events_table VARCHAR(64) NOT NULL, \
+             event_id BIGINT NOT NULL, \
+             reactor VARCHAR(128) NOT NULL, \
+             state VARCHAR(16) NOT NULL, \
+             attempts INTEGER NOT NULL DEFAULT 0, \
+             run_at DATETIME(6) NOT NULL, \
+             locked_by VARCHAR(128), \
+             locked_until DATETIME(6), \
+             last_error TEXT, \
+             created_at DATETIME(6) NOT NULL, \
+             finished_at DATETIME(6), \
+             UNIQUE KEY es_jobs_event_reactor (event_id, reactor), \
+             KEY es_jobs_ready (state, run_at)) ENGINE=InnoDB"
+                .to_owned(),
         ]
     }
 

@@ -94,7 +94,10 @@
 //! reactors.
 
 mod database;
+mod dispatch;
 mod id;
+mod jobs;
+mod projection;
 mod schema;
 mod store;
 mod table;
@@ -104,7 +107,18 @@ mod text_uuid;
 pub mod sqlite;
 
 pub use database::Database;
+pub use dispatch::{
+    AnyEvent, Dispatch, MAX_CASCADE, NoReactors, Pattern, ReactorError, Recorded, Route,
+    TriggerContext,
+};
+/// Routes events to reactors; see the [dispatch module documentation](crate#reactors).
+pub use es_derive::dispatcher;
 pub use id::IdColumn;
+pub use jobs::{
+    ClaimedJob, DeadJob, JobContext, JobCounts, Worker, WorkerOptions, WorkerStats, dead_jobs,
+    job_counts, retry_dead_jobs,
+};
+pub use projection::{PROJECTION_BATCH, rebuild_projection};
 pub use schema::{create_tables, ddl, migration_sql};
 pub use store::{DEFAULT_REPLAY_BATCH, DieselStore};
 pub use table::AggregateTable;
@@ -112,7 +126,9 @@ pub use text_uuid::TextUuid;
 
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::dispatch::{Dispatched, run_projection, typed_from_any};
     pub use diesel;
+    pub use es_core;
 
     #[cfg(feature = "sqlite")]
     #[doc(hidden)]

@@ -3,11 +3,12 @@
 use std::slice;
 
 use es_core::{
-    AppendOptions, AsOf, Committed, Error, EventFilter, EventStore, Head, IntoEvents, Rebuild,
-    RecordedEvent, ReplayProgress, rebuild, stage,
+    AppendOptions, AsOf, Committed, Error, EventFilter, EventStore, Head, IntoEvents, NewEvent,
+    Rebuild, RecordedEvent, ReplayProgress, rebuild, stage,
 };
 
 use crate::database::{Database, Selection, storage};
+use crate::dispatch::{Dispatch, Dispatched, TriggerContext, UnitOfWork};
 use crate::table::AggregateTable;
 
 /// How many aggregates a replay rebuilds per transaction unless told otherwise.
@@ -18,10 +19,22 @@ pub const DEFAULT_REPLAY_BATCH: usize = 500;
 ///
 /// It borrows the connection, so it runs inside your own transaction when you open one: its writes
 /// then become a savepoint of yours, committed or rolled back with your own writes.
-#[derive(Debug)]
-pub struct DieselStore<'c, C> {
+pub struct DieselStore<'c, C: Database> {
     conn: &'c mut C,
+    dispatcher: Option<&'c dyn Dispatch<C>>,
     replay_batch: usize,
+}
+
+impl<C: Database> std::fmt::Debug for DieselStore<'_, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DieselStore")
+            .field(
+                "dispatcher",
+                &self.dispatcher.map(|dispatcher| dispatcher.routes().len()),
+            )
+            .field("replay_batch", &self.replay_batch)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The outcome of replaying one batch of aggregates.
@@ -36,8 +49,17 @@ impl<'c, C: Database> DieselStore<'c, C> {
     pub fn new(conn: &'c mut C) -> Self {
         Self {
             conn,
+            dispatcher: None,
             replay_batch: DEFAULT_REPLAY_BATCH,
         }
+    }
+
+    /// Routes every appended event through `dispatcher`: its trigger reactors and projections run
+    /// in the write transaction, its async reactors are enqueued as jobs in it.
+    #[must_use]
+    pub fn with_dispatcher(mut self, dispatcher: &'c dyn Dispatch<C>) -> Self {
+        self.dispatcher = Some(dispatcher);
+        self
     }
 
     /// Sets how many aggregates a replay rebuilds per transaction (at least 1).
@@ -94,6 +116,64 @@ impl<'c, C: Database> DieselStore<'c, C> {
     }
 }
 
+/// Appends events inside the current write transaction: lock the row, read the head, apply, insert
+/// the events, save the row, then dispatch each event (its trigger reactors may append more,
+/// through this same function). Async jobs accumulate in `unit`.
+pub(crate) fn append_in_transaction<C: Database, A: AggregateTable<C>>(
+    conn: &mut C,
+    dispatcher: Option<&dyn Dispatch<C>>,
+    unit: &mut UnitOfWork,
+    id: &A::Id,
+    events: Vec<NewEvent<A>>,
+    options: &AppendOptions,
+) -> Result<Committed<A>, Error> {
+    let current = A::lock(conn, id).map_err(storage(A::TABLE))?;
+    let last = conn.last_event(A::EVENTS_TABLE, id)?;
+    let head = Head::new::<A>(
+        last.as_ref().map_or(0, |(version, _)| *version),
+        last.as_ref().map(|(_, tag)| tag.as_str()),
+    );
+    let staged = {
+        let _apply =
+            tracing::info_span!("apply", aggregate = A::NAME, aggregate_id = %id).entered();
+        stage(id, current, head, &events, options)?
+    };
+    let positions = conn.insert_events(A::EVENTS_TABLE, id, &staged)?;
+    match &staged.state {
+        Some(state) => A::save(conn, slice::from_ref(state)),
+        None => A::delete(conn, slice::from_ref(id)),
+    }
+    .map_err(storage(A::TABLE))?;
+    let recorded: Vec<RecordedEvent<A::Id>> = staged
+        .events
+        .into_iter()
+        .zip(positions)
+        .map(|(event, position)| RecordedEvent {
+            id: position,
+            aggregate_id: id.clone(),
+            version: event.version,
+            event_type: event.tag.to_owned(),
+            data: event.data,
+            metadata: staged.metadata.clone(),
+            created_at: staged.created_at,
+        })
+        .collect();
+    if let Some(dispatcher) = dispatcher {
+        for (event, record) in events.iter().zip(&recorded) {
+            unit.chain.push(record.event_type.clone());
+            Dispatched::describe::<A, _>(record, Some(event.as_any()), |dispatched| {
+                let mut ctx = TriggerContext::new(conn, dispatcher, unit, record);
+                dispatcher.dispatch(&mut ctx, dispatched)
+            })?;
+            unit.chain.pop();
+        }
+    }
+    Ok(Committed {
+        state: staged.state,
+        events: recorded,
+    })
+}
+
 /// A deadlock or serialization failure between concurrent writers of one aggregate (MySQL's gap
 /// locks between two creators, say) is [`Error::Contention`]: retrying is the answer.
 fn contention<A: es_core::Aggregate>(error: Error, id: &A::Id) -> Error {
@@ -136,38 +216,20 @@ impl<C: Database, A: AggregateTable<C>> EventStore<A> for DieselStore<'_, C> {
         options: &AppendOptions,
     ) -> Result<Committed<A>, Error> {
         let events = events.into_events();
+        let span = tracing::info_span!(
+            "append",
+            aggregate = A::NAME,
+            aggregate_id = %id,
+            events = events.len()
+        );
+        let _entered = span.enter();
+        let dispatcher = self.dispatcher;
         let committed = self.conn.write_transaction(|conn| {
-            let current = A::lock(conn, id).map_err(storage(A::TABLE))?;
-            let last = conn.last_event(A::EVENTS_TABLE, id)?;
-            let head = Head::new::<A>(
-                last.as_ref().map_or(0, |(version, _)| *version),
-                last.as_ref().map(|(_, tag)| tag.as_str()),
-            );
-            let staged = stage(id, current, head, &events, options)?;
-            let positions = conn.insert_events(A::EVENTS_TABLE, id, &staged)?;
-            match &staged.state {
-                Some(state) => A::save(conn, slice::from_ref(state)),
-                None => A::delete(conn, slice::from_ref(id)),
-            }
-            .map_err(storage(A::TABLE))?;
-            let events = staged
-                .events
-                .into_iter()
-                .zip(positions)
-                .map(|(event, position)| RecordedEvent {
-                    id: position,
-                    aggregate_id: id.clone(),
-                    version: event.version,
-                    event_type: event.tag.to_owned(),
-                    data: event.data,
-                    metadata: options.metadata.clone(),
-                    created_at: staged.created_at,
-                })
-                .collect();
-            Ok(Committed {
-                state: staged.state,
-                events,
-            })
+            let mut unit = UnitOfWork::default();
+            let committed =
+                append_in_transaction(conn, dispatcher, &mut unit, id, events, options)?;
+            conn.insert_jobs(&unit.jobs)?;
+            Ok(committed)
         });
         committed.map_err(|error| contention::<A>(error, id))
     }

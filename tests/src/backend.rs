@@ -2,19 +2,109 @@
 //! `DATABASE_URL`), MySQL from `MYSQL_DATABASE_URL`. Each test gets its own schema or database.
 
 use diesel::connection::SimpleConnection;
-use diesel::{Connection, SqliteConnection};
-use es_diesel::{AggregateTable, Database, create_tables};
+use diesel::{Connection, QueryableByName, RunQueryDsl, SqliteConnection};
+use es_diesel::{AggregateTable, Database, Dispatch, create_tables};
 
 use crate::domain::{Note, Project, Task};
+use crate::reactors::{Board, Post};
+
+/// One row of the reactions log that the test reactors write.
+#[derive(QueryableByName, Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Reaction {
+    /// The job's idempotency key.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub idempotency_key: String,
+    /// The reactor.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub reactor: String,
+    /// The attempt that wrote the row.
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub attempt: i32,
+}
+
+/// One line of the feed projection.
+#[derive(QueryableByName, Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FeedLine {
+    /// The event it was written for.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub event_id: i64,
+    /// The line.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub line: String,
+}
+
+/// What the tests need of a connection beyond the store, written once per connection type so that
+/// generic tests need no diesel bounds.
+pub trait TestConnection: Database {
+    /// The test dispatcher for this connection type.
+    fn dispatcher() -> &'static dyn Dispatch<Self>;
+    /// The reactions logged by `reactor`, sorted.
+    fn reactions(&mut self, reactor: &str) -> Vec<Reaction>;
+    /// The feed, sorted.
+    fn feed(&mut self) -> Vec<FeedLine>;
+    /// The `state` and `attempts` of the jobs of `reactor` for event `event_id`.
+    fn job_states(&mut self, reactor: &str, event_id: i64) -> Vec<Reaction>;
+}
+
+macro_rules! test_connection {
+    ($conn:ty) => {
+        impl TestConnection for $conn {
+            fn dispatcher() -> &'static dyn Dispatch<Self> {
+                &crate::reactors::TestDispatcher
+            }
+
+            fn reactions(&mut self, reactor: &str) -> Vec<Reaction> {
+                let mut rows: Vec<Reaction> = diesel::sql_query(format!(
+                    "SELECT idempotency_key, reactor, attempt FROM reactions \
+                     WHERE reactor = '{reactor}'"
+                ))
+                .load(self)
+                .expect("read reactions");
+                rows.sort();
+                rows
+            }
+
+            fn feed(&mut self) -> Vec<FeedLine> {
+                let mut rows: Vec<FeedLine> = diesel::sql_query("SELECT event_id, line FROM feed")
+                    .load(self)
+                    .expect("read the feed");
+                rows.sort();
+                rows
+            }
+
+            fn job_states(&mut self, reactor: &str, event_id: i64) -> Vec<Reaction> {
+                diesel::sql_query(format!(
+                    "SELECT state AS idempotency_key, reactor, attempts AS attempt FROM es_jobs \
+                     WHERE reactor = '{reactor}' AND event_id = {event_id}"
+                ))
+                .load(self)
+                .expect("read jobs")
+            }
+        }
+    };
+}
+
+test_connection!(SqliteConnection);
+#[cfg(feature = "postgres")]
+test_connection!(diesel::PgConnection);
+#[cfg(feature = "mysql")]
+test_connection!(diesel::MysqlConnection);
 
 /// A database for one test, isolated from the others.
 pub trait TestDb: Send + Sync {
     /// The connection type.
-    type Conn: Database;
+    type Conn: TestConnection;
     /// The backend's name, for test names and messages.
     const NAME: &'static str;
+    /// A `created_at` value as an SQL literal, for rows written by hand.
+    const TIMESTAMP_LITERAL: &'static str;
+    /// Whether the events tables accept invalid JSON (SQLite's TEXT does; JSON types do not).
+    const STORES_INVALID_JSON: bool;
     /// A new connection to this test's database.
     fn connect(&self) -> Self::Conn;
+    /// The arguments with which `test_worker` (the crash test's worker process) reaches this
+    /// database.
+    fn worker_args(&self) -> Vec<String>;
 }
 
 /// Creates the domain's tables (`tables_ddl`, one statement each) and their events tables.
@@ -23,21 +113,25 @@ where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
     Note: AggregateTable<D::Conn>,
+    Post: AggregateTable<D::Conn>,
+    Board: AggregateTable<D::Conn>,
 {
     let mut conn = db.connect();
-    for statement in tables_ddl {
+    for statement in tables_ddl.iter().chain(crate::reactors::TABLES) {
         conn.batch_execute(statement)
             .unwrap_or_else(|error| panic!("{statement}: {error}"));
     }
     create_tables::<_, Task>(&mut conn).expect("create task_events");
     create_tables::<_, Project>(&mut conn).expect("create project_events");
     create_tables::<_, Note>(&mut conn).expect("create note_events");
+    create_tables::<_, Post>(&mut conn).expect("create post_events");
+    create_tables::<_, Board>(&mut conn).expect("create board_events");
     conn
 }
 
 /// A SQLite database in a temporary file (WAL needs a file for several connections).
 pub struct SqliteDb {
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     path: String,
 }
 
@@ -46,7 +140,10 @@ impl SqliteDb {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let path = dir.path().join("test.db").to_string_lossy().into_owned();
-        let db = Self { _dir: dir, path };
+        let db = Self {
+            _dir: Some(dir),
+            path,
+        };
         create_domain_tables(
             &db,
             &[
@@ -67,11 +164,26 @@ impl Default for SqliteDb {
     }
 }
 
+impl SqliteDb {
+    /// The database at `path`, as it is.
+    pub fn open(path: &str) -> Self {
+        Self {
+            _dir: None,
+            path: path.to_owned(),
+        }
+    }
+}
+
 impl TestDb for SqliteDb {
     type Conn = SqliteConnection;
     const NAME: &'static str = "sqlite";
+    const TIMESTAMP_LITERAL: &'static str = "'2026-04-20T12:00:00.000000Z'";
+    const STORES_INVALID_JSON: bool = true;
     fn connect(&self) -> SqliteConnection {
         es_diesel::sqlite::establish(&self.path).expect("open SQLite")
+    }
+    fn worker_args(&self) -> Vec<String> {
+        vec![Self::NAME.to_owned(), self.path.clone()]
     }
 }
 
@@ -97,6 +209,14 @@ pub struct PgDb {
 
 #[cfg(feature = "postgres")]
 impl PgDb {
+    /// The schema `schema` of the server at `url`, as it is.
+    pub fn open(url: &str, schema: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            schema: schema.to_owned(),
+        }
+    }
+
     /// A fresh schema named after the test, with the domain's tables.
     pub fn new(url: &str, test: &str) -> Self {
         let schema = format!("es_test_{test}");
@@ -128,11 +248,16 @@ impl PgDb {
 impl TestDb for PgDb {
     type Conn = diesel::PgConnection;
     const NAME: &'static str = "postgres";
+    const TIMESTAMP_LITERAL: &'static str = "'2026-04-20 12:00:00+00'";
+    const STORES_INVALID_JSON: bool = false;
     fn connect(&self) -> diesel::PgConnection {
         let mut conn = diesel::PgConnection::establish(&self.url).expect("connect to PostgreSQL");
         conn.batch_execute(&format!("SET search_path TO {}", self.schema))
             .expect("set search_path");
         conn
+    }
+    fn worker_args(&self) -> Vec<String> {
+        vec![Self::NAME.to_owned(), self.url.clone(), self.schema.clone()]
     }
 }
 
@@ -145,6 +270,14 @@ pub struct MysqlDb {
 
 #[cfg(feature = "mysql")]
 impl MysqlDb {
+    /// The database `database` of the server at `url`, as it is.
+    pub fn open(url: &str, database: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            database: database.to_owned(),
+        }
+    }
+
     /// A fresh database named after the test, with the domain's tables.
     pub fn new(url: &str, test: &str) -> Self {
         let database = format!("es_test_{test}");
@@ -174,10 +307,19 @@ impl MysqlDb {
 impl TestDb for MysqlDb {
     type Conn = diesel::MysqlConnection;
     const NAME: &'static str = "mysql";
+    const TIMESTAMP_LITERAL: &'static str = "'2026-04-20 12:00:00'";
+    const STORES_INVALID_JSON: bool = false;
     fn connect(&self) -> diesel::MysqlConnection {
         let mut conn = diesel::MysqlConnection::establish(&self.url).expect("connect to MySQL");
         conn.batch_execute(&format!("USE {}", self.database))
             .expect("use database");
         conn
+    }
+    fn worker_args(&self) -> Vec<String> {
+        vec![
+            Self::NAME.to_owned(),
+            self.url.clone(),
+            self.database.clone(),
+        ]
     }
 }

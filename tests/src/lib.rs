@@ -3,6 +3,7 @@
 pub mod backend;
 pub mod contract;
 pub mod domain;
+pub mod reactors;
 
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

@@ -1,42 +1,22 @@
-//! The diesel store on every backend: the store contract, atomicity, concurrency, replay stories
-//! and corrupt rows. SQLite always runs; PostgreSQL runs when `PG_DATABASE_URL` (or
-//! `DATABASE_URL`) is set; MySQL when built with `--features es-tests/mysql` and
-//! `MYSQL_DATABASE_URL` is set. A skipped suite is announced and its tests are listed as ignored;
-//! under `CI=true` a skipped suite is a failure.
+//! The store: its contract, atomicity, concurrency, replay stories, UUID ids and corrupt rows.
 
-use std::sync::Arc;
 use std::thread;
 
 use diesel::connection::SimpleConnection;
-use es_core::{AppendOptions, AsOf, Error, EventStore, Metadata};
+
+use es_core::{AsOf, Error, EventStore};
 use es_diesel::TextUuid;
 use es_diesel::{AggregateTable, DieselStore};
-use es_tests::backend::{SqliteDb, TestDb};
+use es_tests::backend::TestDb;
 use es_tests::contract;
 use es_tests::domain::{
     Completed, Created, Note, NoteWritten, Project, ProjectStarted, Task, TitleUpdated,
 };
-use libtest_mimic::{Arguments, Failed, Trial};
 
-/// The bounds every test needs of a backend.
-trait Backend: TestDb + 'static
-where
-    Task: AggregateTable<Self::Conn>,
-    Project: AggregateTable<Self::Conn>,
-    Note: AggregateTable<Self::Conn>,
-{
-}
-
-impl<D: TestDb + 'static> Backend for D
-where
-    Task: AggregateTable<D::Conn>,
-    Project: AggregateTable<D::Conn>,
-    Note: AggregateTable<D::Conn>,
-{
-}
+use crate::{Check, by, execute};
 
 /// Aggregates keyed by UUIDs (stored as text) append, load, replay and time-travel.
-fn uuid_ids_work<D: Backend>(db: &D)
+fn uuid_ids_work<D: TestDb>(db: &D)
 where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
@@ -69,17 +49,8 @@ where
     assert_eq!(note.body, ids[1].to_string());
 }
 
-fn by(actor: &str) -> AppendOptions {
-    AppendOptions::with_metadata(Metadata::by_actor(actor))
-}
-
-fn execute<D: TestDb>(conn: &mut D::Conn, sql: &str) {
-    conn.batch_execute(sql)
-        .unwrap_or_else(|error| panic!("{sql}: {error}"));
-}
-
 /// A failing save (a CHECK constraint of the user's table) rolls back the events already inserted.
-fn a_failing_save_leaves_nothing<D: Backend>(db: &D)
+fn a_failing_save_leaves_nothing<D: TestDb>(db: &D)
 where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
@@ -118,7 +89,7 @@ where
 }
 
 /// The store joins the caller's transaction: rolled back with it, committed with it.
-fn appends_join_the_callers_transaction<D: Backend>(db: &D)
+fn appends_join_the_callers_transaction<D: TestDb>(db: &D)
 where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
@@ -167,7 +138,7 @@ where
 
 /// Threads appending to one aggregate: no lost or duplicated version, and the stored aggregate
 /// equals the replay of its events.
-fn concurrent_writers_on_one_aggregate<D: Backend>(db: &D)
+fn concurrent_writers_on_one_aggregate<D: TestDb>(db: &D)
 where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
@@ -206,7 +177,7 @@ where
 }
 
 /// Threads creating the same aggregate: exactly one wins, the others get a typed error.
-fn concurrent_creations_of_one_aggregate<D: Backend>(db: &D)
+fn concurrent_creations_of_one_aggregate<D: TestDb>(db: &D)
 where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
@@ -254,7 +225,7 @@ where
 }
 
 /// The talk's backfill: a column added later (here: emptied) is filled by replaying the events.
-fn replay_backfills_a_new_column<D: Backend>(db: &D)
+fn replay_backfills_a_new_column<D: TestDb>(db: &D)
 where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
@@ -290,7 +261,7 @@ where
 }
 
 /// Rows deleted by hand come back from their events; small batches walk every aggregate.
-fn replay_restores_deleted_rows<D: Backend>(db: &D)
+fn replay_restores_deleted_rows<D: TestDb>(db: &D)
 where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
@@ -322,7 +293,7 @@ where
 }
 
 /// Events of several aggregates share one global position, in the order they were written.
-fn positions_are_global_across_events_tables<D: Backend>(db: &D)
+fn positions_are_global_across_events_tables<D: TestDb>(db: &D)
 where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
@@ -357,7 +328,7 @@ where
 
 /// Bad stored data gives typed errors naming table, event id and tag, and a failed replay changes
 /// nothing.
-fn corrupt_rows_are_typed_errors<D: Backend>(db: &D, created_at: &str, invalid_json_storable: bool)
+fn corrupt_rows_are_typed_errors<D: TestDb>(db: &D)
 where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
@@ -376,7 +347,8 @@ where
             &format!(
                 "INSERT INTO task_events (id, aggregate_id, version, type, data, metadata, \
                  created_at) VALUES ({id}, {aggregate}, {version}, '{tag}', '{data}', \
-                 '{metadata}', {created_at})"
+                 '{metadata}', {})",
+                D::TIMESTAMP_LITERAL
             ),
         );
     };
@@ -410,7 +382,7 @@ where
         r#"{"title": "a"}"#,
         "[1]",
     );
-    if invalid_json_storable {
+    if D::STORES_INVALID_JSON {
         insert(
             &mut conn,
             9007,
@@ -452,7 +424,7 @@ where
         "{}",
         replay(54)
     );
-    if invalid_json_storable {
+    if D::STORES_INVALID_JSON {
         assert!(
             replay(55).contains("event 9007 (`task.created`)"),
             "{}",
@@ -467,19 +439,14 @@ where
     assert_eq!(EventStore::<Task>::load(&mut store, &53).unwrap(), None);
 }
 
-fn trials<D: Backend>(
-    make: impl Fn(&str) -> D + Send + Sync + Clone + 'static,
-    created_at: &'static str,
-    invalid_json_storable: bool,
-    skip: Option<&str>,
-) -> Vec<Trial>
+/// The checks of this module.
+pub(crate) fn checks<D: TestDb>() -> Vec<(&'static str, Check<D>)>
 where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
     Note: AggregateTable<D::Conn>,
 {
-    type Check<D> = fn(&D);
-    let contract: Vec<(&str, Check<D>)> = vec![
+    vec![
         ("append_applies_saves_and_records", |db| {
             contract::append_applies_saves_and_records(&mut DieselStore::new(&mut db.connect()));
         }),
@@ -540,96 +507,15 @@ where
             positions_are_global_across_events_tables::<D>,
         ),
         ("uuid_ids_work", uuid_ids_work::<D>),
-    ];
-    let mut trials: Vec<Trial> = contract
-        .into_iter()
-        .map(|(name, check)| {
-            let make = make.clone();
-            Trial::test(format!("{}::{name}", D::NAME), move || {
-                check(&make(name));
-                Ok(())
-            })
-            .with_ignored_flag(skip.is_some())
-        })
-        .collect();
-    let make = make.clone();
-    trials.push(
-        Trial::test(
-            format!("{}::corrupt_rows_are_typed_errors", D::NAME),
-            move || {
-                corrupt_rows_are_typed_errors(
-                    &make("corrupt_rows"),
-                    created_at,
-                    invalid_json_storable,
-                );
-                Ok(())
-            },
-        )
-        .with_ignored_flag(skip.is_some()),
-    );
-    if let Some(reason) = skip {
-        eprintln!(
-            "\n*** {} SUITE SKIPPED: {reason} ***\n",
-            D::NAME.to_uppercase()
-        );
-        if std::env::var("CI").as_deref() == Ok("true") {
-            let reason = reason.to_owned();
-            trials.push(Trial::test(
-                format!("{}::suite_runs_in_ci", D::NAME),
-                move || {
-                    Err(Failed::from(format!(
-                        "CI=true but the suite was skipped: {reason}"
-                    )))
-                },
-            ));
-        }
-    }
-    trials
-}
-
-fn main() {
-    let arguments = Arguments::from_args();
-    let mut all = trials::<SqliteDb>(
-        |_| SqliteDb::new(),
-        "'2026-04-20T12:00:00.000000Z'",
-        true,
-        None,
-    );
-    all.extend(postgres_trials());
-    all.extend(mysql_trials());
-    libtest_mimic::run(&arguments, all).exit();
+        (
+            "corrupt_rows_are_typed_errors",
+            corrupt_rows_are_typed_errors::<D>,
+        ),
+    ]
 }
 
 #[cfg(feature = "postgres")]
-fn postgres_trials() -> Vec<Trial> {
-    use es_tests::backend::{PgDb, postgres_url};
-    let url = postgres_url();
-    let skip = url
-        .is_none()
-        .then_some("set PG_DATABASE_URL (or DATABASE_URL) to a PostgreSQL database to run it");
-    let url = Arc::new(url.unwrap_or_default());
-    let mut trials = trials::<PgDb>(
-        {
-            let url = Arc::clone(&url);
-            move |test| PgDb::new(&url, test)
-        },
-        "'2026-04-20 12:00:00+00'",
-        false,
-        skip,
-    );
-    trials.push(
-        Trial::test("postgres::native_uuid_ids_work", move || {
-            native_uuid_ids_work(&PgDb::new(&url, "native_uuid"));
-            Ok(())
-        })
-        .with_ignored_flag(skip.is_some()),
-    );
-    trials
-}
-
-/// On PostgreSQL, aggregates keyed by native `uuid` columns work with `uuid::Uuid`.
-#[cfg(feature = "postgres")]
-fn native_uuid_ids_work(db: &es_tests::backend::PgDb) {
+pub(crate) fn native_uuid_ids_work(db: &es_tests::backend::PgDb) {
     use es_tests::domain::{Card, CardWritten};
     let mut conn = db.connect();
     let mut store = DieselStore::new(&mut conn);
@@ -647,42 +533,4 @@ fn native_uuid_ids_work(db: &es_tests::backend::PgDb) {
     assert_eq!(card.body, "hello");
     execute::<es_tests::backend::PgDb>(store.connection(), "DELETE FROM cards");
     assert_eq!(store.replay(&id).unwrap(), Some(card));
-}
-
-#[cfg(not(feature = "postgres"))]
-fn postgres_trials() -> Vec<Trial> {
-    eprintln!("\n*** POSTGRES SUITE SKIPPED: built without feature `es-tests/postgres` ***\n");
-    Vec::new()
-}
-
-#[cfg(feature = "mysql")]
-fn mysql_trials() -> Vec<Trial> {
-    use es_tests::backend::{MysqlDb, mysql_url};
-    let url = mysql_url();
-    let skip = url
-        .is_none()
-        .then_some("set MYSQL_DATABASE_URL to a MySQL/MariaDB database to run it");
-    let url = Arc::new(url.unwrap_or_default());
-    trials::<MysqlDb>(
-        move |test| MysqlDb::new(&url, test),
-        "'2026-04-20 12:00:00'",
-        false,
-        skip,
-    )
-}
-
-#[cfg(not(feature = "mysql"))]
-fn mysql_trials() -> Vec<Trial> {
-    eprintln!(
-        "\n*** MYSQL SUITE SKIPPED: built without feature `es-tests/mysql` (needs libmariadb-dev); \
-         run `cargo test --workspace --features es-tests/mysql` with MYSQL_DATABASE_URL set ***\n"
-    );
-    if std::env::var("CI").as_deref() == Ok("true") {
-        return vec![Trial::test("mysql::suite_runs_in_ci", || {
-            Err(Failed::from(
-                "CI=true but es-tests was built without feature `mysql`",
-            ))
-        })];
-    }
-    Vec::new()
 }

@@ -1,0 +1,79 @@
+//! Rebuilding a projection from the events, in the order they were written.
+
+use std::collections::BTreeSet;
+
+use es_core::{Error, Registry};
+
+use crate::database::Database;
+use crate::dispatch::{Dispatch, Pattern, ReactorError};
+
+/// How many events a projection rebuild reads per query.
+pub const PROJECTION_BATCH: usize = 1_000;
+
+/// Rebuilds projection `name` of `dispatcher`: in one write transaction, runs `reset` (empty the
+/// read model), then feeds every event its routes match to its handlers, in global event order
+/// across aggregates, reading [`PROJECTION_BATCH`] events per query. No reactor runs. Returns the
+/// number of events read.
+///
+/// Readers see the old read model until the rebuild commits, and the new one after.
+pub fn rebuild_projection<C: Database>(
+    conn: &mut C,
+    dispatcher: &dyn Dispatch<C>,
+    name: &str,
+    reset: impl FnOnce(&mut C) -> Result<(), ReactorError>,
+) -> Result<u64, Error> {
+    let tables = projection_tables(dispatcher, name)?;
+    let span = tracing::info_span!("rebuild_projection", projection = name);
+    let _entered = span.enter();
+    conn.write_transaction(|conn| {
+        reset(conn).map_err(|source| Error::Reactor {
+            reactor: "reset",
+            table: name.to_owned(),
+            event_id: 0,
+            tag: String::new(),
+            source,
+        })?;
+        let mut after = 0;
+        let mut read = 0;
+        loop {
+            let events = conn.select_any_events_after(&tables, after, PROJECTION_BATCH)?;
+            let Some(last) = events.last() else {
+                return Ok(read);
+            };
+            after = last.id;
+            read += events.len() as u64;
+            for event in &events {
+                dispatcher.project(conn, name, event)?;
+            }
+        }
+    })
+}
+
+/// The events tables projection `name` listens to: those of its routes, or every events table of
+/// the program for a `*` route.
+fn projection_tables<C: Database>(
+    dispatcher: &dyn Dispatch<C>,
+    name: &str,
+) -> Result<Vec<&'static str>, Error> {
+    let mut tables = BTreeSet::new();
+    let routes = dispatcher
+        .routes()
+        .iter()
+        .filter(|route| route.projections.contains(&name));
+    for route in routes {
+        match route.pattern {
+            Pattern::Event { events_table, .. } | Pattern::Aggregate { events_table, .. } => {
+                tables.insert(events_table);
+            }
+            Pattern::All => {
+                tables.extend(
+                    Registry::global()?
+                        .events()
+                        .iter()
+                        .map(|event| event.events_table),
+                );
+            }
+        }
+    }
+    Ok(tables.into_iter().collect())
+}

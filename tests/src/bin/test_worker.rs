@@ -1,0 +1,33 @@
+//! A worker process for the crash test: runs the jobs of the test dispatcher until it is killed.
+//!
+//! `test_worker LEASE_MS sqlite PATH | postgres URL SCHEMA | mysql URL DATABASE`
+
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use es_diesel::{Worker, WorkerOptions};
+use es_tests::backend::{SqliteDb, TestConnection, TestDb};
+
+fn run<D: TestDb>(db: &D, lease: Duration) {
+    let options = WorkerOptions::default()
+        .worker_id(format!("test-worker-{}", std::process::id()))
+        .lease(lease)
+        .idle_wait(Duration::from_millis(50));
+    let mut conn = db.connect();
+    Worker::new(D::Conn::dispatcher(), options)
+        .run_until(&mut conn, &AtomicBool::new(false))
+        .expect("the worker runs until it is killed");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let lease = Duration::from_millis(args[0].parse().expect("LEASE_MS"));
+    match args[1].as_str() {
+        "sqlite" => run(&SqliteDb::open(&args[2]), lease),
+        #[cfg(feature = "postgres")]
+        "postgres" => run(&es_tests::backend::PgDb::open(&args[2], &args[3]), lease),
+        #[cfg(feature = "mysql")]
+        "mysql" => run(&es_tests::backend::MysqlDb::open(&args[2], &args[3]), lease),
+        other => panic!("unknown backend {other}"),
+    }
+}

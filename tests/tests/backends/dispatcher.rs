@@ -1,0 +1,633 @@
+//! The dispatcher: trigger cascades and their atomicity, cycles, jobs enqueued on commit, retries
+//! with backoff, dead jobs, a killed worker, concurrent workers, causation chains, projections.
+
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use es_core::{Error, EventStore, RecordedEvent};
+use es_diesel::{
+    AggregateTable, DieselStore, Pattern, Worker, WorkerOptions, dead_jobs, job_counts,
+    rebuild_projection, retry_dead_jobs,
+};
+use es_tests::backend::{Reaction, TestConnection, TestDb};
+use es_tests::domain::{Completed, Created, Note, Project, ProjectStarted, Task};
+use es_tests::reactors::{BOARD, Board, BoardOpened, Looped, Pinged, Pinned, Post, PostWritten};
+
+use crate::{Check, by, execute};
+
+fn store<C: TestConnection>(conn: &mut C) -> DieselStore<'_, C> {
+    DieselStore::new(conn).with_dispatcher(C::dispatcher())
+}
+
+fn quick_worker<C: TestConnection>(max_attempts: i32) -> Worker<'static, C> {
+    Worker::new(
+        C::dispatcher(),
+        WorkerOptions::default()
+            .worker_id(format!("in-test-{:?}", thread::current().id()))
+            .max_attempts(max_attempts)
+            .backoff(Duration::from_millis(5), Duration::from_millis(20))
+            .idle_wait(Duration::from_millis(20)),
+    )
+}
+
+/// Runs workers until no job is pending or running (bounded, so a bug fails instead of hanging).
+fn drain<C: TestConnection>(conn: &mut C, worker: &Worker<'_, C>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        worker.run_once(conn).unwrap();
+        let counts = job_counts(conn).unwrap();
+        if counts.pending == 0 && counts.running == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "jobs left: {counts:?}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn open_board_and_posts<C: TestConnection>(store: &mut DieselStore<'_, C>, posts: i64)
+where
+    Post: AggregateTable<C>,
+    Board: AggregateTable<C>,
+{
+    store.append(&BOARD, BoardOpened {}, &by("ann")).unwrap();
+    for post in 1..=posts {
+        let title = format!("post {post}");
+        store
+            .append(&post, PostWritten { title }, &by("ann"))
+            .unwrap();
+    }
+}
+
+/// Pinning a post unpins the previous one in the same transaction; the events created by the
+/// trigger carry the pin as causation and its correlation id.
+fn triggers_create_events_atomically<D: TestDb>(db: &D)
+where
+    Post: AggregateTable<D::Conn>,
+    Board: AggregateTable<D::Conn>,
+{
+    let mut conn = db.connect();
+    let mut store = store(&mut conn);
+    open_board_and_posts(&mut store, 2);
+    store.append(&1, Pinned {}, &by("ann")).unwrap();
+    let pin = store.append(&2, Pinned {}, &by("bob")).unwrap();
+    let first: Post = store.load(&1).unwrap().unwrap();
+    let second: Post = store.load(&2).unwrap().unwrap();
+    assert!(!first.pinned && second.pinned);
+    let board: Board = store.load(&BOARD).unwrap().unwrap();
+    assert_eq!(board.pinned_post, Some(2));
+
+    let unpinned = EventStore::<Post>::history(&mut store, &1)
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(unpinned.event_type, "post.unpinned");
+    let cause = &pin.events[0];
+    assert_eq!(unpinned.metadata.causation_id, Some(cause.id));
+    assert!(cause.metadata.correlation_id.is_some());
+    assert_eq!(
+        unpinned.metadata.correlation_id,
+        cause.metadata.correlation_id
+    );
+    let moved = EventStore::<Board>::history(&mut store, &BOARD)
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(moved.metadata.causation_id, Some(cause.id));
+    assert!(unpinned.id > cause.id && moved.id > unpinned.id);
+}
+
+/// A failing trigger rolls back the event that triggered it, and every job.
+fn a_failing_trigger_rolls_back_everything<D: TestDb>(db: &D)
+where
+    Post: AggregateTable<D::Conn>,
+    Board: AggregateTable<D::Conn>,
+{
+    let mut conn = db.connect();
+    let mut store = store(&mut conn);
+    let error = store
+        .append(
+            &9,
+            PostWritten {
+                title: "boom".into(),
+            },
+            &by("ann"),
+        )
+        .unwrap_err();
+    let Error::Reactor { reactor, tag, .. } = &error else {
+        panic!("expected a reactor error, got {error}");
+    };
+    assert_eq!(
+        (*reactor, tag.as_str()),
+        ("refuse_boom", "post.post_written")
+    );
+    assert!(error.to_string().contains("boom refused"), "{error}");
+    assert_eq!(EventStore::<Post>::load(&mut store, &9).unwrap(), None);
+    assert!(
+        EventStore::<Post>::history(&mut store, &9)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(job_counts(store.connection()).unwrap().pending, 0);
+}
+
+/// A trigger that keeps creating events that trigger it is stopped with a clear error, and
+/// nothing of the cascade persists.
+fn a_trigger_cycle_is_a_clear_error<D: TestDb>(db: &D)
+where
+    Project: AggregateTable<D::Conn>,
+{
+    let mut conn = db.connect();
+    let mut store = store(&mut conn);
+    store
+        .append(&1, ProjectStarted { name: "p".into() }, &by("ann"))
+        .unwrap();
+    let error = store.append(&1, Looped {}, &by("ann")).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(error, Error::CascadeTooDeep { limit: 32, .. }),
+        "{message}"
+    );
+    assert!(
+        message.contains("project.looped -> project.looped"),
+        "{message}"
+    );
+    assert_eq!(
+        EventStore::<Project>::history(&mut store, &1)
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// Jobs are written with their events: none when the caller's transaction rolls back.
+fn jobs_are_enqueued_only_on_commit<D: TestDb>(db: &D)
+where
+    Project: AggregateTable<D::Conn>,
+{
+    let mut conn = db.connect();
+    let rolled_back =
+        diesel::Connection::transaction::<(), diesel::result::Error, _>(&mut conn, |conn| {
+            let mut store = store(&mut *conn);
+            store
+                .append(&1, ProjectStarted { name: "p".into() }, &by("ann"))
+                .unwrap();
+            store
+                .append(
+                    &1,
+                    Pinged {
+                        failures: 0,
+                        sleep_ms: 0,
+                    },
+                    &by("ann"),
+                )
+                .unwrap();
+            Err(diesel::result::Error::RollbackTransaction)
+        });
+    assert!(rolled_back.is_err());
+    assert_eq!(job_counts(&mut conn).unwrap().pending, 0);
+
+    let mut store = store(&mut conn);
+    store
+        .append(&1, ProjectStarted { name: "p".into() }, &by("ann"))
+        .unwrap();
+    store
+        .append(
+            &1,
+            Pinged {
+                failures: 0,
+                sleep_ms: 0,
+            },
+            &by("ann"),
+        )
+        .unwrap();
+    // The ping's `flaky` and `pong`, and `forward_to_event_bus` for both events.
+    assert_eq!(job_counts(store.connection()).unwrap().pending, 4);
+}
+
+/// A reactor failing twice is retried with backoff and completes on its third attempt; one that
+/// keeps failing ends dead with its error, and can be retried.
+fn retries_back_off_and_dead_jobs_can_be_retried<D: TestDb>(db: &D)
+where
+    Project: AggregateTable<D::Conn>,
+{
+    let mut conn = db.connect();
+    let mut store = store(&mut conn);
+    store
+        .append(&1, ProjectStarted { name: "p".into() }, &by("ann"))
+        .unwrap();
+    let ping = store
+        .append(
+            &1,
+            Pinged {
+                failures: 2,
+                sleep_ms: 0,
+            },
+            &by("ann"),
+        )
+        .unwrap();
+    store
+        .append(&2, ProjectStarted { name: "q".into() }, &by("ann"))
+        .unwrap();
+    let doomed = store
+        .append(
+            &2,
+            Pinged {
+                failures: 100,
+                sleep_ms: 0,
+            },
+            &by("ann"),
+        )
+        .unwrap();
+
+    let slow_retries = Worker::new(
+        D::Conn::dispatcher(),
+        WorkerOptions::default()
+            .worker_id("slow")
+            .max_attempts(3)
+            .backoff(Duration::from_secs(3600), Duration::from_secs(3600)),
+    );
+    slow_retries.run_once(store.connection()).unwrap();
+    slow_retries.run_once(store.connection()).unwrap();
+    let attempts = store.connection().reactions("flaky");
+    assert_eq!(
+        attempts.len(),
+        2,
+        "one attempt each, the retries are an hour away: {attempts:?}"
+    );
+
+    execute::<D>(store.connection(), "UPDATE es_jobs SET run_at = created_at");
+    drain(store.connection(), &quick_worker(3));
+    let ping_key = format!("{}:flaky", ping.events[0].id);
+    let doomed_key = format!("{}:flaky", doomed.events[0].id);
+    let attempts_of = |rows: &[Reaction], key: &str| -> Vec<i32> {
+        rows.iter()
+            .filter(|row| row.idempotency_key == key)
+            .map(|row| row.attempt)
+            .collect()
+    };
+    let rows = store.connection().reactions("flaky");
+    assert_eq!(attempts_of(&rows, &ping_key), [1, 2, 3]);
+    assert_eq!(attempts_of(&rows, &doomed_key), [1, 2, 3]);
+
+    let dead = dead_jobs(store.connection(), 10).unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(
+        (dead[0].event_id, dead[0].reactor.as_str()),
+        (doomed.events[0].id, "flaky")
+    );
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("attempt 3 of 100 failing on purpose"),
+        "{:?}",
+        dead[0].last_error
+    );
+    assert_eq!(
+        retry_dead_jobs(store.connection(), Some(dead[0].id)).unwrap(),
+        1
+    );
+    assert_eq!(job_counts(store.connection()).unwrap().dead, 0);
+    drain(store.connection(), &quick_worker(3));
+    let rows = store.connection().reactions("flaky");
+    assert_eq!(attempts_of(&rows, &doomed_key), [1, 1, 2, 2, 3, 3]);
+    assert_eq!(job_counts(store.connection()).unwrap().dead, 1);
+}
+
+/// Events created by an async reactor are caused by the job's event and share its correlation.
+fn async_reactors_create_caused_events<D: TestDb>(db: &D)
+where
+    Project: AggregateTable<D::Conn>,
+{
+    let mut conn = db.connect();
+    let mut store = store(&mut conn);
+    store
+        .append(&1, ProjectStarted { name: "p".into() }, &by("ann"))
+        .unwrap();
+    let ping = store
+        .append(
+            &1,
+            Pinged {
+                failures: 0,
+                sleep_ms: 0,
+            },
+            &by("ann"),
+        )
+        .unwrap();
+    drain(store.connection(), &quick_worker(3));
+    let pong: RecordedEvent<i64> = EventStore::<Project>::history(&mut store, &1)
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(pong.event_type, "project.ponged");
+    assert_eq!(pong.metadata.causation_id, Some(ping.events[0].id));
+    assert_eq!(
+        pong.metadata.correlation_id,
+        ping.events[0].metadata.correlation_id
+    );
+    let counts = job_counts(store.connection()).unwrap();
+    assert_eq!((counts.done, counts.dead), (5, 0), "{counts:?}");
+}
+
+/// Two workers drain the same queue: every job runs exactly once (no failure, no crash).
+fn two_workers_never_run_the_same_job<D: TestDb>(db: &D)
+where
+    Project: AggregateTable<D::Conn>,
+{
+    const PINGS: i64 = 40;
+    let mut conn = db.connect();
+    let mut store = store(&mut conn);
+    store
+        .append(&1, ProjectStarted { name: "p".into() }, &by("ann"))
+        .unwrap();
+    for _ in 0..PINGS {
+        store
+            .append(
+                &1,
+                Pinged {
+                    failures: 0,
+                    sleep_ms: 1,
+                },
+                &by("ann"),
+            )
+            .unwrap();
+    }
+    let stop = AtomicBool::new(false);
+    thread::scope(|scope| {
+        for worker in ["one", "two"] {
+            let stop = &stop;
+            scope.spawn(move || {
+                let mut conn = db.connect();
+                let options = WorkerOptions::default()
+                    .worker_id(worker)
+                    .batch(4)
+                    .idle_wait(Duration::from_millis(10));
+                Worker::new(D::Conn::dispatcher(), options)
+                    .run_until(&mut conn, stop)
+                    .unwrap();
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut conn = db.connect();
+        loop {
+            let counts = job_counts(&mut conn).unwrap();
+            if counts.pending == 0 && counts.running == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{counts:?}");
+            thread::sleep(Duration::from_millis(10));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let flaky = store.connection().reactions("flaky");
+    assert_eq!(flaky.len(), PINGS as usize);
+    let mut keys: Vec<&str> = flaky
+        .iter()
+        .map(|row| row.idempotency_key.as_str())
+        .collect();
+    keys.dedup();
+    assert_eq!(keys.len(), PINGS as usize, "a job ran twice");
+    // The start's bus job; per ping: flaky, pong, and the bus jobs of the ping and of its pong.
+    let counts = job_counts(store.connection()).unwrap();
+    assert_eq!(counts.done, 1 + 4 * PINGS, "{counts:?}");
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A worker process killed in the middle of a job: once its lease expires, another worker claims
+/// the job and completes it.
+fn a_killed_workers_job_is_completed_by_another<D: TestDb>(db: &D)
+where
+    Project: AggregateTable<D::Conn>,
+{
+    let mut conn = db.connect();
+    let mut store = store(&mut conn);
+    store
+        .append(&1, ProjectStarted { name: "p".into() }, &by("ann"))
+        .unwrap();
+    let ping = store
+        .append(
+            &1,
+            Pinged {
+                failures: 0,
+                sleep_ms: 3_000,
+            },
+            &by("ann"),
+        )
+        .unwrap();
+    let lease_ms = 1_000;
+    let mut worker = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_test_worker"))
+            .arg(lease_ms.to_string())
+            .args(db.worker_args())
+            .spawn()
+            .expect("start the worker process"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let jobs = store.connection().job_states("flaky", ping.events[0].id);
+        if jobs.iter().any(|job| job.idempotency_key == "running") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker never started the job"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    worker.0.kill().expect("kill the worker");
+    worker.0.wait().expect("reap the worker");
+    assert!(
+        store.connection().reactions("flaky").is_empty(),
+        "killed before logging"
+    );
+
+    thread::sleep(Duration::from_millis(lease_ms + 200));
+    drain(store.connection(), &quick_worker(5));
+    let flaky = store.connection().reactions("flaky");
+    assert_eq!(flaky.len(), 1, "{flaky:?}");
+    assert_eq!(flaky[0].attempt, 2, "the killed attempt counts");
+}
+
+/// A projection rebuilt from the events equals the one maintained live, and the rebuild fires no
+/// reactor and enqueues no job.
+fn projection_rebuild_equals_live_and_fires_nothing<D: TestDb>(db: &D)
+where
+    Task: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+    Note: AggregateTable<D::Conn>,
+{
+    let mut conn = db.connect();
+    let mut store = store(&mut conn);
+    for id in 1..=5 {
+        store
+            .append(
+                &id,
+                ProjectStarted {
+                    name: format!("p{id}"),
+                },
+                &by("ann"),
+            )
+            .unwrap();
+        store
+            .append(
+                &id,
+                Created {
+                    title: format!("t{id}"),
+                },
+                &by("ann"),
+            )
+            .unwrap();
+        store
+            .append(
+                &id,
+                Pinged {
+                    failures: 0,
+                    sleep_ms: 0,
+                },
+                &by("ann"),
+            )
+            .unwrap();
+        if id % 2 == 0 {
+            store.append(&id, Completed {}, &by("bob")).unwrap();
+        }
+    }
+    let live = store.connection().feed();
+    assert_eq!(live.len(), 5 * 2 + 2);
+    let jobs = job_counts(store.connection()).unwrap();
+    for (projection, filter) in [("project_feed", "%of project%"), ("task_feed", "task %")] {
+        let dispatcher = D::Conn::dispatcher();
+        let read = rebuild_projection(store.connection(), dispatcher, projection, |conn| {
+            conn.batch_execute(&format!("DELETE FROM feed WHERE line LIKE '{filter}'"))?;
+            Ok(())
+        })
+        .unwrap();
+        assert!(read > 0);
+    }
+    assert_eq!(store.connection().feed(), live);
+    assert_eq!(job_counts(store.connection()).unwrap(), jobs);
+}
+
+/// The dispatcher describes its routes.
+fn routes_are_described<D: TestDb>(_: &D) {
+    let routes = D::Conn::dispatcher().routes();
+    assert_eq!(routes.len(), 7);
+    assert_eq!(
+        routes[0].pattern,
+        Pattern::Event {
+            tag: "post.pinned",
+            events_table: "post_events"
+        }
+    );
+    assert_eq!(routes[0].triggers, ["unpin_other_post"]);
+    assert_eq!(routes[3].asyncs, ["flaky", "pong"]);
+    assert_eq!(
+        routes[5].pattern,
+        Pattern::Aggregate {
+            name: "project",
+            events_table: "project_events"
+        }
+    );
+    assert_eq!(routes[6].pattern, Pattern::All);
+}
+
+/// On PostgreSQL, a new job wakes an idle worker by notification, long before its idle wait ends.
+#[cfg(feature = "postgres")]
+pub(crate) fn notifications_wake_idle_workers(db: &es_tests::backend::PgDb) {
+    let stop = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let stop = &stop;
+        scope.spawn(move || {
+            let mut conn = db.connect();
+            let options = WorkerOptions::default()
+                .worker_id("listener")
+                .idle_wait(Duration::from_secs(600));
+            Worker::new(diesel::PgConnection::dispatcher(), options)
+                .run_until(&mut conn, stop)
+                .unwrap();
+        });
+        let mut conn = db.connect();
+        let mut store = store(&mut conn);
+        store
+            .append(&1, ProjectStarted { name: "p".into() }, &by("ann"))
+            .unwrap();
+        thread::sleep(Duration::from_millis(300));
+        store
+            .append(
+                &1,
+                Pinged {
+                    failures: 0,
+                    sleep_ms: 0,
+                },
+                &by("ann"),
+            )
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while store.connection().reactions("flaky").is_empty() {
+            assert!(Instant::now() < deadline, "the idle worker was not woken");
+            thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+}
+
+/// The checks of this module.
+pub(crate) fn checks<D: TestDb>() -> Vec<(&'static str, Check<D>)>
+where
+    Task: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+    Note: AggregateTable<D::Conn>,
+    Post: AggregateTable<D::Conn>,
+    Board: AggregateTable<D::Conn>,
+{
+    vec![
+        (
+            "triggers_create_events_atomically",
+            triggers_create_events_atomically::<D>,
+        ),
+        (
+            "a_failing_trigger_rolls_back_everything",
+            a_failing_trigger_rolls_back_everything::<D>,
+        ),
+        (
+            "a_trigger_cycle_is_a_clear_error",
+            a_trigger_cycle_is_a_clear_error::<D>,
+        ),
+        (
+            "jobs_are_enqueued_only_on_commit",
+            jobs_are_enqueued_only_on_commit::<D>,
+        ),
+        (
+            "retries_back_off_and_dead_jobs_can_be_retried",
+            retries_back_off_and_dead_jobs_can_be_retried::<D>,
+        ),
+        (
+            "async_reactors_create_caused_events",
+            async_reactors_create_caused_events::<D>,
+        ),
+        (
+            "two_workers_never_run_the_same_job",
+            two_workers_never_run_the_same_job::<D>,
+        ),
+        (
+            "a_killed_workers_job_is_completed_by_another",
+            a_killed_workers_job_is_completed_by_another::<D>,
+        ),
+        (
+            "projection_rebuild_equals_live_and_fires_nothing",
+            projection_rebuild_equals_live_and_fires_nothing::<D>,
+        ),
+        ("routes_are_described", routes_are_described::<D>),
+    ]
+}

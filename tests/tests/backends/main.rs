@@ -1,0 +1,138 @@
+//! Every backend-dependent behaviour, on every backend: the store (`store.rs`) and the dispatcher,
+//! its reactors, jobs and projections (`dispatcher.rs`). SQLite always runs; PostgreSQL runs when
+//! `PG_DATABASE_URL` (or `DATABASE_URL`) is set; MySQL when built with `--features es-tests/mysql`
+//! and `MYSQL_DATABASE_URL` is set. A skipped suite is announced and its tests are listed as
+//! ignored; under `CI=true` a skipped suite is a failure.
+
+mod dispatcher;
+mod store;
+
+use diesel::connection::SimpleConnection;
+use es_core::{AppendOptions, Metadata};
+use es_diesel::AggregateTable;
+use es_tests::backend::{SqliteDb, TestDb};
+use es_tests::domain::{Note, Project, Task};
+use es_tests::reactors::{Board, Post};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+/// One behaviour check on one backend's database.
+pub(crate) type Check<D> = fn(&D);
+
+pub(crate) fn by(actor: &str) -> AppendOptions {
+    AppendOptions::with_metadata(Metadata::by_actor(actor))
+}
+
+pub(crate) fn execute<D: TestDb>(conn: &mut D::Conn, sql: &str) {
+    conn.batch_execute(sql)
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
+}
+
+/// The trials of one backend: every check on a fresh database of its own (`make(test name)`),
+/// ignored with a banner when the backend is unavailable.
+fn trials<D: TestDb + 'static>(
+    make: impl Fn(&str) -> D + Send + Sync + Clone + 'static,
+    skip: Option<&str>,
+    extra: Vec<(&'static str, Check<D>)>,
+) -> Vec<Trial>
+where
+    Task: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+    Note: AggregateTable<D::Conn>,
+    Post: AggregateTable<D::Conn>,
+    Board: AggregateTable<D::Conn>,
+{
+    let checks = store::checks::<D>()
+        .into_iter()
+        .chain(dispatcher::checks::<D>())
+        .chain(extra);
+    let mut trials: Vec<Trial> = checks
+        .map(|(name, check)| {
+            let make = make.clone();
+            Trial::test(format!("{}::{name}", D::NAME), move || {
+                check(&make(name));
+                Ok(())
+            })
+            .with_ignored_flag(skip.is_some())
+        })
+        .collect();
+    if let Some(reason) = skip {
+        eprintln!(
+            "\n*** {} SUITE SKIPPED: {reason} ***\n",
+            D::NAME.to_uppercase()
+        );
+        if std::env::var("CI").as_deref() == Ok("true") {
+            let reason = reason.to_owned();
+            trials.push(Trial::test(
+                format!("{}::suite_runs_in_ci", D::NAME),
+                move || {
+                    Err(Failed::from(format!(
+                        "CI=true but the suite was skipped: {reason}"
+                    )))
+                },
+            ));
+        }
+    }
+    trials
+}
+
+fn main() {
+    let arguments = Arguments::from_args();
+    let mut all = trials::<SqliteDb>(|_| SqliteDb::new(), None, Vec::new());
+    all.extend(postgres_trials());
+    all.extend(mysql_trials());
+    libtest_mimic::run(&arguments, all).exit();
+}
+
+#[cfg(feature = "postgres")]
+fn postgres_trials() -> Vec<Trial> {
+    use es_tests::backend::{PgDb, postgres_url};
+    let url = postgres_url();
+    let skip = url
+        .is_none()
+        .then_some("set PG_DATABASE_URL (or DATABASE_URL) to a PostgreSQL database to run it");
+    let url = std::sync::Arc::new(url.unwrap_or_default());
+    trials::<PgDb>(
+        move |test| PgDb::new(&url, test),
+        skip,
+        vec![
+            ("native_uuid_ids_work", store::native_uuid_ids_work),
+            (
+                "notifications_wake_idle_workers",
+                dispatcher::notifications_wake_idle_workers,
+            ),
+        ],
+    )
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres_trials() -> Vec<Trial> {
+    eprintln!("\n*** POSTGRES SUITE SKIPPED: built without feature `es-tests/postgres` ***\n");
+    Vec::new()
+}
+
+#[cfg(feature = "mysql")]
+fn mysql_trials() -> Vec<Trial> {
+    use es_tests::backend::{MysqlDb, mysql_url};
+    let url = mysql_url();
+    let skip = url
+        .is_none()
+        .then_some("set MYSQL_DATABASE_URL to a MySQL/MariaDB database to run it");
+    let url = std::sync::Arc::new(url.unwrap_or_default());
+    trials::<MysqlDb>(move |test| MysqlDb::new(&url, test), skip, Vec::new())
+}
+
+#[cfg(not(feature = "mysql"))]
+fn mysql_trials() -> Vec<Trial> {
+    eprintln!(
+        "\n*** MYSQL SUITE SKIPPED: built without feature `es-tests/mysql` (needs libmariadb-dev); \
+         run `cargo test --workspace --features es-tests/mysql` with MYSQL_DATABASE_URL set ***\n"
+    );
+    if std::env::var("CI").as_deref() == Ok("true") {
+        return vec![Trial::test("mysql::suite_runs_in_ci", || {
+            Err(Failed::from(
+                "CI=true but es-tests was built without feature `mysql`",
+            ))
+        })];
+    }
+    Vec::new()
+}
