@@ -1,96 +1,31 @@
 //! The to-do app of the talk "Event Sourcing made Simple", on the embedded SQLite default: tasks
 //! are an ordinary diesel table changed only through events, each event applies itself to its
-//! task, and every task keeps its history — "git log" for a record, and time travel.
+//! task, and every task keeps its history — "git log" for a record, and time travel. Reactors keep
+//! an activity feed (in the write transaction) and notify and forward events (as jobs a worker
+//! runs after commit).
 //!
-//! Run it with `cargo run --example todo`.
+//! Run it with `cargo run --example todo`; it writes `todo.db` in the current directory, which
+//! `cargo run --example worker` can then work on.
 
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use es_core::{Aggregate, AppendOptions, Apply, AsOf, Event, EventContext, EventStore, Metadata};
-use es_diesel::DieselStore;
-use serde::{Deserialize, Serialize};
-
-mod schema {
-    diesel::table! {
-        tasks (id) {
-            id -> BigInt,
-            title -> Text,
-            due_on -> Nullable<Text>,
-            completed_at -> Nullable<Timestamp>,
-            completed_by -> Nullable<Text>,
-        }
-    }
-}
-
-/// A task: an ordinary diesel model, changed only by its events.
-#[derive(Aggregate, Queryable, Selectable, Insertable, Default, Clone, Debug, PartialEq)]
-#[aggregate(table = schema::tasks)]
-#[diesel(table_name = schema::tasks)]
-struct Task {
-    id: i64,
-    title: String,
-    due_on: Option<String>,
-    completed_at: Option<NaiveDateTime>,
-    completed_by: Option<String>,
-}
-
-/// A task was created.
-#[derive(Event, Serialize, Deserialize)]
-#[aggregate(Task)]
-#[event(creates)]
-struct Created {
-    /// What is to be done.
-    #[data_attributes]
-    title: String,
-}
-
-/// A due date was set.
-#[derive(Event, Serialize, Deserialize)]
-#[aggregate(Task)]
-struct DueDateSet {
-    /// The day the task is due.
-    #[data_attributes]
-    due_on: String,
-}
-
-/// A task was completed.
-#[derive(Event, Serialize, Deserialize)]
-#[aggregate(Task)]
-struct Completed {}
-
-impl Apply<Task> for Created {
-    fn apply(&self, task: &mut Task, _: &EventContext<'_>) {
-        task.title.clone_from(&self.title);
-    }
-}
-
-impl Apply<Task> for DueDateSet {
-    fn apply(&self, task: &mut Task, _: &EventContext<'_>) {
-        task.due_on = Some(self.due_on.clone());
-    }
-}
-
-impl Apply<Task> for Completed {
-    fn apply(&self, task: &mut Task, event: &EventContext<'_>) {
-        task.completed_at = Some(event.created_at.naive_utc()); // never the wall clock
-        task.completed_by.clone_from(&event.metadata.actor_id);
-    }
-}
+use es_core::{AppendOptions, AsOf, EventStore, Metadata};
+use es_diesel::{DieselStore, Worker, WorkerOptions, job_counts};
+use es_examples::todo::{Completed, Created, DueDateSet, TABLES, Task, TodoDispatcher, schema};
 
 fn april(day: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 4, day, 9, 0, 0).unwrap()
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut conn = es_diesel::sqlite::establish(":memory:")?;
-    conn.batch_execute(
-        "CREATE TABLE tasks (id BIGINT PRIMARY KEY NOT NULL, title TEXT NOT NULL, due_on TEXT, \
-         completed_at TIMESTAMP, completed_by TEXT)",
-    )?;
+    let path = "todo.db";
+    let _ = std::fs::remove_file(path);
+    let mut conn = es_diesel::sqlite::establish(path)?;
+    conn.batch_execute(TABLES)?;
     es_diesel::create_tables::<_, Task>(&mut conn)?;
 
-    let mut store = DieselStore::new(&mut conn);
+    let mut store = DieselStore::new(&mut conn).with_dispatcher(&TodoDispatcher);
     let philippe = Metadata::by_actor("philippe").with_ip("203.0.113.7");
     let at = |day| AppendOptions::with_metadata(philippe.clone()).at(april(day));
     store.append(
@@ -142,13 +77,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         on_april_20.due_on, on_april_20.completed_at
     );
 
+    let activities: Vec<String> =
+        diesel::sql_query("SELECT line FROM activities ORDER BY event_id")
+            .load::<Line>(store.connection())?
+            .into_iter()
+            .map(|row| row.line)
+            .collect();
+    println!("activity feed (a projection, written with each event): {activities:?}");
+
+    let queued = job_counts(store.connection())?;
+    println!("jobs queued for the worker: {}", queued.pending);
+    let worker = Worker::new(&TodoDispatcher, WorkerOptions::default().worker_id("todo"));
+    let ran = worker.run_once(store.connection())?;
+    println!("a worker ran {} jobs; the outbox now holds:", ran.completed);
+    let outbox: Vec<Line> =
+        diesel::sql_query("SELECT message AS line FROM outbox ORDER BY message")
+            .load(store.connection())?;
+    for row in outbox {
+        println!("  {}", row.line);
+    }
+
     store.connection().batch_execute("DELETE FROM tasks")?;
     let restored = EventStore::<Task>::replay_all(&mut store, &mut |_| {})?;
     let task_again: Option<Task> = store.load(&1)?;
     println!(
-        "deleted every row, replayed {} events: task 1 restored = {}",
+        "deleted every row, replayed {} events (no reactor ran): task 1 restored = {}",
         restored.events,
         task_again.as_ref() == Some(&task)
     );
     Ok(())
+}
+
+#[derive(QueryableByName)]
+struct Line {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    line: String,
 }

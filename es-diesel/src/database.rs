@@ -96,6 +96,11 @@ pub trait Database: Connection + Sized + 'static + sealed::Sealed {
         now: DateTime<Utc>,
     ) -> Result<(), Error>;
 
+    /// Records that claimed jobs completed (those `worker` still holds), with one statement.
+    #[doc(hidden)]
+    fn complete_jobs(&mut self, ids: &[i64], worker: &str, now: DateTime<Utc>)
+    -> Result<(), Error>;
+
     /// Gives claimed jobs back, unrun (graceful shutdown).
     #[doc(hidden)]
     fn release_jobs(&mut self, ids: &[i64], worker: &str) -> Result<(), Error>;
@@ -649,6 +654,37 @@ macro_rules! database {
                     .query
                     .execute(self)
                     .map_err(storage("es_jobs"))?;
+                Ok(())
+            }
+
+            fn complete_jobs(
+                &mut self,
+                ids: &[i64],
+                worker: &str,
+                now: DateTime<Utc>,
+            ) -> Result<(), Error> {
+                use diesel::RunQueryDsl;
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                let mut query = $dialect::bind_time(
+                    Query::<$db>::new(
+                        "UPDATE es_jobs SET state = 'done', last_error = NULL, locked_by = NULL, \
+                         locked_until = NULL, finished_at = ",
+                        $dialect::NUMBERED,
+                    ),
+                    now,
+                )
+                .sql(" WHERE state = 'running' AND locked_by = ")
+                .bind::<diesel::sql_types::Text, _>(worker.to_owned())
+                .sql(" AND id IN (");
+                for (index, id) in ids.iter().enumerate() {
+                    if index > 0 {
+                        query = query.sql(", ");
+                    }
+                    query = query.bind::<diesel::sql_types::BigInt, _>(*id);
+                }
+                query.sql(")").query.execute(self).map_err(storage("es_jobs"))?;
                 Ok(())
             }
 

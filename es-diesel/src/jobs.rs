@@ -236,6 +236,9 @@ impl<'a, C: Database> JobContext<'a, C> {
     }
 }
 
+/// How long finished jobs may wait before their outcomes are recorded.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
 /// How a [`Worker`] claims and retries jobs.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -418,6 +421,8 @@ impl<'d, C: Database> Worker<'d, C> {
             )
         })?;
         let mut stats = WorkerStats::default();
+        let mut finished: Vec<(&ClaimedJob, JobOutcome)> = Vec::with_capacity(jobs.len());
+        let mut last_flush = std::time::Instant::now();
         for (index, job) in jobs.iter().enumerate() {
             if stop.load(Ordering::Relaxed) {
                 let unstarted: Vec<i64> = jobs[index..].iter().map(|job| job.id).collect();
@@ -430,11 +435,46 @@ impl<'d, C: Database> Worker<'d, C> {
                 JobOutcome::Retry { .. } => stats.retried += 1,
                 JobOutcome::Dead { .. } => stats.dead += 1,
             }
-            retry_collisions(|| {
-                conn.finish_job(job, &self.options.worker_id, &outcome, es_core::now())
-            })?;
+            finished.push((job, outcome));
+            if last_flush.elapsed() >= FLUSH_EVERY {
+                self.record(conn, &mut finished)?;
+                last_flush = std::time::Instant::now();
+            }
         }
+        self.record(conn, &mut finished)?;
         Ok(stats)
+    }
+
+    /// Records the outcomes of finished jobs in one transaction (one commit for the batch rather
+    /// than one per job). A crash before it means those jobs run again: delivery is at least once.
+    fn record(
+        &self,
+        conn: &mut C,
+        finished: &mut Vec<(&ClaimedJob, JobOutcome)>,
+    ) -> Result<(), Error> {
+        if finished.is_empty() {
+            return Ok(());
+        }
+        let now = es_core::now();
+        let worker = &self.options.worker_id;
+        let done: Vec<i64> = finished
+            .iter()
+            .filter(|(_, outcome)| *outcome == JobOutcome::Done)
+            .map(|(job, _)| job.id)
+            .collect();
+        retry_collisions(|| {
+            conn.write_transaction(|conn| {
+                conn.complete_jobs(&done, worker, now)?;
+                for (job, outcome) in finished.iter() {
+                    if *outcome != JobOutcome::Done {
+                        conn.finish_job(job, worker, outcome, now)?;
+                    }
+                }
+                Ok(())
+            })
+        })?;
+        finished.clear();
+        Ok(())
     }
 
     fn attempt(&self, conn: &mut C, job: &ClaimedJob) -> JobOutcome {

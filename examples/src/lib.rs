@@ -1,1 +1,3 @@
-//! Shared code of the examples.
+//! The domains of the examples, shared by their programs.
+
+pub mod todo;
