@@ -15,7 +15,7 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Attribute, Ident, Path, Token, Visibility, bracketed};
+use syn::{Attribute, Ident, Path, Token, Visibility, bracketed, token};
 
 use crate::attr::{Errors, one_of, type_name};
 use crate::symbol::{ASYNC, BACKENDS, PROJECT, TRIGGER};
@@ -31,6 +31,8 @@ pub(crate) struct DispatcherInput {
 
 /// `pattern => kind: [reactors], ...;`
 pub(crate) struct RouteInput {
+    /// Its position in the dispatcher, naming its generated items.
+    index: usize,
     pattern: PatternInput,
     steps: Vec<StepInput>,
 }
@@ -75,23 +77,61 @@ impl Parse for DispatcherInput {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let attrs = input.call(Attribute::parse_outer)?;
         let vis: Visibility = input.parse()?;
-        input.parse::<Token![struct]>().map_err(|error| {
+        let struct_token = input.parse::<Token![struct]>().map_err(|error| {
             syn::Error::new(
                 error.span(),
-                "a dispatcher starts by naming its type: `pub struct AppDispatcher;`",
+                "a dispatcher starts by naming its type, before its routes: \
+                 `pub struct AppDispatcher;`",
             )
         })?;
-        let ident: Ident = input.parse()?;
+        let ident: Ident = input.parse().map_err(|error| {
+            syn::Error::new(
+                next_span(input, struct_token.span, &error),
+                "expected the dispatcher's name after `struct`: `pub struct AppDispatcher;`",
+            )
+        })?;
+        let mut written = format!("{}struct {ident}", written_visibility(&vis));
+        let mut last = ident.span();
         let mut backends = Vec::new();
         if input.peek(Token![for]) {
-            input.parse::<Token![for]>()?;
-            let list = Punctuated::<Ident, Token![,]>::parse_separated_nonempty(input)?;
-            backends = list.into_iter().collect();
+            last = input.parse::<Token![for]>()?.span;
+            written.push_str(" for");
+            loop {
+                let backend: Ident = input.parse().map_err(|error| {
+                    syn::Error::new(
+                        next_span(input, last, &error),
+                        format!(
+                            "expected a backend after `{written}`, one of {}: \
+                             `{}struct {ident} for sqlite;`",
+                            one_of(BACKENDS),
+                            written_visibility(&vis),
+                        ),
+                    )
+                })?;
+                written.push_str(&format!(" {backend}"));
+                last = backend.span();
+                backends.push(backend);
+                if !input.peek(Token![,]) {
+                    break;
+                }
+                last = input.parse::<Token![,]>()?.span;
+                written.push(',');
+            }
         }
-        input.parse::<Token![;]>()?;
+        input.parse::<Token![;]>().map_err(|error| {
+            syn::Error::new(
+                next_span(input, last, &error),
+                format!(
+                    "expected `;` after `{written}`: the header `{written};` comes first, then \
+                     the routes"
+                ),
+            )
+        })?;
         let mut routes = Vec::new();
         while !input.is_empty() {
-            routes.push(input.parse()?);
+            let mut route: RouteInput = input.parse()?;
+            route.index = routes.len();
+            routes.push(route);
         }
         Ok(Self {
             attrs,
@@ -103,29 +143,91 @@ impl Parse for DispatcherInput {
     }
 }
 
+/// `pub ` or `pub(crate) ` as written, for messages that quote the header.
+fn written_visibility(vis: &Visibility) -> String {
+    match vis {
+        Visibility::Inherited => String::new(),
+        vis => format!("{} ", vis.to_token_stream().to_string().replace(" (", "(")),
+    }
+}
+
+/// Where to report what is missing at `input`: its next token, or `last` (the token before) at
+/// the end of the input, where syn would point at the whole macro call.
+fn next_span(input: ParseStream<'_>, last: Span, error: &syn::Error) -> Span {
+    if input.is_empty() { last } else { error.span() }
+}
+
 impl Parse for RouteInput {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let pattern = input.parse()?;
-        input.parse::<Token![=>]>()?;
+        let pattern: PatternInput = input.parse()?;
+        let written = pattern.written();
+        let arrow = input.parse::<Token![=>]>().map_err(|error| {
+            let message = format!(
+                "expected `=>` after `{written}`, then its reactors: \
+                 `{written} => trigger: [reactor];`"
+            );
+            if input.is_empty() {
+                syn::Error::new_spanned(&pattern, message)
+            } else {
+                syn::Error::new(error.span(), message)
+            }
+        })?;
+        if input.is_empty() {
+            return Err(syn::Error::new(
+                arrow.spans[1],
+                format!(
+                    "expected the reactors of `{written}` after `=>`: \
+                     `{written} => trigger: [reactor];`"
+                ),
+            ));
+        }
         let mut steps = Vec::new();
         loop {
-            steps.push(input.parse()?);
+            let step: StepInput = input.parse()?;
+            let list = step.bracket_span;
+            steps.push(step);
             if input.peek(Token![;]) {
                 input.parse::<Token![;]>()?;
                 break;
             }
-            input.parse::<Token![,]>().map_err(|error| {
-                syn::Error::new(
-                    error.span(),
-                    "expected `,` before the next reactor kind, or `;` to end the route",
-                )
-            })?;
-            if input.peek(Token![;]) {
-                input.parse::<Token![;]>()?;
-                break;
+            if input.peek(Token![,]) {
+                let comma: Token![,] = input.parse()?;
+                if input.peek(Token![;]) {
+                    input.parse::<Token![;]>()?;
+                    break;
+                }
+                if input.is_empty() {
+                    return Err(syn::Error::new(
+                        comma.span,
+                        "expected `;` to end the route, or another reactor kind after `,`",
+                    ));
+                }
+                continue;
             }
+            // `trigger: [a] async: [b]`: the next kind, without the comma before it.
+            let next_kind = if input.peek(Token![async]) {
+                Some(ASYNC.to_owned())
+            } else if input.peek(Ident) && input.peek2(Token![:]) && !input.peek2(Token![::]) {
+                Some(input.fork().parse::<Ident>()?.to_string())
+            } else {
+                None
+            };
+            return Err(match next_kind {
+                Some(kind) => syn::Error::new(
+                    input.span(),
+                    format!(
+                        "expected `,` before `{kind}`: separate the reactor kinds of a route \
+                         with commas, like `trigger: [a], async: [b];`"
+                    ),
+                ),
+                None => syn::Error::new(list, "expected `;` after this list to end the route"),
+            });
         }
-        Ok(Self { pattern, steps })
+        Ok(Self {
+            index: 0,
+            pattern,
+            steps,
+        })
     }
 }
 
@@ -181,7 +283,8 @@ impl Parse for StepInput {
                 syn::Error::new(
                     error.span(),
                     format!(
-                        "expected a reactor kind: {}",
+                        "expected a reactor kind, one of {}, then its reactors: \
+                         `trigger: [reactor]`",
                         one_of(&[TRIGGER, ASYNC, PROJECT])
                     ),
                 )
@@ -203,14 +306,62 @@ impl Parse for StepInput {
             };
             (kind, ident.span())
         };
-        input.parse::<Token![:]>()?;
+        let name = kind.name();
+        let colon = input.parse::<Token![:]>().map_err(|error| {
+            syn::Error::new(
+                next_span(input, kind_span, &error),
+                format!("expected `:` after `{name}`: `{name}: [reactor]`"),
+            )
+        })?;
+        if !input.peek(token::Bracket) {
+            // `trigger: notify`: teach the brackets with the reactor as written.
+            if !input.is_empty() && input.fork().parse::<Path>().is_ok() {
+                let path: Path = input.parse()?;
+                return Err(syn::Error::new_spanned(
+                    &path,
+                    format!(
+                        "the reactors of `{name}` are a list in brackets: write `{name}: [{}]`",
+                        type_name(&path)
+                    ),
+                ));
+            }
+            let span = if input.is_empty() {
+                colon.span
+            } else {
+                input.span()
+            };
+            return Err(syn::Error::new(
+                span,
+                format!("expected the reactors of `{name}` in brackets: `{name}: [reactor]`"),
+            ));
+        }
         let content;
         let bracket = bracketed!(content in input);
-        let reactors = Punctuated::<Path, Token![,]>::parse_terminated(&content)?;
+        let mut reactors = Vec::new();
+        while !content.is_empty() {
+            reactors.push(content.parse::<Path>().map_err(|error| {
+                syn::Error::new(
+                    error.span(),
+                    "expected a reactor: the path of a function, like `notify` or \
+                     `reactors::notify`",
+                )
+            })?);
+            if content.is_empty() {
+                break;
+            }
+            content.parse::<Token![,]>().map_err(|error| {
+                syn::Error::new(
+                    error.span(),
+                    format!(
+                        "expected `,` between the reactors of `{name}`: `{name}: [first, second]`"
+                    ),
+                )
+            })?;
+        }
         Ok(Self {
             kind,
             kind_span,
-            reactors: reactors.into_iter().collect(),
+            reactors,
             bracket_span: bracket.span.join(),
         })
     }
@@ -226,12 +377,102 @@ impl PatternInput {
         }
     }
 
-    fn span(&self) -> Span {
-        match self {
-            PatternInput::Event(path) => path.span(),
-            PatternInput::Aggregate(path, _) => path.span(),
-            PatternInput::All(star) => star.span,
+    /// The first and last spans of the path a route names, to underline it as written.
+    fn path_spans(path: &Path) -> (Span, Span) {
+        let first = path
+            .leading_colon
+            .as_ref()
+            .map_or_else(|| path.segments[0].ident.span(), |colon| colon.spans[0]);
+        (first, path.segments[path.segments.len() - 1].ident.span())
+    }
+
+    /// The path a route names, the trait that checks it, the bound it checks and the witness.
+    fn check_parts(&self, index: usize) -> Option<(&Path, Ident, TokenStream, TokenStream)> {
+        let (path, check, bound, witness) = match self {
+            PatternInput::Event(path) => (
+                path,
+                "__EsEventRoute",
+                quote!(::es_core::Event),
+                quote!(<T as ::es_core::Event>::Aggregate),
+            ),
+            PatternInput::Aggregate(path, _) => (
+                path,
+                "__EsAggregateRoute",
+                quote!(::es_core::Aggregate),
+                quote!(<T as ::es_core::Aggregate>::Id),
+            ),
+            PatternInput::All(_) => return None,
+        };
+        let check = Ident::new(&format!("{check}{index}"), Self::path_spans(path).1);
+        Some((path, check, bound, witness))
+    }
+
+    /// The type route `index` names, as generated code uses it (empty for `*`).
+    ///
+    /// `Completed` is used as
+    /// `<<Completed as __EsEventRoute0>::Witness as __EsRoute<Completed>>::Type`, where
+    /// `__EsEventRoute0` ([`Self::check`]) is implemented for every event with `Witness` its
+    /// aggregate, and `__EsRoute` ([`route_types`]) is the identity on its parameter. For an
+    /// event that is `Completed`. For a type that is not an event, `Witness` fails, once, at the
+    /// pattern (`Task: Event` is not satisfied), and leaves an unknown type behind, so that rustc
+    /// does not report the route's other uses of `Task` (its reactors' signatures,
+    /// `Recorded<Task>`, `Task::TAG`) on top of it. The same for `Task::*`, with `Witness` the
+    /// aggregate's id.
+    fn checked(&self, index: usize) -> TokenStream {
+        let Some((path, check, _, _)) = self.check_parts(index) else {
+            return TokenStream::new();
+        };
+        let (first, last) = Self::path_spans(path);
+        let route = Ident::new(ROUTE_TYPE, last);
+        // The failed bound is reported at `<Task as __EsEventRoute0>::Witness`: from `<` (the
+        // path's first span) to `Witness` (its last).
+        let open = quote_spanned!(first=> <);
+        quote_spanned! {last=>
+            <#open #path as #check>::Witness as #route<#path>>::Type
         }
+    }
+
+    /// The trait of [`Self::checked`] for route `index`, spanned at the path's last segment: the
+    /// error's note, "required for `Task` to implement `__EsEventRoute0`", points there.
+    fn check(&self, index: usize) -> TokenStream {
+        let Some((path, check, bound, witness)) = self.check_parts(index) else {
+            return TokenStream::new();
+        };
+        quote_spanned! {Self::path_spans(path).1=>
+            trait #check {
+                type Witness;
+            }
+            impl<T: #bound> #check for T {
+                type Witness = #witness;
+            }
+        }
+    }
+}
+
+/// The identity trait of [`PatternInput::checked`].
+const ROUTE_TYPE: &str = "__EsRoute";
+
+/// The definitions of the local traits of [`PatternInput::checked`].
+fn route_types(routes: &[RouteInput]) -> TokenStream {
+    if routes
+        .iter()
+        .all(|route| matches!(route.pattern, PatternInput::All(_)))
+    {
+        return TokenStream::new();
+    }
+    let route = Ident::new(ROUTE_TYPE, Span::call_site());
+    let checks = routes
+        .iter()
+        .enumerate()
+        .map(|(index, route)| route.pattern.check(index));
+    quote! {
+        trait #route<E> {
+            type Type;
+        }
+        impl<W, E> #route<E> for W {
+            type Type = E;
+        }
+        #(#checks)*
     }
 }
 
@@ -248,7 +489,7 @@ pub(crate) fn expand(input: &DispatcherInput) -> Result<TokenStream, syn::Error>
 /// Every cross-route rule, reported together.
 fn check(input: &DispatcherInput) -> Result<(), syn::Error> {
     let mut errors = Errors::default();
-    for backend in &input.backends {
+    for (i, backend) in input.backends.iter().enumerate() {
         if !BACKENDS.iter().any(|known| backend == known) {
             errors.error(
                 backend,
@@ -257,19 +498,24 @@ fn check(input: &DispatcherInput) -> Result<(), syn::Error> {
                     one_of(BACKENDS)
                 ),
             );
+        } else if input.backends[..i].contains(backend) {
+            errors.error(
+                backend,
+                format!("backend `{backend}` is listed twice: name each backend once"),
+            );
         }
     }
     let mut seen: Vec<String> = Vec::new();
     for route in &input.routes {
         let written = route.pattern.written();
         if seen.contains(&written) {
-            errors.push(syn::Error::new(
-                route.pattern.span(),
+            errors.error(
+                &route.pattern,
                 format!(
                     "route `{written}` is listed twice: put all its reactors in one route, in the \
                      order they run"
                 ),
-            ));
+            );
         }
         seen.push(written);
         let mut kinds: Vec<Kind> = Vec::new();
@@ -302,7 +548,8 @@ fn check(input: &DispatcherInput) -> Result<(), syn::Error> {
                     errors.error(
                         reactor,
                         format!(
-                            "reactor `{name}` is listed twice in this `{}`",
+                            "reactor `{name}` is listed twice in this `{}`: name each reactor \
+                             once, it runs once per event",
                             step.kind.name()
                         ),
                     );
@@ -323,6 +570,7 @@ fn generate(input: &DispatcherInput) -> TokenStream {
         routes,
     } = input;
     let route_descriptions = routes.iter().map(describe_route);
+    let route_types = route_types(routes);
     let backends_table = [
         (
             "sqlite",
@@ -393,6 +641,7 @@ fn generate(input: &DispatcherInput) -> TokenStream {
         #vis struct #ident;
 
         const _: () = {
+            #route_types
             static __ROUTES: &[::es_diesel::Route] = &[#(#route_descriptions),*];
             #(#impls)*
         };
@@ -409,17 +658,18 @@ fn names_of(route: &RouteInput, kind: Kind) -> Vec<String> {
 }
 
 fn describe_route(route: &RouteInput) -> TokenStream {
+    let ty = route.pattern.checked(route.index);
     let pattern = match &route.pattern {
-        PatternInput::Event(event) => quote! {
+        PatternInput::Event(_) => quote! {
             ::es_diesel::Pattern::Event {
-                tag: <#event as ::es_core::Event>::TAG,
-                events_table: <<#event as ::es_core::Event>::Aggregate as ::es_core::Aggregate>::EVENTS_TABLE,
+                tag: <#ty as ::es_core::Event>::TAG,
+                events_table: <<#ty as ::es_core::Event>::Aggregate as ::es_core::Aggregate>::EVENTS_TABLE,
             }
         },
-        PatternInput::Aggregate(aggregate, _) => quote! {
+        PatternInput::Aggregate(..) => quote! {
             ::es_diesel::Pattern::Aggregate {
-                name: <#aggregate as ::es_core::Aggregate>::NAME,
-                events_table: <#aggregate as ::es_core::Aggregate>::EVENTS_TABLE,
+                name: <#ty as ::es_core::Aggregate>::NAME,
+                events_table: <#ty as ::es_core::Aggregate>::EVENTS_TABLE,
             }
         },
         PatternInput::All(_) => quote!(::es_diesel::Pattern::All),
@@ -439,18 +689,22 @@ fn describe_route(route: &RouteInput) -> TokenStream {
 
 /// The type a reactor of `route` receives, and how to get it from the context.
 fn input_type(route: &RouteInput) -> TokenStream {
+    let ty = route.pattern.checked(route.index);
     match &route.pattern {
-        PatternInput::Event(event) => quote!(::es_diesel::Recorded<'_, #event>),
-        PatternInput::Aggregate(aggregate, _) => quote! {
-            &::es_core::RecordedEvent<<#aggregate as ::es_core::Aggregate>::Id>
+        PatternInput::Event(_) => quote!(::es_diesel::Recorded<'_, #ty>),
+        PatternInput::Aggregate(..) => quote! {
+            &::es_core::RecordedEvent<<#ty as ::es_core::Aggregate>::Id>
         },
         PatternInput::All(_) => quote!(&::es_diesel::AnyEvent),
     }
 }
 
 /// `let __reactor: fn(...) = path;` spanned at the path, so a wrong signature is reported there.
+/// Being spanned there, clippy takes the type for the user's: its checked event type
+/// ([`PatternInput::checked`]) is no complexity of theirs.
 fn coerce(path: &Path, context: TokenStream, input: &TokenStream) -> TokenStream {
     quote_spanned! {path.span()=>
+        #[allow(clippy::type_complexity)]
         let __reactor: fn(
             #context,
             #input,
@@ -459,6 +713,7 @@ fn coerce(path: &Path, context: TokenStream, input: &TokenStream) -> TokenStream
 }
 
 fn dispatch_route(route: &RouteInput, connection: &TokenStream) -> TokenStream {
+    let ty = route.pattern.checked(route.index);
     let input = input_type(route);
     let steps = route.steps.iter().flat_map(|step| {
         step.reactors
@@ -496,14 +751,14 @@ fn dispatch_route(route: &RouteInput, connection: &TokenStream) -> TokenStream {
         })
         .collect();
     match &route.pattern {
-        PatternInput::Event(event) => quote! {
-            __event.typed::<#event, ()>(|__input| {
+        PatternInput::Event(_) => quote! {
+            __event.typed::<#ty, ()>(|__input| {
                 #(#calls)*
                 ::core::result::Result::Ok(())
             })?;
         },
-        PatternInput::Aggregate(aggregate, _) => quote! {
-            if let ::core::option::Option::Some(__input) = __event.record_of::<#aggregate>() {
+        PatternInput::Aggregate(..) => quote! {
+            if let ::core::option::Option::Some(__input) = __event.record_of::<#ty>() {
                 #(#calls)*
             }
         },
@@ -526,6 +781,7 @@ fn dispatch_route(route: &RouteInput, connection: &TokenStream) -> TokenStream {
 }
 
 fn job_route(route: &RouteInput, connection: &TokenStream) -> TokenStream {
+    let ty = route.pattern.checked(route.index);
     let input = input_type(route);
     let reactors = route
         .steps
@@ -541,12 +797,12 @@ fn job_route(route: &RouteInput, connection: &TokenStream) -> TokenStream {
                 &input,
             );
             let run = match &route.pattern {
-                PatternInput::Event(event) => quote! {
+                PatternInput::Event(_) => quote! {
                     if let ::core::option::Option::Some(__record) =
-                        __ctx.load::<<#event as ::es_core::Event>::Aggregate>()?
+                        __ctx.load::<<#ty as ::es_core::Event>::Aggregate>()?
                     {
-                        if <#event as ::es_core::Event>::has_tag(&__record.event_type) {
-                            let __event = <#event as ::es_core::Event>::decode(&__record)?;
+                        if <#ty as ::es_core::Event>::has_tag(&__record.event_type) {
+                            let __event = <#ty as ::es_core::Event>::decode(&__record)?;
                             let __input = ::es_diesel::Recorded { event: &__event, record: &__record };
                             return __ctx.run(#name, &__record.event_type, |__ctx| {
                                 #coerce
@@ -555,8 +811,8 @@ fn job_route(route: &RouteInput, connection: &TokenStream) -> TokenStream {
                         }
                     }
                 },
-                PatternInput::Aggregate(aggregate, _) => quote! {
-                    if let ::core::option::Option::Some(__record) = __ctx.load::<#aggregate>()? {
+                PatternInput::Aggregate(..) => quote! {
+                    if let ::core::option::Option::Some(__record) = __ctx.load::<#ty>()? {
                         let __input = &__record;
                         return __ctx.run(#name, &__record.event_type, |__ctx| {
                             #coerce
@@ -585,6 +841,7 @@ fn job_route(route: &RouteInput, connection: &TokenStream) -> TokenStream {
 }
 
 fn project_route(route: &RouteInput, connection: &TokenStream) -> TokenStream {
+    let ty = route.pattern.checked(route.index);
     let input = input_type(route);
     let handlers = route
         .steps
@@ -597,16 +854,16 @@ fn project_route(route: &RouteInput, connection: &TokenStream) -> TokenStream {
             let coerce = coerce(handler, quote!(&mut #connection), &input);
             let at = quote!((&__event.events_table, __event.id, &__event.event_type));
             let run = match &route.pattern {
-                PatternInput::Event(event) => quote! {
-                    ::es_diesel::__private::typed_from_any::<#event>(__event, |__input| {
+                PatternInput::Event(_) => quote! {
+                    ::es_diesel::__private::typed_from_any::<#ty>(__event, |__input| {
                         ::es_diesel::__private::run_projection(__conn, #name, #at, |__conn| {
                             #coerce
                             __reactor(__conn, __input)
                         })
                     })?;
                 },
-                PatternInput::Aggregate(aggregate, _) => quote! {
-                    if let ::core::option::Option::Some(__record) = __event.record_of::<#aggregate>() {
+                PatternInput::Aggregate(..) => quote! {
+                    if let ::core::option::Option::Some(__record) = __event.record_of::<#ty>() {
                         let __input = &__record;
                         ::es_diesel::__private::run_projection(__conn, #name, #at, |__conn| {
                             #coerce
@@ -681,6 +938,102 @@ mod tests {
         assert!(
             error.starts_with("route `Completed` is listed twice"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn a_backend_listed_twice_is_refused() {
+        let input: DispatcherInput = syn::parse_quote! {
+            struct D for sqlite, postgres, sqlite;
+            Completed => trigger: [a];
+        };
+        let error = check(&input).unwrap_err().to_string();
+        assert!(
+            error.starts_with("backend `sqlite` is listed twice"),
+            "{error}"
+        );
+    }
+
+    fn parse_error(input: &str) -> String {
+        match syn::parse_str::<DispatcherInput>(input) {
+            Ok(_) => panic!("`{input}` parsed"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn parse_errors_name_what_was_written() {
+        for (input, expected) in [
+            (
+                "Completed => trigger: [a];",
+                "a dispatcher starts by naming its type",
+            ),
+            (
+                "pub struct D for sqlite Completed => trigger: [a];",
+                "expected `;` after `pub struct D for sqlite`",
+            ),
+            (
+                "struct D for; Completed => trigger: [a];",
+                "expected a backend after `struct D for`",
+            ),
+            (
+                "struct D; Completed trigger: [a];",
+                "expected `=>` after `Completed`",
+            ),
+            (
+                "struct D; Completed => trigger: [a] async: [b];",
+                "expected `,` before `async`",
+            ),
+            (
+                "struct D; Completed => trigger: [a] project: [b];",
+                "expected `,` before `project`",
+            ),
+            (
+                "struct D; Completed => trigger: [a] Task::* => async: [b];",
+                "expected `;` after this list",
+            ),
+            (
+                "struct D; Completed => trigger: [a]",
+                "expected `;` after this list",
+            ),
+            (
+                "struct D; Completed => trigger: a;",
+                "the reactors of `trigger` are a list in brackets: write `trigger: [a]`",
+            ),
+            (
+                "struct D; Completed => sync: [a];",
+                "unknown reactor kind `sync`",
+            ),
+            (
+                "struct D; Completed => trigger: [a b];",
+                "expected `,` between the reactors of `trigger`",
+            ),
+        ] {
+            let error = parse_error(input);
+            assert!(error.starts_with(expected), "`{input}`: {error}");
+        }
+    }
+
+    #[test]
+    fn a_typed_route_goes_through_its_check() {
+        let input: DispatcherInput = syn::parse_quote! {
+            struct D;
+            * => async: [a];
+            task::Completed => trigger: [b];
+            Task::* => project: [c];
+        };
+        let types: Vec<String> = input
+            .routes
+            .iter()
+            .map(|route| type_name(&route.pattern.checked(route.index)))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "",
+                "<<task::Completed as __EsEventRoute1>::Witness as __EsRoute<task::Completed>>::Type",
+                "<<Task as __EsAggregateRoute2>::Witness as __EsRoute<Task>>::Type",
+            ]
         );
     }
 }

@@ -92,6 +92,91 @@
 //! it rewrites, reads their events, rebuilds them from `Aggregate::new`, and writes them back with
 //! one upsert and one delete. It restores deleted rows, deletes destroyed ones, and never runs
 //! reactors.
+//!
+//! # Reactors
+//!
+//! Side effects hang off events, not controllers. [`dispatcher!`] routes one event type
+//! (`Completed`), every event of an aggregate (`Task::*`) or every event (`*`) to reactors:
+//!
+//! - `trigger: [...]` run inside the write transaction, after the events are applied, in the
+//!   order listed, with a [`TriggerContext`]: they may read and write through its connection and
+//!   create more events ([`TriggerContext::append`]) — all of it commits or rolls back together;
+//! - `async: [...]` become rows of `es_jobs` inserted in the same transaction, and a [`Worker`]
+//!   runs them after commit with a [`JobContext`], retrying failures with exponential backoff and
+//!   jitter until they are done or dead ([`dead_jobs`], [`retry_dead_jobs`]);
+//! - `project: [...]` maintain read models: they run in the write transaction like triggers, and
+//!   [`rebuild_projection`] re-runs them over the stored events in global order.
+//!
+//! Reactors never run during replay. A reactor is a function (or an associated function,
+//! `Type::call`) with one of these signatures, checked at compile time:
+//!
+//! | route | `trigger` | `async` | `project` |
+//! |---|---|---|---|
+//! | `Event` | `fn(&mut TriggerContext<C>, Recorded<Event>)` | `fn(&mut JobContext<C>, Recorded<Event>)` | `fn(&mut C, Recorded<Event>)` |
+//! | `Aggregate::*` | `fn(&mut TriggerContext<C>, &RecordedEvent<Id>)` | `fn(&mut JobContext<C>, &RecordedEvent<Id>)` | `fn(&mut C, &RecordedEvent<Id>)` |
+//! | `*` | `fn(&mut TriggerContext<C>, &AnyEvent)` | `fn(&mut JobContext<C>, &AnyEvent)` | `fn(&mut C, &AnyEvent)` |
+//!
+//! each returning `Result<(), ReactorError>`. `C` is the connection type: write reactors generic
+//! over `C: Database` (then the dispatcher serves every backend enabled in `es-diesel`), or for
+//! your one connection type and name its backend: `pub struct AppDispatcher for postgres;`.
+//!
+//! ```
+//! # use diesel::prelude::*;
+//! # use es_core::{Aggregate, AppendOptions, Apply, Event, EventContext, EventStore};
+//! # use serde::{Deserialize, Serialize};
+//! # mod schema { diesel::table! { tasks (id) { id -> BigInt, title -> Text } } }
+//! # #[derive(Aggregate, Queryable, Selectable, Insertable, Default, Clone, Debug)]
+//! # #[aggregate(table = schema::tasks)]
+//! # #[diesel(table_name = schema::tasks)]
+//! # pub struct Task { pub id: i64, pub title: String }
+//! # /// A task was created.
+//! # #[derive(Event, Serialize, Deserialize)]
+//! # #[aggregate(Task)]
+//! # #[event(creates)]
+//! # pub struct Created { #[data_attributes] pub title: String }
+//! # impl Apply<Task> for Created {
+//! #     fn apply(&self, task: &mut Task, _: &EventContext<'_>) { task.title = self.title.clone(); }
+//! # }
+//! use es_diesel::{
+//!     Database, DieselStore, JobContext, ReactorError, Recorded, Worker, WorkerOptions, dispatcher,
+//! };
+//!
+//! /// Sends the welcome email (after commit, retried until it works).
+//! fn welcome<C: Database>(
+//!     job: &mut JobContext<'_, C>,
+//!     created: Recorded<'_, Created>,
+//! ) -> Result<(), ReactorError> {
+//!     // `job.idempotency_key()` is the same on every retry: send it along to deduplicate.
+//!     println!("task {} created: {}", created.aggregate_id(), created.title);
+//!     Ok(())
+//! }
+//!
+//! dispatcher! {
+//!     /// The app's routes.
+//!     pub struct AppDispatcher;
+//!     Created => async: [welcome];
+//! }
+//!
+//! let mut conn = es_diesel::sqlite::establish(":memory:")?;
+//! diesel::sql_query("CREATE TABLE tasks (id BIGINT PRIMARY KEY NOT NULL, title TEXT NOT NULL)")
+//!     .execute(&mut conn)?;
+//! es_diesel::create_tables::<_, Task>(&mut conn)?;
+//!
+//! let mut store = DieselStore::new(&mut conn).with_dispatcher(&AppDispatcher);
+//! store.append(&1, Created { title: "Slides".into() }, &AppendOptions::default())?;
+//!
+//! let worker = Worker::new(&AppDispatcher, WorkerOptions::default());
+//! assert_eq!(worker.run_once(&mut conn)?.completed, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A worker is usually its own process: [`Worker::run_until`] runs jobs until a flag is set (on
+//! Ctrl-C, say), waiting when idle — on PostgreSQL, `LISTEN`/`NOTIFY` wakes it as soon as a job is
+//! committed. Start several, on several machines: claims use `FOR UPDATE SKIP LOCKED`, so no two
+//! workers run a job at once, and a job whose worker died is claimed again when its lease expires
+//! (delivery is at least once; [`JobContext::idempotency_key`] lets a reactor deduplicate).
+//! Metadata propagates: events created by a reactor get the triggering event as causation id and
+//! its correlation id.
 
 mod database;
 mod dispatch;

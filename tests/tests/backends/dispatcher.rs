@@ -519,6 +519,48 @@ where
     assert_eq!(job_counts(store.connection()).unwrap(), jobs);
 }
 
+/// Replaying aggregates through a store with a dispatcher runs no reactor: no trigger creates
+/// events, no job is enqueued, no projection line is written.
+fn replay_fires_no_reactor<D: TestDb>(db: &D)
+where
+    Post: AggregateTable<D::Conn>,
+    Board: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+{
+    let mut conn = db.connect();
+    let mut store = store(&mut conn);
+    open_board_and_posts(&mut store, 3);
+    store.append(&1, Pinned {}, &by("ann")).unwrap();
+    store.append(&2, Pinned {}, &by("ann")).unwrap();
+    store
+        .append(&1, ProjectStarted { name: "p".into() }, &by("ann"))
+        .unwrap();
+    let jobs = job_counts(store.connection()).unwrap();
+    let feed = store.connection().feed();
+    let post_events = EventStore::<Post>::events(&mut store, &Default::default()).unwrap();
+
+    execute::<D>(store.connection(), "DELETE FROM posts");
+    EventStore::<Post>::replay_all(&mut store, &mut |_| {}).unwrap();
+    EventStore::<Board>::replay_all(&mut store, &mut |_| {}).unwrap();
+    EventStore::<Project>::replay_all(&mut store, &mut |_| {}).unwrap();
+
+    assert_eq!(job_counts(store.connection()).unwrap(), jobs);
+    assert_eq!(store.connection().feed(), feed);
+    assert_eq!(
+        EventStore::<Post>::events(&mut store, &Default::default()).unwrap(),
+        post_events
+    );
+    let pinned: Vec<bool> = (1..=3)
+        .map(|id| {
+            EventStore::<Post>::load(&mut store, &id)
+                .unwrap()
+                .unwrap()
+                .pinned
+        })
+        .collect();
+    assert_eq!(pinned, [false, true, false]);
+}
+
 /// The dispatcher describes its routes.
 fn routes_are_described<D: TestDb>(_: &D) {
     let routes = D::Conn::dispatcher().routes();
@@ -628,6 +670,7 @@ where
             "projection_rebuild_equals_live_and_fires_nothing",
             projection_rebuild_equals_live_and_fires_nothing::<D>,
         ),
+        ("replay_fires_no_reactor", replay_fires_no_reactor::<D>),
         ("routes_are_described", routes_are_described::<D>),
     ]
 }

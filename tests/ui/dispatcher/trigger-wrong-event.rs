@@ -1,0 +1,38 @@
+use es_core::{Apply, EventContext};
+use es_diesel::{Database, ReactorError, Recorded, TriggerContext, dispatcher};
+use serde::{Deserialize, Serialize};
+
+#[derive(es_core::Aggregate, Default)]
+struct Task {
+    id: i64,
+}
+
+#[derive(es_core::Event, Serialize, Deserialize)]
+#[aggregate(Task)]
+struct Completed {}
+
+#[derive(es_core::Event, Serialize, Deserialize)]
+#[aggregate(Task)]
+struct Reopened {}
+
+impl Apply<Task> for Completed {
+    fn apply(&self, _: &mut Task, _: &EventContext<'_>) {}
+}
+
+impl Apply<Task> for Reopened {
+    fn apply(&self, _: &mut Task, _: &EventContext<'_>) {}
+}
+
+fn notify<C: Database>(
+    _: &mut TriggerContext<'_, C>,
+    _: Recorded<'_, Reopened>,
+) -> Result<(), ReactorError> {
+    Ok(())
+}
+
+dispatcher! {
+    pub struct D for sqlite;
+    Completed => trigger: [notify];
+}
+
+fn main() {}
