@@ -90,6 +90,24 @@ impl Head {
         });
         Self { version, destroyed }
     }
+
+    /// Fails with [`Error::Conflict`] unless the aggregate is at the version `options` expects
+    /// (if it expects one).
+    pub fn check_expected<A: Aggregate>(
+        &self,
+        id: &A::Id,
+        options: &AppendOptions,
+    ) -> Result<(), Error> {
+        match options.expected_version {
+            Some(expected) if expected != self.version => Err(Error::Conflict {
+                aggregate: A::NAME,
+                aggregate_id: id.to_string(),
+                expected,
+                actual: self.version,
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// An event validated and applied in memory, ready to be written.
@@ -136,17 +154,8 @@ pub fn stage<A: Aggregate>(
     events: &[NewEvent<A>],
     options: &AppendOptions,
 ) -> Result<Staged<A>, Error> {
+    head.check_expected::<A>(id, options)?;
     let current_version = head.version;
-    if let Some(expected) = options.expected_version {
-        if expected != current_version {
-            return Err(Error::Conflict {
-                aggregate: A::NAME,
-                aggregate_id: id.to_string(),
-                expected,
-                actual: current_version,
-            });
-        }
-    }
     let created_at = options
         .created_at
         .map_or_else(now, |time| time.trunc_subsecs(6));

@@ -130,6 +130,7 @@
 //! ```
 
 mod aggregate;
+mod command;
 mod error;
 mod event;
 mod history;
@@ -137,15 +138,23 @@ mod memory;
 mod metadata;
 mod registry;
 mod store;
+pub mod testing;
 
 pub use aggregate::{Aggregate, AggregateId};
+pub use command::{Command, CommandError, Rejection, changed};
 pub use error::Error;
 pub use event::{Apply, Event, EventContext, IntoEvents, NewEvent, RecordedEvent};
 pub use history::{AppendOptions, AsOf, Head, Rebuild, Staged, StagedEvent, now, rebuild, stage};
 pub use memory::InMemoryStore;
 pub use metadata::Metadata;
 pub use registry::{AttributeDescriptor, EventDescriptor, Registry};
-pub use store::{Committed, EventFilter, EventStore, ReplayProgress};
+pub use store::{
+    Committed, EventFilter, EventStore, Reaction, ReactionKind, ReplayProgress, Transactional,
+};
+/// The validation crate of commands, whose `ValidationErrors` [`CommandError::Invalid`] carries.
+/// Its derive expands to `::validator::...`: put `validator = { version = "0.20", features =
+/// ["derive"] }` in your `Cargo.toml` to write `#[derive(Validate)]`.
+pub use validator;
 
 /// Derives [`Aggregate`]; see the [crate documentation](crate#deriveaggregate).
 pub use es_derive::Aggregate;

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::aggregate::Aggregate;
 use crate::error::Error;
-use crate::event::{IntoEvents, RecordedEvent};
+use crate::event::{IntoEvents, NewEvent, RecordedEvent};
 use crate::history::{AppendOptions, AsOf, Head, rebuild, stage};
-use crate::store::{Committed, EventFilter, EventStore, ReplayProgress};
+use crate::store::{Committed, EventFilter, EventStore, ReplayProgress, Transactional};
 
 /// Keeps aggregates and events in memory, with the same rules as the diesel store: one global
 /// position for all events, contiguous versions, atomic appends, replay and time travel.
@@ -44,16 +44,57 @@ use crate::store::{Committed, EventFilter, EventStore, ReplayProgress};
 /// assert_eq!(counter.count, 2);
 /// # Ok::<(), es_core::Error>(())
 /// ```
-#[derive(Debug, Default)]
+///
+/// A [`transaction`](EventStore::transaction) works on a copy of the whole store, kept only if the
+/// work succeeds: fine for tests, not for large data.
+#[derive(Default)]
 pub struct InMemoryStore {
-    tables: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+    tables: HashMap<TypeId, Box<dyn AnyTable>>,
     last_position: i64,
 }
 
-#[derive(Debug)]
+impl std::fmt::Debug for InMemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InMemoryStore")
+            .field("aggregate_types", &self.tables.len())
+            .field("last_position", &self.last_position)
+            .finish()
+    }
+}
+
+impl Clone for InMemoryStore {
+    fn clone(&self) -> Self {
+        Self {
+            tables: self
+                .tables
+                .iter()
+                .map(|(aggregate, table)| (*aggregate, table.clone_table()))
+                .collect(),
+            last_position: self.last_position,
+        }
+    }
+}
+
+#[derive(Clone)]
 struct Table<A: Aggregate> {
     rows: BTreeMap<A::Id, A>,
     events: BTreeMap<A::Id, Vec<RecordedEvent<A::Id>>>,
+}
+
+/// A [`Table`] of any aggregate.
+trait AnyTable: Send + Sync {
+    fn clone_table(&self) -> Box<dyn AnyTable>;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<A: Aggregate + Clone> AnyTable for Table<A> {
+    fn clone_table(&self) -> Box<dyn AnyTable> {
+        Box::new(self.clone())
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
 }
 
 impl<A: Aggregate> Default for Table<A> {
@@ -71,27 +112,38 @@ impl InMemoryStore {
         Self::default()
     }
 
-    fn table<A: Aggregate>(&mut self) -> &mut Table<A> {
+    fn table<A: Aggregate + Clone>(&mut self) -> &mut Table<A> {
         self.tables
             .entry(TypeId::of::<A>())
             .or_insert_with(|| Box::new(Table::<A>::default()))
+            .as_any_mut()
             .downcast_mut()
             .expect("tables are keyed by the TypeId of their aggregate")
     }
 
     /// Deletes the stored row of aggregate `id`, keeping its events — what a careless
     /// `DELETE FROM tasks` does, and what replay repairs.
-    pub fn delete_row<A: Aggregate>(&mut self, id: &A::Id) -> Option<A> {
+    pub fn delete_row<A: Aggregate + Clone>(&mut self, id: &A::Id) -> Option<A> {
         self.table::<A>().rows.remove(id)
     }
 
-    fn rebuild_from_events<A: Aggregate>(
+    fn rebuild_from_events<A: Aggregate + Clone>(
         &mut self,
         id: &A::Id,
         as_of: Option<AsOf>,
     ) -> Result<Option<A>, Error> {
         let records = self.table::<A>().events.get(id).into_iter().flatten();
         rebuild(id.clone(), records.cloned().map(Ok), as_of)
+    }
+}
+
+impl Transactional for InMemoryStore {
+    fn transaction<R, E: From<Error>>(
+        &mut self,
+        work: impl FnOnce(&mut Self) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let before = self.clone();
+        work(self).inspect_err(|_| *self = before)
     }
 }
 
@@ -103,6 +155,15 @@ impl<A: Aggregate + Clone> EventStore<A> for InMemoryStore {
         options: &AppendOptions,
     ) -> Result<Committed<A>, Error> {
         let events = events.into_events();
+        self.append_with(id, |_| Ok(events), options)
+    }
+
+    fn append_with<E: From<Error>>(
+        &mut self,
+        id: &A::Id,
+        decide: impl FnOnce(Option<&A>) -> Result<Vec<NewEvent<A>>, E>,
+        options: &AppendOptions,
+    ) -> Result<Committed<A>, E> {
         let mut position = self.last_position;
         let table = self.table::<A>();
         let last = table.events.get(id).and_then(|events| events.last());
@@ -110,7 +171,12 @@ impl<A: Aggregate + Clone> EventStore<A> for InMemoryStore {
             last.map_or(0, |event| event.version),
             last.map(|event| event.event_type.as_str()),
         );
+        head.check_expected::<A>(id, options)?;
         let current = table.rows.get(id).cloned();
+        let events = decide(current.as_ref())?;
+        if events.is_empty() {
+            return Ok(Committed::new(current, Vec::new()));
+        }
         let staged = stage(id, current, head, &events, options)?;
         let recorded: Vec<RecordedEvent<A::Id>> = staged
             .events
@@ -138,10 +204,7 @@ impl<A: Aggregate + Clone> EventStore<A> for InMemoryStore {
             .or_default()
             .extend(recorded.iter().cloned());
         self.last_position = position;
-        Ok(Committed {
-            state: staged.state,
-            events: recorded,
-        })
+        Ok(Committed::new(staged.state, recorded))
     }
 
     fn load(&mut self, id: &A::Id) -> Result<Option<A>, Error> {

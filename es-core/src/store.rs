@@ -3,8 +3,9 @@
 use chrono::{DateTime, Utc};
 
 use crate::aggregate::Aggregate;
+use crate::command::{Command, CommandError};
 use crate::error::Error;
-use crate::event::{IntoEvents, RecordedEvent};
+use crate::event::{IntoEvents, NewEvent, RecordedEvent};
 use crate::history::{AppendOptions, AsOf};
 
 /// Appending, reading, replaying and time travel for the events of aggregate `A`.
@@ -18,6 +19,44 @@ pub trait EventStore<A: Aggregate> {
         events: impl IntoEvents<A>,
         options: &AppendOptions,
     ) -> Result<Committed<A>, Error>;
+
+    /// Appends the events that `decide` makes from the aggregate as stored now (`None` if it does
+    /// not exist), under the aggregate's write lock, in one transaction. The expected version is
+    /// checked before `decide` runs. No events is a no-op: nothing is written and no reactor runs.
+    ///
+    /// This is the primitive under [`execute`](EventStore::execute); `decide` may fail with any
+    /// error that a store error converts into, and then nothing is written.
+    fn append_with<E: From<Error>>(
+        &mut self,
+        id: &A::Id,
+        decide: impl FnOnce(Option<&A>) -> Result<Vec<NewEvent<A>>, E>,
+        options: &AppendOptions,
+    ) -> Result<Committed<A>, E>;
+
+    /// Runs a [`Command`]: validates its attributes, then decides and appends its events under
+    /// the write lock ([`append_with`](EventStore::append_with)). Returns the stored events, none
+    /// for a no-op.
+    fn execute<Cmd: Command<Aggregate = A>>(
+        &mut self,
+        command: &Cmd,
+        options: &AppendOptions,
+    ) -> Result<Committed<A>, CommandError> {
+        let name = command.name();
+        command.validate().map_err(|errors| CommandError::Invalid {
+            command: name,
+            errors,
+        })?;
+        let id = command.aggregate_id();
+        self.append_with(
+            &id,
+            |current| {
+                command
+                    .decide(current)
+                    .map_err(|rejection| rejection.into_error::<A>(name, &id))
+            },
+            options,
+        )
+    }
 
     /// The aggregate as stored now (`None` if it does not exist).
     fn load(&mut self, id: &A::Id) -> Result<Option<A>, Error>;
@@ -43,13 +82,103 @@ pub trait EventStore<A: Aggregate> {
     ) -> Result<ReplayProgress, Error>;
 }
 
-/// What an append wrote.
+/// A store that can keep several writes together: one request, several commands, on one or
+/// several aggregates, all or nothing.
+pub trait Transactional {
+    /// Runs `work` in one transaction: every append and command in it (on any aggregate) is kept
+    /// together, or — when `work` fails — none is.
+    ///
+    /// ```
+    /// # use es_core::{Aggregate, AppendOptions, Apply, Event, EventContext};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Aggregate, Default, Clone)] pub struct Account { pub id: i64, pub balance: i64 }
+    /// # /// Money was deposited.
+    /// # #[derive(Event, Serialize, Deserialize)]
+    /// # #[aggregate(Account)]
+    /// # pub struct Deposited { #[data_attributes] pub amount: i64 }
+    /// # impl Apply<Account> for Deposited {
+    /// #     fn apply(&self, account: &mut Account, _: &EventContext<'_>) { account.balance += self.amount }
+    /// # }
+    /// # /// An account was opened.
+    /// # #[derive(Event, Serialize, Deserialize)]
+    /// # #[aggregate(Account)]
+    /// # #[event(creates)]
+    /// # pub struct Opened {}
+    /// # impl Apply<Account> for Opened { fn apply(&self, _: &mut Account, _: &EventContext<'_>) {} }
+    /// use es_core::{Error, EventStore, InMemoryStore, Transactional};
+    ///
+    /// let mut store = InMemoryStore::new();
+    /// let none = AppendOptions::default();
+    /// store.append(&1, Opened {}, &none)?;
+    /// let failed: Result<(), Error> = store.transaction(|store| {
+    ///     store.append(&1, Deposited { amount: 10 }, &none)?;
+    ///     store.append(&2, Deposited { amount: -10 }, &none)?; // account 2 does not exist
+    ///     Ok(())
+    /// });
+    /// assert!(failed.is_err());
+    /// let account: Account = store.load(&1)?.unwrap();
+    /// assert_eq!(account.balance, 0); // the deposit was not kept either
+    /// # Ok::<(), Error>(())
+    /// ```
+    fn transaction<R, E: From<Error>>(
+        &mut self,
+        work: impl FnOnce(&mut Self) -> Result<R, E>,
+    ) -> Result<R, E>;
+}
+
+/// What an append (or a command) wrote.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Committed<A: Aggregate> {
-    /// The aggregate after the events (`None` if they destroyed it).
+    /// The aggregate after the events (`None` if they destroyed it or it does not exist).
     pub state: Option<A>,
-    /// The stored events, with their ids and versions.
+    /// The stored events, with their ids and versions (none for a no-op).
     pub events: Vec<RecordedEvent<A::Id>>,
+    /// The reactors the write ran or queued, in order, including those of events that trigger
+    /// reactors created (a store without a dispatcher runs none).
+    pub reactions: Vec<Reaction>,
+}
+
+impl<A: Aggregate> Committed<A> {
+    /// A write of `events` leaving the aggregate in `state`, before any reactor ran.
+    pub fn new(state: Option<A>, events: Vec<RecordedEvent<A::Id>>) -> Self {
+        Self {
+            state,
+            events,
+            reactions: Vec::new(),
+        }
+    }
+
+    /// Whether nothing was written: a command that decided no event.
+    pub fn is_noop(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
+/// One reactor that a write ran or queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaction {
+    /// How it runs.
+    pub kind: ReactionKind,
+    /// The reactor (or projection handler), as routed in the dispatcher.
+    pub reactor: &'static str,
+    /// The events table of the event it reacts to.
+    pub events_table: &'static str,
+    /// The id of the event it reacts to.
+    pub event_id: i64,
+    /// The tag of that event.
+    pub event_type: String,
+}
+
+/// How a [`Reaction`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReactionKind {
+    /// A `trigger` reactor, run in the write transaction.
+    Trigger,
+    /// A `project` handler, run in the write transaction.
+    Projection,
+    /// An `async` reactor, queued as a job run after commit.
+    Job,
 }
 
 /// Which events [`EventStore::events`] returns.

@@ -15,14 +15,23 @@ use crate::jobs::{ClaimedJob, DeadJob, JobOutcome};
 /// A diesel connection the store can use: `SqliteConnection` (feature `sqlite`), `PgConnection`
 /// (feature `postgres`), `MysqlConnection` (feature `mysql`). Sealed.
 pub trait Database: Connection + Sized + 'static + sealed::Sealed {
-    /// Runs `f` in a transaction that holds the write lock: `BEGIN IMMEDIATE` on SQLite, an
-    /// ordinary transaction elsewhere (rows are locked with `SELECT ... FOR UPDATE`). Inside an
-    /// enclosing transaction, a savepoint.
+    /// Begins a transaction that holds the write lock: `BEGIN IMMEDIATE` on SQLite, an ordinary
+    /// transaction elsewhere (rows are locked with `SELECT ... FOR UPDATE`). Inside an enclosing
+    /// transaction, a savepoint.
     #[doc(hidden)]
-    fn write_transaction<T>(
+    fn begin_write(&mut self) -> Result<(), Error>;
+
+    /// Runs `f` in a write transaction ([`begin_write`](Database::begin_write)), committed if it
+    /// succeeds and rolled back if it fails, as diesel's `Connection::transaction` does.
+    #[doc(hidden)]
+    fn write_transaction<T, E: From<Error>>(
         &mut self,
-        f: impl FnOnce(&mut Self) -> Result<T, Error>,
-    ) -> Result<T, Error>;
+        f: impl FnOnce(&mut Self) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.begin_write()?;
+        let result = f(self);
+        finish_write(self, result)
+    }
 
     /// The version and tag of the last event of one aggregate, if any.
     #[doc(hidden)]
@@ -149,6 +158,25 @@ pub enum Selection<'a, Id> {
     Filter(&'a EventFilter),
     /// One event, by id.
     Id(i64),
+}
+
+/// Ends the transaction begun by [`Database::begin_write`]: commits it if `result` is a success,
+/// rolls it back otherwise — as diesel's `Connection::transaction` does.
+pub(crate) fn finish_write<C: Connection, T, E: From<Error>>(
+    conn: &mut C,
+    result: Result<T, E>,
+) -> Result<T, E> {
+    use diesel::connection::TransactionManager;
+    match result {
+        Ok(value) => {
+            C::TransactionManager::commit_transaction(conn).map_err(storage("transaction"))?;
+            Ok(value)
+        }
+        Err(error) => match C::TransactionManager::rollback_transaction(conn) {
+            Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(error),
+            Err(rollback) => Err(storage("transaction")(rollback).into()),
+        },
+    }
 }
 
 pub(crate) fn storage(table: &'static str) -> impl FnOnce(diesel::result::Error) -> Error {
@@ -299,7 +327,7 @@ struct Number {
 
 /// Implements [`Database`] for one connection type. `$dialect` is a module providing the
 /// backend's differences: `NUMBERED`, `SELECT_COLUMNS`, `JSON_PLACEHOLDER_SUFFIX`,
-/// `bind_time`, `read_time`, `write_transaction`, `insert_events`, `notify_jobs`, `before_claim`,
+/// `bind_time`, `read_time`, `begin_write`, `insert_events`, `notify_jobs`, `before_claim`,
 /// `listen_for_jobs`, `wait_for_jobs`, `framework_ddl`,
 /// `events_table_ddl`.
 macro_rules! database {
@@ -339,11 +367,8 @@ macro_rules! database {
         }
 
         impl Database for $conn {
-            fn write_transaction<T>(
-                &mut self,
-                f: impl FnOnce(&mut Self) -> Result<T, Error>,
-            ) -> Result<T, Error> {
-                $dialect::write_transaction(self, f)
+            fn begin_write(&mut self) -> Result<(), Error> {
+                $dialect::begin_write(self).map_err(storage("transaction"))
             }
 
             fn last_event<Id: IdColumn<$db>>(
@@ -912,22 +937,15 @@ mod sqlite {
         Ok(DateTime::parse_from_rfc3339(&text)?.with_timezone(&Utc))
     }
 
-    pub(super) fn write_transaction<T>(
-        conn: &mut SqliteConnection,
-        f: impl FnOnce(&mut SqliteConnection) -> Result<T, Error>,
-    ) -> Result<T, Error> {
+    pub(super) fn begin_write(conn: &mut SqliteConnection) -> diesel::QueryResult<()> {
         let nested = AnsiTransactionManager::transaction_manager_status_mut(conn)
-            .transaction_depth()
-            .ok()
-            .flatten()
+            .transaction_depth()?
             .is_some();
-        let run = |conn: &mut SqliteConnection| f(conn).map_err(Failure::Es);
-        let result = if nested {
-            conn.transaction(run)
+        if nested {
+            AnsiTransactionManager::begin_transaction(conn)
         } else {
-            conn.immediate_transaction(run)
-        };
-        result.map_err(Failure::into_error)
+            AnsiTransactionManager::begin_transaction_sql(conn, "BEGIN IMMEDIATE")
+        }
     }
 
     pub(super) fn insert_events<Id: IdColumn<Sqlite>, A: es_core::Aggregate>(
@@ -1058,12 +1076,9 @@ mod postgres {
         diesel::row::NamedRow::get::<diesel::sql_types::Timestamptz, DateTime<Utc>>(row, column)
     }
 
-    pub(super) fn write_transaction<T>(
-        conn: &mut PgConnection,
-        f: impl FnOnce(&mut PgConnection) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        conn.transaction(|conn| f(conn).map_err(Failure::Es))
-            .map_err(Failure::into_error)
+    pub(super) fn begin_write(conn: &mut PgConnection) -> diesel::QueryResult<()> {
+        use diesel::connection::{AnsiTransactionManager, TransactionManager};
+        AnsiTransactionManager::begin_transaction(conn)
     }
 
     pub(super) fn insert_events<Id: IdColumn<Pg>, A: es_core::Aggregate>(
@@ -1173,12 +1188,9 @@ mod mysql {
         Ok(naive.and_utc())
     }
 
-    pub(super) fn write_transaction<T>(
-        conn: &mut MysqlConnection,
-        f: impl FnOnce(&mut MysqlConnection) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        conn.transaction(|conn| f(conn).map_err(Failure::Es))
-            .map_err(Failure::into_error)
+    pub(super) fn begin_write(conn: &mut MysqlConnection) -> diesel::QueryResult<()> {
+        use diesel::connection::{AnsiTransactionManager, TransactionManager};
+        AnsiTransactionManager::begin_transaction(conn)
     }
 
     pub(super) fn insert_events<Id: IdColumn<Mysql>, A: es_core::Aggregate>(
@@ -1249,25 +1261,4 @@ mod mysql {
     }
 
     database!(MysqlConnection, Mysql, mysql);
-}
-
-/// An error inside a diesel transaction: ours, or diesel's (which then rolls back).
-enum Failure {
-    Es(Error),
-    Diesel(diesel::result::Error),
-}
-
-impl From<diesel::result::Error> for Failure {
-    fn from(error: diesel::result::Error) -> Self {
-        Failure::Diesel(error)
-    }
-}
-
-impl Failure {
-    fn into_error(self) -> Error {
-        match self {
-            Failure::Es(error) => error,
-            Failure::Diesel(error) => storage("transaction")(error),
-        }
-    }
 }

@@ -12,7 +12,8 @@ use std::any::{Any, TypeId};
 
 use chrono::{DateTime, Utc};
 use es_core::{
-    Aggregate, AppendOptions, Committed, Error, Event, IntoEvents, Metadata, RecordedEvent,
+    Aggregate, AppendOptions, Committed, Error, Event, IntoEvents, Metadata, Reaction,
+    ReactionKind, RecordedEvent,
 };
 
 use crate::database::Database;
@@ -272,6 +273,19 @@ pub struct NewJob {
 pub(crate) struct UnitOfWork {
     pub(crate) jobs: Vec<NewJob>,
     pub(crate) chain: Vec<String>,
+    pub(crate) reactions: Vec<Reaction>,
+}
+
+impl UnitOfWork {
+    fn record(&mut self, kind: ReactionKind, reactor: &'static str, event: &Dispatched<'_>) {
+        self.reactions.push(Reaction {
+            kind,
+            reactor,
+            events_table: event.events_table,
+            event_id: event.event_id,
+            event_type: event.event_type.to_owned(),
+        });
+    }
 }
 
 /// What a trigger reactor receives: the write transaction, and the way to create more events in
@@ -336,12 +350,13 @@ impl<'t, C: Database> TriggerContext<'t, C> {
             });
         }
         let options = self.caused(options);
+        let events = events.into_events();
         append_in_transaction(
             self.conn,
             Some(self.dispatcher),
             self.unit,
             id,
-            events.into_events(),
+            |_| Ok::<_, Error>(events),
             &options,
         )
     }
@@ -371,6 +386,7 @@ impl<'t, C: Database> TriggerContext<'t, C> {
             event_id = event.event_id
         );
         let _entered = span.enter();
+        self.unit.record(ReactionKind::Trigger, reactor, event);
         run(self).map_err(|source| reactor_error(reactor, event, source))
     }
 
@@ -382,6 +398,8 @@ impl<'t, C: Database> TriggerContext<'t, C> {
         event: &Dispatched<'_>,
         run: impl FnOnce(&mut C) -> Result<(), ReactorError>,
     ) -> Result<(), Error> {
+        self.unit
+            .record(ReactionKind::Projection, projection, event);
         run_projection(
             self.conn,
             projection,
@@ -400,6 +418,7 @@ impl<'t, C: Database> TriggerContext<'t, C> {
         };
         if !self.unit.jobs.contains(&job) {
             self.unit.jobs.push(job);
+            self.unit.record(ReactionKind::Job, reactor, event);
         }
     }
 }

@@ -2,12 +2,13 @@
 
 use std::slice;
 
+use es_core::testing::TestStore;
 use es_core::{
-    AppendOptions, AsOf, Committed, Error, EventFilter, EventStore, Head, IntoEvents, NewEvent,
-    Rebuild, RecordedEvent, ReplayProgress, rebuild, stage,
+    Aggregate, AppendOptions, AsOf, Committed, Error, EventFilter, EventStore, Head, IntoEvents,
+    NewEvent, Rebuild, RecordedEvent, ReplayProgress, Transactional, rebuild, stage,
 };
 
-use crate::database::{Database, Selection, storage};
+use crate::database::{Database, Selection, finish_write, storage};
 use crate::dispatch::{Dispatch, Dispatched, TriggerContext, UnitOfWork};
 use crate::table::AggregateTable;
 
@@ -38,7 +39,7 @@ impl<C: Database> std::fmt::Debug for DieselStore<'_, C> {
 }
 
 /// The outcome of replaying one batch of aggregates.
-struct Replayed<A: es_core::Aggregate> {
+struct Replayed<A: Aggregate> {
     events: u64,
     saved: Vec<A>,
     deleted: Vec<A::Id>,
@@ -116,27 +117,69 @@ impl<'c, C: Database> DieselStore<'c, C> {
     }
 }
 
-/// Appends events inside the current write transaction: lock the row, read the head, apply, insert
-/// the events, save the row, then dispatch each event (its trigger reactors may append more,
-/// through this same function). Async jobs accumulate in `unit`.
-pub(crate) fn append_in_transaction<C: Database, A: AggregateTable<C>>(
+/// Appends the events `decide` makes inside the current write transaction: lock the row, read the
+/// head, check the expected version, decide, apply, insert the events, save the row, then dispatch
+/// each event (its trigger reactors may append more, through this same function). Async jobs and
+/// the reactions accumulate in `unit`; the returned reactions are those of this call.
+pub(crate) fn append_in_transaction<C: Database, A: AggregateTable<C>, E: From<Error>>(
     conn: &mut C,
     dispatcher: Option<&dyn Dispatch<C>>,
     unit: &mut UnitOfWork,
     id: &A::Id,
-    events: Vec<NewEvent<A>>,
+    decide: impl FnOnce(Option<&A>) -> Result<Vec<NewEvent<A>>, E>,
     options: &AppendOptions,
-) -> Result<Committed<A>, Error> {
+) -> Result<Committed<A>, E> {
+    let (current, head) = lock_head::<C, A>(conn, id, options).map_err(contended::<A>(id))?;
+    let events = decide(current.as_ref())?;
+    if events.is_empty() {
+        return Ok(Committed::new(current, Vec::new()));
+    }
+    let first_reaction = unit.reactions.len();
+    let mut committed =
+        write_events(conn, id, current, head, &events, options).map_err(contended::<A>(id))?;
+    if let Some(dispatcher) = dispatcher {
+        for (event, record) in events.iter().zip(&committed.events) {
+            unit.chain.push(record.event_type.clone());
+            Dispatched::describe::<A, _>(record, Some(event.as_any()), |dispatched| {
+                let mut ctx = TriggerContext::new(conn, dispatcher, unit, record);
+                dispatcher.dispatch(&mut ctx, dispatched)
+            })?;
+            unit.chain.pop();
+        }
+    }
+    committed.reactions = unit.reactions[first_reaction..].to_vec();
+    Ok(committed)
+}
+
+/// Locks the aggregate's row and reads its head, checking the version the caller expects.
+fn lock_head<C: Database, A: AggregateTable<C>>(
+    conn: &mut C,
+    id: &A::Id,
+    options: &AppendOptions,
+) -> Result<(Option<A>, Head), Error> {
     let current = A::lock(conn, id).map_err(storage(A::TABLE))?;
     let last = conn.last_event(A::EVENTS_TABLE, id)?;
     let head = Head::new::<A>(
         last.as_ref().map_or(0, |(version, _)| *version),
         last.as_ref().map(|(_, tag)| tag.as_str()),
     );
+    head.check_expected::<A>(id, options)?;
+    Ok((current, head))
+}
+
+/// Applies the events to the locked aggregate, inserts them and saves (or deletes) its row.
+fn write_events<C: Database, A: AggregateTable<C>>(
+    conn: &mut C,
+    id: &A::Id,
+    current: Option<A>,
+    head: Head,
+    events: &[NewEvent<A>],
+    options: &AppendOptions,
+) -> Result<Committed<A>, Error> {
     let staged = {
         let _apply =
             tracing::info_span!("apply", aggregate = A::NAME, aggregate_id = %id).entered();
-        stage(id, current, head, &events, options)?
+        stage(id, current, head, events, options)?
     };
     let positions = conn.insert_events(A::EVENTS_TABLE, id, &staged)?;
     match &staged.state {
@@ -144,7 +187,7 @@ pub(crate) fn append_in_transaction<C: Database, A: AggregateTable<C>>(
         None => A::delete(conn, slice::from_ref(id)),
     }
     .map_err(storage(A::TABLE))?;
-    let recorded: Vec<RecordedEvent<A::Id>> = staged
+    let recorded = staged
         .events
         .into_iter()
         .zip(positions)
@@ -158,26 +201,13 @@ pub(crate) fn append_in_transaction<C: Database, A: AggregateTable<C>>(
             created_at: staged.created_at,
         })
         .collect();
-    if let Some(dispatcher) = dispatcher {
-        for (event, record) in events.iter().zip(&recorded) {
-            unit.chain.push(record.event_type.clone());
-            Dispatched::describe::<A, _>(record, Some(event.as_any()), |dispatched| {
-                let mut ctx = TriggerContext::new(conn, dispatcher, unit, record);
-                dispatcher.dispatch(&mut ctx, dispatched)
-            })?;
-            unit.chain.pop();
-        }
-    }
-    Ok(Committed {
-        state: staged.state,
-        events: recorded,
-    })
+    Ok(Committed::new(staged.state, recorded))
 }
 
 /// A deadlock or serialization failure between concurrent writers of one aggregate (MySQL's gap
 /// locks between two creators, say) is [`Error::Contention`]: retrying is the answer.
-fn contention<A: es_core::Aggregate>(error: Error, id: &A::Id) -> Error {
-    match error {
+fn contended<A: Aggregate>(id: &A::Id) -> impl FnOnce(Error) -> Error + '_ {
+    move |error| match error {
         Error::Storage { table, source } => {
             let serialization = matches!(
                 source.downcast_ref::<diesel::result::Error>(),
@@ -200,11 +230,24 @@ fn contention<A: es_core::Aggregate>(error: Error, id: &A::Id) -> Error {
     }
 }
 
-fn finish<A: es_core::Aggregate>(rebuild: Rebuild<A>, replayed: &mut Replayed<A>) {
+fn finish<A: Aggregate>(rebuild: Rebuild<A>, replayed: &mut Replayed<A>) {
     let id = rebuild.id().clone();
     match rebuild.finish() {
         Some(state) => replayed.saved.push(state),
         None => replayed.deleted.push(id),
+    }
+}
+
+/// One database transaction (`BEGIN IMMEDIATE` on SQLite): each write in it is a savepoint, and
+/// the reactors of each run in it too.
+impl<C: Database> Transactional for DieselStore<'_, C> {
+    fn transaction<R, E: From<Error>>(
+        &mut self,
+        work: impl FnOnce(&mut Self) -> Result<R, E>,
+    ) -> Result<R, E> {
+        self.conn.begin_write()?;
+        let result = work(self);
+        finish_write(self.conn, result)
     }
 }
 
@@ -216,22 +259,32 @@ impl<C: Database, A: AggregateTable<C>> EventStore<A> for DieselStore<'_, C> {
         options: &AppendOptions,
     ) -> Result<Committed<A>, Error> {
         let events = events.into_events();
+        self.append_with(id, |_| Ok(events), options)
+    }
+
+    fn append_with<E: From<Error>>(
+        &mut self,
+        id: &A::Id,
+        decide: impl FnOnce(Option<&A>) -> Result<Vec<NewEvent<A>>, E>,
+        options: &AppendOptions,
+    ) -> Result<Committed<A>, E> {
         let span = tracing::info_span!(
             "append",
             aggregate = A::NAME,
             aggregate_id = %id,
-            events = events.len()
+            events = tracing::field::Empty
         );
         let _entered = span.enter();
         let dispatcher = self.dispatcher;
         let committed = self.conn.write_transaction(|conn| {
             let mut unit = UnitOfWork::default();
             let committed =
-                append_in_transaction(conn, dispatcher, &mut unit, id, events, options)?;
+                append_in_transaction(conn, dispatcher, &mut unit, id, decide, options)?;
             conn.insert_jobs(&unit.jobs)?;
-            Ok(committed)
-        });
-        committed.map_err(|error| contention::<A>(error, id))
+            Ok::<_, E>(committed)
+        })?;
+        span.record("events", committed.events.len());
+        Ok(committed)
     }
 
     fn load(&mut self, id: &A::Id) -> Result<Option<A>, Error> {
@@ -285,5 +338,19 @@ impl<C: Database, A: AggregateTable<C>> EventStore<A> for DieselStore<'_, C> {
             done.events += replayed.events;
             progress(&done);
         }
+    }
+}
+
+/// A scenario's history is stored without the dispatcher: no reactor runs for it.
+impl<C: Database, A: AggregateTable<C>> TestStore<A> for DieselStore<'_, C> {
+    fn record_history(
+        &mut self,
+        id: &A::Id,
+        events: Vec<NewEvent<A>>,
+        options: &AppendOptions,
+    ) -> Result<(), Error> {
+        DieselStore::new(self.conn)
+            .append(id, events, options)
+            .map(drop)
     }
 }

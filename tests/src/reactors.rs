@@ -21,6 +21,8 @@ pub mod schema {
         posts (id) {
             id -> BigInt,
             title -> Text,
+            description -> Text,
+            published -> Bool,
             pinned -> Bool,
         }
     }
@@ -36,7 +38,7 @@ pub mod schema {
 /// The statements creating the tables of this module (and the reactions log and feed), one each.
 pub const TABLES: &[&str] = &[
     "CREATE TABLE posts (id BIGINT PRIMARY KEY NOT NULL, title VARCHAR(255) NOT NULL, \
-     pinned BOOLEAN NOT NULL)",
+     description TEXT NOT NULL, published BOOLEAN NOT NULL, pinned BOOLEAN NOT NULL)",
     "CREATE TABLE boards (id BIGINT PRIMARY KEY NOT NULL, pinned_post BIGINT)",
     "CREATE TABLE reactions (idempotency_key VARCHAR(255) NOT NULL, reactor VARCHAR(64) NOT NULL, \
      attempt INTEGER NOT NULL)",
@@ -52,6 +54,10 @@ pub struct Post {
     pub id: i64,
     /// Its title.
     pub title: String,
+    /// What it is about.
+    pub description: String,
+    /// Whether readers see it.
+    pub published: bool,
     /// Whether it is the pinned post.
     pub pinned: bool,
 }
@@ -76,6 +82,34 @@ pub struct PostWritten {
     #[data_attributes]
     pub title: String,
 }
+
+/// A post's title was changed.
+#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[aggregate(Post)]
+pub struct TitleChanged {
+    /// The new title.
+    #[data_attributes]
+    pub title: String,
+}
+
+/// A post's description was changed.
+#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[aggregate(Post)]
+pub struct DescriptionChanged {
+    /// The new description.
+    #[data_attributes]
+    pub description: String,
+}
+
+/// A post was published.
+#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[aggregate(Post)]
+pub struct Published {}
+
+/// A post was unpublished.
+#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[aggregate(Post)]
+pub struct Unpublished {}
 
 /// A post was pinned.
 #[derive(Event, Serialize, Deserialize, Debug, Clone)]
@@ -127,6 +161,30 @@ pub struct Looped {}
 impl Apply<Post> for PostWritten {
     fn apply(&self, post: &mut Post, _: &EventContext<'_>) {
         post.title.clone_from(&self.title);
+    }
+}
+
+impl Apply<Post> for TitleChanged {
+    fn apply(&self, post: &mut Post, _: &EventContext<'_>) {
+        post.title.clone_from(&self.title);
+    }
+}
+
+impl Apply<Post> for DescriptionChanged {
+    fn apply(&self, post: &mut Post, _: &EventContext<'_>) {
+        post.description.clone_from(&self.description);
+    }
+}
+
+impl Apply<Post> for Published {
+    fn apply(&self, post: &mut Post, _: &EventContext<'_>) {
+        post.published = true;
+    }
+}
+
+impl Apply<Post> for Unpublished {
+    fn apply(&self, post: &mut Post, _: &EventContext<'_>) {
+        post.published = false;
     }
 }
 

@@ -1,9 +1,10 @@
-//! Every backend-dependent behaviour, on every backend: the store (`store.rs`) and the dispatcher,
-//! its reactors, jobs and projections (`dispatcher.rs`). SQLite always runs; PostgreSQL runs when
-//! `PG_DATABASE_URL` (or `DATABASE_URL`) is set; MySQL when built with `--features es-tests/mysql`
-//! and `MYSQL_DATABASE_URL` is set. A skipped suite is announced and its tests are listed as
-//! ignored; under `CI=true` a skipped suite is a failure.
+//! Every backend-dependent behaviour, on every backend: the store (`store.rs`), commands
+//! (`commands.rs`) and the dispatcher, its reactors, jobs and projections (`dispatcher.rs`).
+//! SQLite always runs; PostgreSQL runs when `PG_DATABASE_URL` (or `DATABASE_URL`) is set; MySQL
+//! when built with `--features es-tests/mysql` and `MYSQL_DATABASE_URL` is set. A skipped suite is
+//! announced and its tests are listed as ignored; under `CI=true` a skipped suite is a failure.
 
+mod commands;
 mod dispatcher;
 mod store;
 
@@ -43,6 +44,7 @@ where
 {
     let checks = store::checks::<D>()
         .into_iter()
+        .chain(commands::checks::<D>())
         .chain(dispatcher::checks::<D>())
         .chain(extra);
     let mut trials: Vec<Trial> = checks
