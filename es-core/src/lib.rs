@@ -128,6 +128,27 @@
 //! #     fn apply(&self, s: &mut Subscription, _: &EventContext<'_>) { s.currency = self.currency.clone() }
 //! # }
 //! ```
+//!
+//! # Commands
+//!
+//! Requests change aggregates through [`Command`]s: a struct of typed attributes that validates
+//! them (`#[derive(Validate)]` of the [`validator`] crate: put `validator = { version = "0.20",
+//! features = ["derive"] }` in your `Cargo.toml`), and a [`decide`](Command::decide) that gets the
+//! aggregate as stored now, under the write lock, and returns its events — or a [`Rejection`], or
+//! no event at all for a no-op. [`EventStore::execute`] always validates, then decides, then
+//! writes; a no-op writes nothing and runs no reactor. [`changed`] is the change detection of
+//! update commands (an event only for what changed). Several commands run in one transaction with
+//! [`Transactional::transaction`]. Errors are typed per case ([`CommandError`]): invalid
+//! attributes per field, not found, already exists, not allowed in this state, a concurrency
+//! conflict, a storage failure. See [`Command`] for a complete example.
+//!
+//! # Testing
+//!
+//! [`testing::Scenario`] is the test kit: *given* events, *when* a command, *then* its events, its
+//! no-op or its error, and (on the diesel store) the trigger reactors it ran and the jobs it
+//! queued. It runs on [`InMemoryStore`] and on `es_diesel::DieselStore` (SQLite in a temporary
+//! file is as fast as it gets for a real database), whose history it stores without running
+//! reactors.
 
 mod aggregate;
 mod command;
