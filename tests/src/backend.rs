@@ -172,6 +172,11 @@ impl SqliteDb {
             path: path.to_owned(),
         }
     }
+
+    /// The database file.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
 }
 
 impl TestDb for SqliteDb {
