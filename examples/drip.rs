@@ -1,0 +1,20 @@
+//! Drip, the product of the blog post "Event Sourcing made Simple": subscriptions created by
+//! supporters and activated by the payment platform's webhook (with its notification id in the
+//! metadata), confirmation emails as async reactors run by a worker, commands that validate and
+//! skip no-ops (a retried webhook activates nothing twice), and only one pinned post per Drip,
+//! kept so atomically by a trigger reactor.
+//!
+//! `cargo run --example drip` runs it on a SQLite file (`drip.db`); with
+//! `DATABASE_URL=postgres://...` it runs on PostgreSQL, in a schema `example_drip`.
+
+use es_examples::db::run_on_database;
+use es_examples::drip::run;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut out = std::io::stdout();
+    run_on_database(
+        "drip",
+        |conn| run(conn, &mut out),
+        |conn| run(conn, &mut std::io::stdout()),
+    )
+}

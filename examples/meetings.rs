@@ -1,0 +1,19 @@
+//! Meetings, from "An Introduction to Event Sourcing for Rubyists": schedule, accept, reschedule,
+//! cancel and finish a meeting, each allowed only in some states (a cancelled meeting cannot be
+//! accepted), and optimistic concurrency on the aggregate's version when two people edit one
+//! meeting at once.
+//!
+//! `cargo run --example meetings` runs it on a SQLite file (`meetings.db`); with
+//! `DATABASE_URL=postgres://...` it runs on PostgreSQL, in a schema `example_meetings`.
+
+use es_examples::db::run_on_database;
+use es_examples::meetings::run;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut out = std::io::stdout();
+    run_on_database(
+        "meetings",
+        |conn| run(conn, &mut std::io::stdout()),
+        |conn| run(conn, &mut out),
+    )
+}

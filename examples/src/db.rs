@@ -1,0 +1,98 @@
+//! Where the examples run, and the typed diesel queries their reactors need, written once and
+//! instantiated for each connection type (an app on one backend writes them directly).
+
+use std::error::Error;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::{PgConnection, SqliteConnection};
+use es_diesel::Database;
+
+/// The diesel schema of the outbox the examples' async reactors write to.
+#[allow(missing_docs)]
+pub mod schema {
+    diesel::table! {
+        outbox (idempotency_key) {
+            idempotency_key -> Text,
+            message -> Text,
+        }
+    }
+}
+
+/// The outbox table: one row per message "sent" (an email, an event-bus message), keyed by the
+/// job's idempotency key so that a retried delivery is harmless.
+pub const OUTBOX_TABLE: &str = "CREATE TABLE outbox (idempotency_key VARCHAR(255) PRIMARY KEY \
+                                NOT NULL, message TEXT NOT NULL)";
+
+/// Runs an example on PostgreSQL when `DATABASE_URL` names a PostgreSQL database (in a fresh
+/// schema named after the example), else on a fresh SQLite file `{name}.db` in the current
+/// directory.
+pub fn run_on_database(
+    name: &str,
+    on_sqlite: impl FnOnce(&mut SqliteConnection) -> Result<(), Box<dyn Error>>,
+    on_postgres: impl FnOnce(&mut PgConnection) -> Result<(), Box<dyn Error>>,
+) -> Result<(), Box<dyn Error>> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => on_postgres(&mut fresh_postgres(&url, name)?),
+        _ => on_sqlite(&mut fresh_sqlite(&format!("{name}.db"))?),
+    }
+}
+
+/// A new, empty SQLite database at `path` (an older one is removed).
+pub fn fresh_sqlite(path: &str) -> Result<SqliteConnection, Box<dyn Error>> {
+    for stale in [
+        path.to_owned(),
+        format!("{path}-wal"),
+        format!("{path}-shm"),
+    ] {
+        match std::fs::remove_file(&stale) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error.into()),
+            _ => {}
+        }
+    }
+    Ok(es_diesel::sqlite::establish(path)?)
+}
+
+/// A connection to `url` whose search path is a new, empty schema `example_{name}`.
+pub fn fresh_postgres(url: &str, name: &str) -> Result<PgConnection, Box<dyn Error>> {
+    if !name.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+        return Err(format!("`{name}` is not a schema name").into());
+    }
+    let mut conn = PgConnection::establish(url)?;
+    conn.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS example_{name} CASCADE; CREATE SCHEMA example_{name}; \
+         SET search_path TO example_{name}"
+    ))?;
+    Ok(conn)
+}
+
+/// What the examples' reactors write besides events, on any connection of theirs.
+pub trait AppConnection: Database {
+    /// Records the message `text` in the outbox under `key`, unless a row with that key exists already.
+    fn record_in_outbox(&mut self, key: &str, text: &str) -> QueryResult<()>;
+    /// The messages of the outbox, in key order.
+    fn outbox(&mut self) -> QueryResult<Vec<String>>;
+}
+
+macro_rules! app_connection {
+    ($conn:ty) => {
+        impl AppConnection for $conn {
+            fn record_in_outbox(&mut self, key: &str, text: &str) -> QueryResult<()> {
+                use schema::outbox::dsl::*;
+                diesel::insert_into(outbox)
+                    .values((idempotency_key.eq(key), message.eq(text)))
+                    .on_conflict_do_nothing()
+                    .execute(self)
+                    .map(drop)
+            }
+
+            fn outbox(&mut self) -> QueryResult<Vec<String>> {
+                use schema::outbox::dsl::*;
+                outbox.order(idempotency_key).select(message).load(self)
+            }
+        }
+    };
+}
+
+app_connection!(SqliteConnection);
+app_connection!(PgConnection);
