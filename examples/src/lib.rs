@@ -1,6 +1,7 @@
 //! The domains of the examples, shared by their programs and by the tests that run them and
 //! check what they print.
 
+pub mod crm;
 pub mod db;
 pub mod drip;
 pub mod meetings;
@@ -42,7 +43,7 @@ pub fn print_history<Id: Display>(
             .map_or_else(|_| event.data.clone(), |data| data.to_string());
         writeln!(
             out,
-            "  v{} {} {:<24} {data} by {by}",
+            "  v{} {} {:<30} {data} by {by}",
             event.version,
             event.created_at.format("%Y-%m-%d"),
             event.event_type,

@@ -1,0 +1,19 @@
+//! A small CRM, from "Event Sourcing in the Small": contacts and meetings, read through two
+//! projections keyed by natural keys (a contact list, and the queue of meeting notes emails sent
+//! on the morning of a meeting); the contact list rebuilt from the events when its handler learns
+//! Markdown; and projection freshness, so that a page can tell whether it shows a given event.
+//!
+//! `cargo run --example crm` runs it on a SQLite file (`crm.db`); with
+//! `DATABASE_URL=postgres://...` it runs on PostgreSQL, in a schema `example_crm`.
+
+use es_examples::crm::run;
+use es_examples::db::run_on_database;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut out = std::io::stdout();
+    run_on_database(
+        "crm",
+        |conn| run(conn, &mut std::io::stdout()),
+        |conn| run(conn, &mut out),
+    )
+}

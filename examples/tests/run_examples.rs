@@ -1,0 +1,137 @@
+//! Runs each example's story on SQLite (a temporary file) and on PostgreSQL (when
+//! `PG_DATABASE_URL` or `DATABASE_URL` is set; under `CI=true` it must be) and checks what it
+//! prints: the lines a reader follows, in order.
+
+use es_examples::db::{fresh_postgres, fresh_sqlite};
+use es_examples::{crm, drip, meetings};
+
+type Story = fn(&mut Vec<u8>, Backend<'_>) -> Result<(), Box<dyn std::error::Error>>;
+
+enum Backend<'a> {
+    Sqlite(&'a str),
+    Postgres(&'a str, &'a str),
+}
+
+macro_rules! story {
+    ($module:ident) => {
+        |out: &mut Vec<u8>, backend: Backend<'_>| match backend {
+            Backend::Sqlite(path) => $module::run(&mut fresh_sqlite(path)?, out),
+            Backend::Postgres(url, schema) => $module::run(&mut fresh_postgres(url, schema)?, out),
+        }
+    };
+}
+
+fn postgres_url() -> Option<String> {
+    let url = std::env::var("PG_DATABASE_URL").or_else(|_| std::env::var("DATABASE_URL"));
+    url.ok().filter(|url| url.starts_with("postgres"))
+}
+
+/// Runs `story` on every backend and checks that its output has `expected` lines, in order.
+fn check(name: &str, story: Story, expected: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("{name}.db"));
+    let mut outputs = vec![(
+        "sqlite",
+        run(story, Backend::Sqlite(path.to_str().unwrap())),
+    )];
+    match postgres_url() {
+        Some(url) => {
+            let schema = format!("test_{name}");
+            outputs.push(("postgres", run(story, Backend::Postgres(&url, &schema))));
+        }
+        None if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!(
+                "CI=true but PG_DATABASE_URL is not set: the {name} example must run on PostgreSQL"
+            )
+        }
+        None => eprintln!(
+            "\n*** POSTGRES RUN OF THE {} EXAMPLE SKIPPED: set PG_DATABASE_URL ***\n",
+            name.to_uppercase()
+        ),
+    }
+    for (backend, output) in outputs {
+        let mut rest = output.as_str();
+        for line in expected {
+            match rest.find(line) {
+                Some(at) => rest = &rest[at + line.len()..],
+                None => panic!("{name} on {backend}: expected, in order, {line:?} in:\n{output}"),
+            }
+        }
+    }
+}
+
+fn run(story: Story, backend: Backend<'_>) -> String {
+    let mut out = Vec::new();
+    story(&mut out, backend).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn drip_tells_its_story() {
+    check(
+        "drip",
+        story!(drip),
+        &[
+            "refused: invalid `Activate`: stripe_key: is required",
+            "webhook 33456 activated subscription 12: 1 event(s), 2 job(s) queued",
+            "webhook 33457 (a retry) activated it again: no-op = true, 0 job(s) queued",
+            "a worker ran 2 job(s); the outbox:",
+            "  email to the creator: new subscriber (subscription 12)",
+            "  email to the supporter: subscription 12 is active",
+            "subscription 12: active with sub_66123, USD",
+            "subscription.activated",
+            r#"{"stripe_key":"sub_66123"} by stripe-webhook notification_id=33456"#,
+            "  Trigger unpin_other_posts for post.pinned",
+            "post 1 pinned: false",
+            "post 2 pinned: true",
+            "post 1's post.unpinned was caused by the pin of post 2: true",
+            "refused: `Activate` is not allowed on subscription 12: it was deactivated",
+        ],
+    );
+}
+
+#[test]
+fn meetings_tells_its_story() {
+    check(
+        "meetings",
+        story!(meetings),
+        &[
+            "ann schedules a meeting with herself: refused: invalid `Schedule`: __all__: the \
+             organizer cannot invite themselves",
+            "ann schedules meeting 1 with bob: meeting.scheduled",
+            "ann moves it to May 5th, as of version 1: meeting.rescheduled",
+            "bob accepts it, as of version 1: refused: concurrency conflict on meeting 1: \
+             expected version 1, found 2",
+            "bob reloads and accepts it, as of version 2: meeting.accepted",
+            "bob accepts it again: nothing to do (no event)",
+            "ann records that it took place: meeting.finished",
+            "ann cancels it afterwards: refused: `Cancel` is not allowed on meeting 1: it took \
+             place already",
+            "ann accepts meeting 2: refused: `Accept` is not allowed on meeting 2: it is cancelled",
+            "meeting 1 is finished on 2026-05-05 14:00:00",
+        ],
+    );
+}
+
+#[test]
+fn crm_tells_its_story() {
+    check(
+        "crm",
+        story!(crm),
+        &[
+            "  dave/Pat Smith (pat@example.com) next meeting 2026-05-04 notes none",
+            "rebuilt contact_list from 4 events; contact list:",
+            "  dave/Pat Smith (pat@example.com) next meeting 2026-05-04 notes <p>Ask about the \
+             <em>move</em></p>",
+            "  dave/Sam Jones (@sam) next meeting 2026-05-05 notes <p>Bring the \
+             <strong>contract</strong></p>",
+            "the contact list shows it: true",
+            "Pat is reached at pat@work.example",
+            "2 notes email(s) queued, 1 sent today:",
+            "  email to dave: notes for your meeting with Pat Smith today: Ask about the *move*",
+            r#"still queued: ["Sam Jones on 2026-05-05"]"#,
+            "rebuilt meeting_notes_emails from 6 events: the same queue = true",
+            "contact.notes_email_sent",
+        ],
+    );
+}
