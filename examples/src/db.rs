@@ -17,12 +17,23 @@ pub mod schema {
             message -> Text,
         }
     }
+
+    diesel::table! {
+        activities (event_id) {
+            event_id -> BigInt,
+            line -> Text,
+        }
+    }
 }
 
 /// The outbox table: one row per message "sent" (an email, an event-bus message), keyed by the
 /// job's idempotency key so that a retried delivery is harmless.
 pub const OUTBOX_TABLE: &str = "CREATE TABLE outbox (idempotency_key VARCHAR(255) PRIMARY KEY \
                                 NOT NULL, message TEXT NOT NULL)";
+
+/// The activity feed table: one line per event, keyed by the event it was written for.
+pub const ACTIVITIES_TABLE: &str =
+    "CREATE TABLE activities (event_id BIGINT PRIMARY KEY NOT NULL, line TEXT NOT NULL)";
 
 /// Runs an example on PostgreSQL when `DATABASE_URL` names a PostgreSQL database (in a fresh
 /// schema named after the example), else on a fresh SQLite file `{name}.db` in the current
@@ -72,6 +83,10 @@ pub trait AppConnection: Database {
     fn record_in_outbox(&mut self, key: &str, text: &str) -> QueryResult<()>;
     /// The messages of the outbox, in key order.
     fn outbox(&mut self) -> QueryResult<Vec<String>>;
+    /// Writes the activity feed's line for event `event_id`.
+    fn record_activity(&mut self, event_id: i64, text: &str) -> QueryResult<()>;
+    /// The activity feed, oldest first.
+    fn activities(&mut self) -> QueryResult<Vec<String>>;
 }
 
 macro_rules! app_connection {
@@ -89,6 +104,19 @@ macro_rules! app_connection {
             fn outbox(&mut self) -> QueryResult<Vec<String>> {
                 use schema::outbox::dsl::*;
                 outbox.order(idempotency_key).select(message).load(self)
+            }
+
+            fn record_activity(&mut self, event: i64, text: &str) -> QueryResult<()> {
+                use schema::activities::dsl::*;
+                diesel::insert_into(activities)
+                    .values((event_id.eq(event), line.eq(text)))
+                    .execute(self)
+                    .map(drop)
+            }
+
+            fn activities(&mut self) -> QueryResult<Vec<String>> {
+                use schema::activities::dsl::*;
+                activities.order(event_id).select(line).load(self)
             }
         }
     };

@@ -3,7 +3,7 @@
 //! prints: the lines a reader follows, in order.
 
 use es_examples::db::{fresh_postgres, fresh_sqlite};
-use es_examples::{crm, drip, meetings};
+use es_examples::{crm, drip, meetings, todo};
 
 type Story = fn(&mut Vec<u8>, Backend<'_>) -> Result<(), Box<dyn std::error::Error>>;
 
@@ -64,6 +64,33 @@ fn run(story: Story, backend: Backend<'_>) -> String {
     let mut out = Vec::new();
     story(&mut out, backend).unwrap();
     String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn todo_tells_its_story() {
+    check(
+        "todo",
+        story!(todo),
+        &[
+            "completing it twice: the second time is a no-op = true",
+            "  v1 2026-04-10 task.created",
+            r#"{"title":"Prepare slide"} by philippe from 203.0.113.7"#,
+            "  v6 2026-04-23 task.completed",
+            r#"title "Prepare slides", due Some("2026-04-20"), completed None"#,
+            r#"as of version 1: title "Prepare slide""#,
+            r#"  task 1 "Prepare slides": completed_at None, completed_by None, deleted_at None"#,
+            "  task 3: no row",
+            "replayed 10 events of 3 tasks with today's calculators (no reactor ran):",
+            r#"  task 1 "Prepare slides": completed_at Some("2026-04-23 09:00:00"), completed_by Some("philippe"), deleted_at None"#,
+            r#"  task 2 "Book the venue": completed_at Some("2026-04-14 09:00:00"), completed_by Some("ann"), deleted_at None"#,
+            r#"  task 3 "Print flyers": completed_at None, completed_by None, deleted_at Some("2026-04-16 09:00:00")"#,
+            "activity feed (a projection, written with each event): 10 lines",
+            "jobs queued for the worker: 12",
+            "a worker ran 12 job(s); the emails in the outbox:",
+            "  email: task 1 was completed by philippe",
+            "  email: task 2 was completed by ann",
+        ],
+    );
 }
 
 #[test]
