@@ -20,6 +20,7 @@
 //! use es_core::{Aggregate, AppendOptions, Apply, AsOf, Event, EventContext, EventStore};
 //! use es_core::{InMemoryStore, Metadata};
 //! use chrono::{DateTime, Utc};
+//! use schemars::JsonSchema;
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Aggregate, Default, Clone, Debug, PartialEq)]
@@ -31,7 +32,7 @@
 //! }
 //!
 //! /// A task was created.
-//! #[derive(Event, Serialize, Deserialize)]
+//! #[derive(Event, Serialize, Deserialize, JsonSchema)]
 //! #[aggregate(Task)]
 //! #[event(creates)]
 //! pub struct Created {
@@ -41,7 +42,7 @@
 //! }
 //!
 //! /// A task was completed.
-//! #[derive(Event, Serialize, Deserialize)]
+//! #[derive(Event, Serialize, Deserialize, JsonSchema)]
 //! #[aggregate(Task)]
 //! pub struct Completed {}
 //!
@@ -111,10 +112,11 @@
 //!
 //! ```
 //! # use es_core::{Aggregate, Apply, Event, EventContext};
+//! # use schemars::JsonSchema;
 //! # use serde::{Deserialize, Serialize};
 //! # #[derive(Aggregate, Default)] pub struct Subscription { pub id: i64, pub currency: String }
 //! /// A subscription was created.
-//! #[derive(Event, Serialize, Deserialize)]
+//! #[derive(Event, Serialize, Deserialize, JsonSchema)]
 //! #[aggregate(Subscription)]
 //! #[event(creates, alias = "subscription.started")]
 //! pub struct Created {
@@ -130,12 +132,14 @@
 //! ```
 
 mod aggregate;
+pub mod catalog;
 mod error;
 mod event;
 mod history;
 mod memory;
 mod metadata;
 mod registry;
+mod route;
 mod store;
 
 pub use aggregate::{Aggregate, AggregateId};
@@ -145,17 +149,51 @@ pub use history::{AppendOptions, AsOf, Head, Rebuild, Staged, StagedEvent, now, 
 pub use memory::InMemoryStore;
 pub use metadata::Metadata;
 pub use registry::{AttributeDescriptor, EventDescriptor, Registry};
+pub use route::{EventRef, Pattern, Reactor, Route};
 pub use store::{Committed, EventFilter, EventStore, ReplayProgress};
 
 /// Derives [`Aggregate`]; see the [crate documentation](crate#deriveaggregate).
 pub use es_derive::Aggregate;
 /// Derives [`Event`]; see the [crate documentation](crate#deriveevent).
 pub use es_derive::Event;
+/// The JSON Schema crate every event's `data` schema comes from: events derive
+/// `schemars::JsonSchema` next to serde's traits.
+pub use schemars;
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::registry::{ApplyFailure, apply_erased};
+    pub use crate::registry::{ApplyFailure, apply_erased, schema_for};
     pub use inventory;
+
+    use crate::{Aggregate, Event, EventRef};
+
+    /// An event whose `data` has a JSON Schema, for the catalog.
+    #[diagnostic::on_unimplemented(
+        message = "event `{Self}` has no JSON Schema for the catalog",
+        label = "this event needs `schemars::JsonSchema`",
+        note = "derive it next to serde's traits: `#[derive(Event, Serialize, Deserialize, JsonSchema)]` with `use schemars::JsonSchema;`"
+    )]
+    pub trait EventSchema: schemars::JsonSchema {}
+
+    impl<T: schemars::JsonSchema> EventSchema for T {}
+
+    /// An event a reactor may create, as declared in a dispatcher (`reactor -> [Unpinned]`).
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` is not an event, so a reactor cannot create it",
+        label = "not an event",
+        note = "list after `->` the events the reactor appends, each a type deriving `Event`: `reactor -> [Unpinned]`"
+    )]
+    pub trait CreatedEvent: Event {}
+
+    impl<E: Event> CreatedEvent for E {}
+
+    /// The description of an event a reactor may create.
+    pub const fn event_ref<E: CreatedEvent>() -> EventRef {
+        EventRef {
+            aggregate: <E::Aggregate as Aggregate>::NAME,
+            tag: E::TAG,
+        }
+    }
 
     /// A type that a data attribute can have: one serde can write to and read from JSON.
     #[diagnostic::on_unimplemented(

@@ -27,6 +27,8 @@ struct EventModel<'a> {
 
 struct DataAttribute<'a> {
     ident: &'a Ident,
+    /// Its key in the `data` JSON: the field name or its `#[serde(rename = "...")]`.
+    key: String,
     ty: &'a Type,
     doc: String,
     /// Whether the field is stored through its type's own serde implementations (rather than
@@ -137,6 +139,7 @@ fn parse(input: &DeriveInput) -> Result<EventModel<'_>, syn::Error> {
         }
         attributes.push(DataAttribute {
             ident,
+            key: serde_rename(&field.attrs).unwrap_or_else(|| ident.to_string()),
             ty: &field.ty,
             doc: doc_comment(&field.attrs),
             own_serde: !serde_through_proxy
@@ -311,6 +314,33 @@ fn has_serde_key(attrs: &[Attribute], keys: &[&str]) -> bool {
         })
 }
 
+/// The key serde stores a field under, when renamed: `#[serde(rename = "key")]` or
+/// `#[serde(rename(serialize = "key"))]`.
+fn serde_rename(attrs: &[Attribute]) -> Option<String> {
+    let mut key = None;
+    for attr in attrs.iter().filter(|attr| attr.path().is_ident("serde")) {
+        // Serde reports malformed attributes itself.
+        let _ = attr.parse_nested_meta(|meta| {
+            if !meta.path.is_ident("rename") {
+                return skip_value(&meta).map(drop);
+            }
+            if meta.input.peek(Token![=]) {
+                key = Some(meta.value()?.parse::<LitStr>()?.value());
+                return Ok(());
+            }
+            meta.parse_nested_meta(|side| {
+                if side.path.is_ident("serialize") {
+                    key = Some(side.value()?.parse::<LitStr>()?.value());
+                } else {
+                    skip_value(&side)?;
+                }
+                Ok(())
+            })
+        });
+    }
+    key
+}
+
 #[derive(Default)]
 struct EventOptions {
     tag: Option<LitStr>,
@@ -440,10 +470,13 @@ fn generate(model: &EventModel<'_>) -> TokenStream {
         });
     let descriptors = attributes.iter().map(|attribute| {
         let name = attribute.ident.to_string();
+        let key = &attribute.key;
         let rust_type = type_name(attribute.ty);
         let doc = &attribute.doc;
-        quote!(::es_core::AttributeDescriptor::__new(#name, #rust_type, #doc))
+        quote!(::es_core::AttributeDescriptor::__new(#name, #key, #rust_type, #doc))
     });
+    // Spanned at the event, where a missing `JsonSchema` is reported.
+    let schema = quote_spanned!(ident.span()=> ::es_core::__private::schema_for::<#ident>);
     quote! {
         const _: () = {
             #[automatically_derived]
@@ -479,8 +512,39 @@ fn generate(model: &EventModel<'_>) -> TokenStream {
                     #doc,
                     &[#(#descriptors),*],
                     ::es_core::__private::apply_erased::<#ident>,
+                    #schema,
                 )
             }
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_renamed_field_is_documented_under_its_stored_key() {
+        let field: syn::FieldsNamed = syn::parse_quote!({
+            #[serde(default = "usd", rename = "currency_code")]
+            a: String,
+            #[serde(rename(serialize = "written", deserialize = "read"))]
+            b: String,
+            #[serde(with = "cents")]
+            c: Money,
+        });
+        let keys: Vec<Option<String>> = field
+            .named
+            .iter()
+            .map(|field| serde_rename(&field.attrs))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                Some("currency_code".to_owned()),
+                Some("written".to_owned()),
+                None
+            ]
+        );
     }
 }

@@ -18,6 +18,7 @@
 //! use es_core::{Aggregate, AppendOptions, Apply, AsOf, Event, EventContext, EventStore};
 //! use es_diesel::DieselStore;
 //! use diesel::prelude::*;
+//! use schemars::JsonSchema;
 //! use serde::{Deserialize, Serialize};
 //!
 //! mod schema {
@@ -40,7 +41,7 @@
 //! }
 //!
 //! /// A task was created.
-//! #[derive(Event, Serialize, Deserialize)]
+//! #[derive(Event, Serialize, Deserialize, JsonSchema)]
 //! #[aggregate(Task)]
 //! #[event(creates)]
 //! pub struct Created {
@@ -123,6 +124,7 @@
 //! ```
 //! # use diesel::prelude::*;
 //! # use es_core::{Aggregate, AppendOptions, Apply, Event, EventContext, EventStore};
+//! # use schemars::JsonSchema;
 //! # use serde::{Deserialize, Serialize};
 //! # mod schema { diesel::table! { tasks (id) { id -> BigInt, title -> Text } } }
 //! # #[derive(Aggregate, Queryable, Selectable, Insertable, Default, Clone, Debug)]
@@ -130,7 +132,7 @@
 //! # #[diesel(table_name = schema::tasks)]
 //! # pub struct Task { pub id: i64, pub title: String }
 //! # /// A task was created.
-//! # #[derive(Event, Serialize, Deserialize)]
+//! # #[derive(Event, Serialize, Deserialize, JsonSchema)]
 //! # #[aggregate(Task)]
 //! # #[event(creates)]
 //! # pub struct Created { #[data_attributes] pub title: String }
@@ -193,9 +195,10 @@ pub mod sqlite;
 
 pub use database::Database;
 pub use dispatch::{
-    AnyEvent, Dispatch, MAX_CASCADE, NoReactors, Pattern, ReactorError, Recorded, Route,
-    TriggerContext,
+    AnyEvent, Dispatch, MAX_CASCADE, NoReactors, ReactorError, Recorded, TriggerContext,
 };
+/// The description of a dispatcher's routes, shared with the event catalog of `es-core`.
+pub use es_core::{EventRef, Pattern, Reactor, Route};
 /// Routes events to reactors; see the [dispatch module documentation](crate#reactors).
 pub use es_derive::dispatcher;
 pub use id::IdColumn;

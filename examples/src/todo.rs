@@ -6,6 +6,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use es_core::{Aggregate, Apply, Event, EventContext};
 use es_diesel::{AnyEvent, Database, JobContext, ReactorError, Recorded, dispatcher};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The diesel schema of the app.
@@ -21,6 +22,10 @@ pub mod schema {
         }
     }
 }
+
+/// Where the app's event catalog is committed (`es_core::catalog`): the reference the data team
+/// reads, written at boot by `es_core::catalog::write_catalog` and checked by the tests.
+pub const CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/todo");
 
 /// The app's own tables (the framework creates its own with `es_diesel::create_tables`).
 pub const TABLES: &str = "
@@ -50,7 +55,7 @@ pub struct Task {
 }
 
 /// A task was created.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Task)]
 #[event(creates)]
 pub struct Created {
@@ -60,7 +65,7 @@ pub struct Created {
 }
 
 /// A due date was set.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Task)]
 pub struct DueDateSet {
     /// The day the task is due.
@@ -69,7 +74,7 @@ pub struct DueDateSet {
 }
 
 /// A task was completed.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Task)]
 pub struct Completed {}
 

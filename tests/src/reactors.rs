@@ -10,6 +10,7 @@ use es_diesel::{
     AggregateTable, AnyEvent, Database, JobContext, ReactorError, Recorded, TriggerContext,
     dispatcher,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Project;
@@ -68,7 +69,7 @@ pub struct Board {
 }
 
 /// A post was written.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Post)]
 #[event(creates)]
 pub struct PostWritten {
@@ -78,23 +79,23 @@ pub struct PostWritten {
 }
 
 /// A post was pinned.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Post)]
 pub struct Pinned {}
 
 /// A post was unpinned.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Post)]
 pub struct Unpinned {}
 
 /// A board was opened.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Board)]
 #[event(creates)]
 pub struct BoardOpened {}
 
 /// The board's pinned post changed.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Board)]
 pub struct PinMoved {
     /// The newly pinned post.
@@ -103,7 +104,7 @@ pub struct PinMoved {
 }
 
 /// A project was pinged: its async reactor fails `failures` times, after sleeping `sleep_ms`.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Project)]
 pub struct Pinged {
     /// How many attempts fail.
@@ -115,12 +116,12 @@ pub struct Pinged {
 }
 
 /// A project answered a ping (created by an async reactor).
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Project)]
 pub struct Ponged {}
 
 /// An event whose trigger creates another one of itself: a cycle.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Project)]
 pub struct Looped {}
 
@@ -296,10 +297,10 @@ pub fn task_feed<C: Database>(
 dispatcher! {
     /// The routes of the test domain.
     pub struct TestDispatcher;
-    Pinned => trigger: [unpin_other_post];
+    Pinned => trigger: [unpin_other_post -> [Unpinned, PinMoved]];
     PostWritten => trigger: [refuse_boom];
-    Looped => trigger: [loop_again];
-    Pinged => async: [flaky, pong];
+    Looped => trigger: [loop_again -> [Looped]];
+    Pinged => async: [flaky, pong -> [Ponged]];
     crate::domain::Completed => project: [task_feed];
     Project::* => project: [project_feed];
     * => async: [forward_to_event_bus];
