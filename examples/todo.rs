@@ -5,20 +5,30 @@
 //! runs after commit).
 //!
 //! Run it with `cargo run --example todo`; it writes `todo.db` in the current directory, which
-//! `cargo run --example worker` can then work on.
+//! `cargo run --example worker` can then work on. At boot it regenerates the app's event catalog
+//! in `examples/catalog/todo/` (`es_core::catalog::write_catalog`).
 
 use chrono::{DateTime, TimeZone, Utc};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use es_core::{AppendOptions, AsOf, EventStore, Metadata};
 use es_diesel::{DieselStore, Worker, WorkerOptions, job_counts};
-use es_examples::todo::{Completed, Created, DueDateSet, TABLES, Task, TodoDispatcher, schema};
+use es_examples::todo::{
+    CATALOG, Completed, Created, DueDateSet, TABLES, Task, TodoDispatcher, schema,
+};
 
 fn april(day: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 4, day, 9, 0, 0).unwrap()
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // At boot: regenerate the event catalog the data team reads (YAML, JSON Schemas, Markdown).
+    let catalog = es_core::catalog::write_catalog(CATALOG, TodoDispatcher::ROUTES)?;
+    println!(
+        "event catalog of {} aggregate(s) written to {CATALOG}",
+        catalog.aggregates.len()
+    );
+
     let path = "todo.db";
     let _ = std::fs::remove_file(path);
     let mut conn = es_diesel::sqlite::establish(path)?;
