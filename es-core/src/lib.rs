@@ -15,6 +15,9 @@
 //!   the events gives the same aggregate.
 //! - A **store** ([`EventStore`]) appends events atomically and reads, replays and time-travels
 //!   them: [`InMemoryStore`] here for unit tests, the diesel store in `es-diesel` for real.
+//! - The **catalog** ([`catalog`]) documents every event for the data team, generated from the
+//!   code: YAML, a JSON Schema per event's `data` and for the metadata, and a Markdown page with
+//!   a Mermaid diagram of the flows, committed and kept fresh by a test.
 //!
 //! ```
 //! use es_core::{Aggregate, AppendOptions, Apply, AsOf, Event, EventContext, EventStore};
@@ -89,8 +92,11 @@
 //! # `#[derive(Event)]`
 //!
 //! On a struct with named fields (or no fields) that also derives serde's `Serialize` and
-//! `Deserialize` and implements [`Apply`] for its aggregate. Implements [`Event`] and registers
-//! the event in the [`Registry`], so that stored records find their type by tag.
+//! `Deserialize` and schemars' `JsonSchema` (the schema of its `data` in the [`catalog`]), and
+//! implements [`Apply`] for its aggregate. Implements [`Event`] and registers the event in the
+//! [`Registry`], so that stored records find their type by tag. A data attribute stored through
+//! `#[serde(with = "cents")]` names the type of its JSON for the schema:
+//! `#[schemars(with = "i64")]`.
 //!
 //! | attribute | where | meaning |
 //! |---|---|---|

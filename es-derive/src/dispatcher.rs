@@ -925,11 +925,7 @@ fn dispatch_route(route: &RouteInput, connection: &TokenStream) -> TokenStream {
 fn job_route(route: &RouteInput, connection: &TokenStream) -> TokenStream {
     let ty = route.pattern.checked(route.index);
     let input = input_type(route);
-    let reactors = route
-        .steps
-        .iter()
-        .filter(|step| step.kind == Kind::Async)
-        .flat_map(|step| step.reactors.iter().map(|reactor| &reactor.path));
+    let reactors = reactors_of(route, Kind::Async).map(|reactor| &reactor.path);
     let arms: Vec<TokenStream> = reactors
         .map(|reactor| {
             let name = reactor_name(reactor);
@@ -985,11 +981,7 @@ fn job_route(route: &RouteInput, connection: &TokenStream) -> TokenStream {
 fn project_route(route: &RouteInput, connection: &TokenStream) -> TokenStream {
     let ty = route.pattern.checked(route.index);
     let input = input_type(route);
-    let handlers = route
-        .steps
-        .iter()
-        .filter(|step| step.kind == Kind::Project)
-        .flat_map(|step| step.reactors.iter().map(|reactor| &reactor.path));
+    let handlers = reactors_of(route, Kind::Project).map(|reactor| &reactor.path);
     let arms: Vec<TokenStream> = handlers
         .map(|handler| {
             let name = reactor_name(handler);

@@ -121,6 +121,12 @@
 //! over `C: Database` (then the dispatcher serves every backend enabled in `es-diesel`), or for
 //! your one connection type and name its backend: `pub struct AppDispatcher for postgres;`.
 //!
+//! A `trigger` or `async` reactor that creates events says which, after `->`:
+//! `Pinned => trigger: [unpin_other_posts -> [Unpinned, PinMoved]];`. Each named type must be an
+//! [`Event`](es_core::Event) (checked at compile time, at its name); the declaration is carried in
+//! the generated `AppDispatcher::ROUTES` ([`Route`]), which the event catalog of `es-core`
+//! (`es_core::catalog`) draws as the flows event → reactor → events it may create.
+//!
 //! ```
 //! # use diesel::prelude::*;
 //! # use es_core::{Aggregate, AppendOptions, Apply, Event, EventContext, EventStore};

@@ -110,8 +110,9 @@ pub struct Pinged {
     /// How many attempts fail.
     #[data_attributes]
     pub failures: i32,
-    /// How long each attempt takes.
+    /// How long each attempt takes (pings stored before it existed take no time).
     #[data_attributes]
+    #[serde(default)]
     pub sleep_ms: u64,
 }
 

@@ -1,8 +1,8 @@
 //! The event catalog of the test domain, `tests/catalog/`, is generated from the code and
 //! committed: this test regenerates it, and under `CI=true` fails when the committed copy is stale.
 
+use es_core::Registry;
 use es_core::catalog::{Catalog, assert_catalog_fresh};
-use es_core::{EventRef, Registry};
 use es_tests::reactors::TestDispatcher;
 
 const CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/catalog");
@@ -26,19 +26,8 @@ fn the_catalog_lists_every_aggregate_of_the_domain_with_its_flows() {
     let unpin = &pinned.reactors[0];
     assert_eq!(unpin.name, "unpin_other_post");
     assert!(unpin.sync);
-    assert_eq!(
-        unpin.creates,
-        [
-            EventRef {
-                aggregate: "post",
-                tag: "post.unpinned"
-            },
-            EventRef {
-                aggregate: "board",
-                tag: "board.pin_moved"
-            }
-        ]
-    );
+    let created: Vec<&str> = unpin.creates.iter().map(|event| event.tag).collect();
+    assert_eq!(created, ["post.unpinned", "board.pin_moved"]);
     let bus = pinned.reactors.last().unwrap();
     assert_eq!(
         (&*bus.name, bus.sync, &*bus.route),
