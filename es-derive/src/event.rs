@@ -2,6 +2,7 @@
 
 use proc_macro2::{TokenStream, TokenTree};
 use quote::{quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{
@@ -92,6 +93,7 @@ fn parse(input: &DeriveInput) -> Result<EventModel<'_>, syn::Error> {
     }
 
     let serde_through_proxy = has_serde_key(&input.attrs, &["into", "from", "try_from"]);
+    let rename_all = serde_rename(&input.attrs, "rename_all");
     let mut attributes = Vec::with_capacity(fields.len());
     for field in fields {
         let ident = field.ident.as_ref().expect("named fields have identifiers");
@@ -139,7 +141,13 @@ fn parse(input: &DeriveInput) -> Result<EventModel<'_>, syn::Error> {
         }
         attributes.push(DataAttribute {
             ident,
-            key: serde_rename(&field.attrs).unwrap_or_else(|| ident.to_string()),
+            key: serde_rename(&field.attrs, "rename").unwrap_or_else(|| {
+                let name = ident.unraw().to_string();
+                match &rename_all {
+                    Some(rule) => serde_field_case(rule, &name),
+                    None => name,
+                }
+            }),
             ty: &field.ty,
             doc: doc_comment(&field.attrs),
             own_serde: !serde_through_proxy
@@ -314,14 +322,14 @@ fn has_serde_key(attrs: &[Attribute], keys: &[&str]) -> bool {
         })
 }
 
-/// The key serde stores a field under, when renamed: `#[serde(rename = "key")]` or
-/// `#[serde(rename(serialize = "key"))]`.
-fn serde_rename(attrs: &[Attribute]) -> Option<String> {
+/// The value of serde's `rename` (a field's key) or `rename_all` (a struct's rule) as stored:
+/// `#[serde(rename = "key")]` or `#[serde(rename(serialize = "key"))]`.
+fn serde_rename(attrs: &[Attribute], key_name: &str) -> Option<String> {
     let mut key = None;
     for attr in attrs.iter().filter(|attr| attr.path().is_ident("serde")) {
         // Serde reports malformed attributes itself.
         let _ = attr.parse_nested_meta(|meta| {
-            if !meta.path.is_ident("rename") {
+            if !meta.path.is_ident(key_name) {
                 return skip_value(&meta).map(drop);
             }
             if meta.input.peek(Token![=]) {
@@ -339,6 +347,34 @@ fn serde_rename(attrs: &[Attribute]) -> Option<String> {
         });
     }
     key
+}
+
+/// A snake-case field name under serde's `rename_all` rule, as serde's `RenameRule` renames
+/// fields; an unknown rule (which serde refuses) leaves it as is.
+fn serde_field_case(rule: &str, field: &str) -> String {
+    let capitalized = |word: &str, upper: bool| -> String {
+        let mut chars = word.chars();
+        chars.next().map_or_else(String::new, |first| {
+            let first = if upper {
+                first.to_ascii_uppercase()
+            } else {
+                first.to_ascii_lowercase()
+            };
+            first.to_string() + chars.as_str()
+        })
+    };
+    let pascal: String = field
+        .split('_')
+        .map(|word| capitalized(word, true))
+        .collect();
+    match rule {
+        "UPPERCASE" | "SCREAMING_SNAKE_CASE" => field.to_ascii_uppercase(),
+        "PascalCase" => pascal,
+        "camelCase" => capitalized(&pascal, false),
+        "kebab-case" => field.replace('_', "-"),
+        "SCREAMING-KEBAB-CASE" => field.to_ascii_uppercase().replace('_', "-"),
+        _ => field.to_owned(),
+    }
 }
 
 #[derive(Default)]
@@ -536,7 +572,7 @@ mod tests {
         let keys: Vec<Option<String>> = field
             .named
             .iter()
-            .map(|field| serde_rename(&field.attrs))
+            .map(|field| serde_rename(&field.attrs, "rename"))
             .collect();
         assert_eq!(
             keys,
@@ -544,6 +580,36 @@ mod tests {
                 Some("currency_code".to_owned()),
                 Some("written".to_owned()),
                 None
+            ]
+        );
+    }
+
+    #[test]
+    fn rename_all_renames_fields_as_serde_does() {
+        let renamed: Vec<String> = [
+            "lowercase",
+            "UPPERCASE",
+            "PascalCase",
+            "camelCase",
+            "snake_case",
+            "SCREAMING_SNAKE_CASE",
+            "kebab-case",
+            "SCREAMING-KEBAB-CASE",
+        ]
+        .iter()
+        .map(|rule| serde_field_case(rule, "due_on_day"))
+        .collect();
+        assert_eq!(
+            renamed,
+            [
+                "due_on_day",
+                "DUE_ON_DAY",
+                "DueOnDay",
+                "dueOnDay",
+                "due_on_day",
+                "DUE_ON_DAY",
+                "due-on-day",
+                "DUE-ON-DAY",
             ]
         );
     }
