@@ -4,7 +4,8 @@
 //! same job at once.
 //!
 //! `cargo run --example worker [PATH]` works on the SQLite file `PATH` (default `todo.db`, written
-//! by `cargo run --example todo`).
+//! by `cargo run --example todo`). It serves the to-do app's domain, so the events and reactors it
+//! runs are those of the app's catalog, `examples/catalog/todo/catalog.md`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
