@@ -776,11 +776,11 @@ fn markdown_event(page: &mut String, event: &EventDoc) {
             let timing = if reactor.sync {
                 "in the write transaction"
             } else {
-                "after commit, by a worker"
+                "after commit by a worker"
             };
             let _ = write!(
                 page,
-                "- `{}`: {} {timing}, via `{}`",
+                "- `{}` ({}, {timing}) via `{}`",
                 reactor.name,
                 reactor.kind.name(),
                 reactor.route
