@@ -10,6 +10,12 @@ use es_examples::crm::run;
 use es_examples::db::run_on_database;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    use es_examples::crm::{AGGREGATES, CATALOG};
+    es_examples::write_catalog_at_boot(
+        CATALOG,
+        AGGREGATES,
+        es_examples::crm::CrmDispatcher::ROUTES,
+    )?;
     let mut out = std::io::stdout();
     run_on_database(
         "crm",

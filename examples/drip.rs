@@ -11,6 +11,12 @@ use es_examples::db::run_on_database;
 use es_examples::drip::run;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    use es_examples::drip::{AGGREGATES, CATALOG};
+    es_examples::write_catalog_at_boot(
+        CATALOG,
+        AGGREGATES,
+        es_examples::drip::DripDispatcher::ROUTES,
+    )?;
     let mut out = std::io::stdout();
     run_on_database(
         "drip",

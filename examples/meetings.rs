@@ -10,6 +10,8 @@ use es_examples::db::run_on_database;
 use es_examples::meetings::run;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    use es_examples::meetings::{AGGREGATES, CATALOG};
+    es_examples::write_catalog_at_boot(CATALOG, AGGREGATES, &[])?;
     let mut out = std::io::stdout();
     run_on_database(
         "meetings",

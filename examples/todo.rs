@@ -16,6 +16,12 @@ use es_examples::db::run_on_database;
 use es_examples::todo::run;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    use es_examples::todo::{AGGREGATES, CATALOG};
+    es_examples::write_catalog_at_boot(
+        CATALOG,
+        AGGREGATES,
+        es_examples::todo::TodoDispatcher::ROUTES,
+    )?;
     let mut out = std::io::stdout();
     run_on_database(
         "todo",

@@ -29,6 +29,7 @@ use crate::event::NewEvent;
 /// use validator::Validate;
 /// use es_core::{Aggregate, AppendOptions, Apply, Command, CommandError, Event, EventContext};
 /// use es_core::{EventStore, InMemoryStore, NewEvent, Rejection};
+/// use schemars::JsonSchema;
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Aggregate, Default, Clone, Debug)]
@@ -39,7 +40,7 @@ use crate::event::NewEvent;
 /// }
 ///
 /// /// A subscription was activated (from the payment platform's webhook).
-/// #[derive(Event, Serialize, Deserialize)]
+/// #[derive(Event, Serialize, Deserialize, JsonSchema)]
 /// #[aggregate(Subscription)]
 /// pub struct Activated {
 ///     #[data_attributes]
@@ -77,7 +78,7 @@ use crate::event::NewEvent;
 ///     }
 /// }
 /// # /// A subscription was created.
-/// # #[derive(Event, Serialize, Deserialize)]
+/// # #[derive(Event, Serialize, Deserialize, JsonSchema)]
 /// # #[aggregate(Subscription)]
 /// # #[event(creates)]
 /// # pub struct Created {}

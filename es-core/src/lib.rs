@@ -15,11 +15,15 @@
 //!   the events gives the same aggregate.
 //! - A **store** ([`EventStore`]) appends events atomically and reads, replays and time-travels
 //!   them: [`InMemoryStore`] here for unit tests, the diesel store in `es-diesel` for real.
+//! - The **catalog** ([`catalog`]) documents every event for the data team, generated from the
+//!   code: YAML, a JSON Schema per event's `data` and for the metadata, and a Markdown page with
+//!   a Mermaid diagram of the flows, committed and kept fresh by a test.
 //!
 //! ```
 //! use es_core::{Aggregate, AppendOptions, Apply, AsOf, Event, EventContext, EventStore};
 //! use es_core::{InMemoryStore, Metadata};
 //! use chrono::{DateTime, Utc};
+//! use schemars::JsonSchema;
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Aggregate, Default, Clone, Debug, PartialEq)]
@@ -31,7 +35,7 @@
 //! }
 //!
 //! /// A task was created.
-//! #[derive(Event, Serialize, Deserialize)]
+//! #[derive(Event, Serialize, Deserialize, JsonSchema)]
 //! #[aggregate(Task)]
 //! #[event(creates)]
 //! pub struct Created {
@@ -41,7 +45,7 @@
 //! }
 //!
 //! /// A task was completed.
-//! #[derive(Event, Serialize, Deserialize)]
+//! #[derive(Event, Serialize, Deserialize, JsonSchema)]
 //! #[aggregate(Task)]
 //! pub struct Completed {}
 //!
@@ -88,8 +92,11 @@
 //! # `#[derive(Event)]`
 //!
 //! On a struct with named fields (or no fields) that also derives serde's `Serialize` and
-//! `Deserialize` and implements [`Apply`] for its aggregate. Implements [`Event`] and registers
-//! the event in the [`Registry`], so that stored records find their type by tag.
+//! `Deserialize` and schemars' `JsonSchema` (the schema of its `data` in the [`catalog`]), and
+//! implements [`Apply`] for its aggregate. Implements [`Event`] and registers the event in the
+//! [`Registry`], so that stored records find their type by tag. A data attribute stored through
+//! `#[serde(with = "cents")]` names the type of its JSON for the schema:
+//! `#[schemars(with = "i64")]`.
 //!
 //! | attribute | where | meaning |
 //! |---|---|---|
@@ -111,10 +118,11 @@
 //!
 //! ```
 //! # use es_core::{Aggregate, Apply, Event, EventContext};
+//! # use schemars::JsonSchema;
 //! # use serde::{Deserialize, Serialize};
 //! # #[derive(Aggregate, Default)] pub struct Subscription { pub id: i64, pub currency: String }
 //! /// A subscription was created.
-//! #[derive(Event, Serialize, Deserialize)]
+//! #[derive(Event, Serialize, Deserialize, JsonSchema)]
 //! #[aggregate(Subscription)]
 //! #[event(creates, alias = "subscription.started")]
 //! pub struct Created {
@@ -151,6 +159,7 @@
 //! reactors.
 
 mod aggregate;
+pub mod catalog;
 mod command;
 mod error;
 mod event;
@@ -158,6 +167,7 @@ mod history;
 mod memory;
 mod metadata;
 mod registry;
+mod route;
 mod store;
 pub mod testing;
 
@@ -169,6 +179,7 @@ pub use history::{AppendOptions, AsOf, Head, Rebuild, Staged, StagedEvent, now, 
 pub use memory::InMemoryStore;
 pub use metadata::Metadata;
 pub use registry::{AttributeDescriptor, EventDescriptor, Registry};
+pub use route::{EventRef, Pattern, Reactor, Route};
 pub use store::{
     Committed, EventFilter, EventStore, Reaction, ReactionKind, ReplayProgress, Transactional,
 };
@@ -181,11 +192,44 @@ pub use validator;
 pub use es_derive::Aggregate;
 /// Derives [`Event`]; see the [crate documentation](crate#deriveevent).
 pub use es_derive::Event;
+/// The JSON Schema crate every event's `data` schema comes from: events derive
+/// `schemars::JsonSchema` next to serde's traits.
+pub use schemars;
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::registry::{ApplyFailure, apply_erased};
+    pub use crate::registry::{ApplyFailure, apply_erased, schema_for};
     pub use inventory;
+
+    use crate::{Aggregate, Event, EventRef};
+
+    /// An event whose `data` has a JSON Schema, for the catalog.
+    #[diagnostic::on_unimplemented(
+        message = "event `{Self}` has no JSON Schema for the catalog",
+        label = "this event needs `schemars::JsonSchema`",
+        note = "derive it next to serde's traits: `#[derive(Event, Serialize, Deserialize, JsonSchema)]` with `use schemars::JsonSchema;`"
+    )]
+    pub trait EventSchema: schemars::JsonSchema {}
+
+    impl<T: schemars::JsonSchema> EventSchema for T {}
+
+    /// An event a reactor may create, as declared in a dispatcher (`reactor -> [Unpinned]`).
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` is not an event, so a reactor cannot create it",
+        label = "not an event",
+        note = "list after `->` the events the reactor appends, each a type deriving `Event`: `reactor -> [Unpinned]`"
+    )]
+    pub trait CreatedEvent: Event {}
+
+    impl<E: Event> CreatedEvent for E {}
+
+    /// The description of an event a reactor may create.
+    pub const fn event_ref<E: CreatedEvent>() -> EventRef {
+        EventRef {
+            aggregate: <E::Aggregate as Aggregate>::NAME,
+            tag: E::TAG,
+        }
+    }
 
     /// A type that a data attribute can have: one serde can write to and read from JSON.
     #[diagnostic::on_unimplemented(

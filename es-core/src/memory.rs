@@ -14,6 +14,7 @@ use crate::store::{Committed, EventFilter, EventStore, ReplayProgress, Transacti
 ///
 /// ```
 /// use es_core::{Aggregate, AppendOptions, Apply, Event, EventContext, EventStore, InMemoryStore};
+/// use schemars::JsonSchema;
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Aggregate, Default, Clone, Debug, PartialEq)]
@@ -23,7 +24,7 @@ use crate::store::{Committed, EventFilter, EventStore, ReplayProgress, Transacti
 /// }
 ///
 /// /// The counter was incremented.
-/// #[derive(Event, Serialize, Deserialize)]
+/// #[derive(Event, Serialize, Deserialize, JsonSchema)]
 /// #[aggregate(Counter)]
 /// #[event(creates)]
 /// pub struct Incremented {

@@ -1,5 +1,6 @@
 //! Metadata: who created an event, from where, and as part of which request.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -18,7 +19,11 @@ use uuid::Uuid;
 /// assert_eq!(json, r#"{"actor_id":"42","notification_id":33456}"#);
 /// assert_eq!(Metadata::from_json(&json).unwrap(), metadata);
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(
+    description = "The context of an event's creation: who caused it, from where, as \
+                          part of which request. Any other key is free-form context."
+)]
 #[non_exhaustive]
 pub struct Metadata {
     /// Who caused the event: a user id, an admin, a webhook sender.
@@ -98,6 +103,11 @@ impl Metadata {
     /// Encodes the metadata as the JSON stored in the `metadata` column.
     pub fn to_json(&self) -> Result<String, serde_json::Error> {
         serde_json::to_string(self)
+    }
+
+    /// The JSON Schema of the `metadata` column, derived by schemars from this struct.
+    pub fn json_schema() -> schemars::Schema {
+        schemars::schema_for!(Metadata)
     }
 
     /// Decodes the JSON of a `metadata` column.

@@ -37,6 +37,7 @@ pub struct EventDescriptor {
     /// The data attributes, in declaration order.
     pub attributes: &'static [AttributeDescriptor],
     apply: ApplyFn,
+    schema: SchemaFn,
 }
 
 /// The description of one data attribute of an event.
@@ -45,6 +46,8 @@ pub struct EventDescriptor {
 pub struct AttributeDescriptor {
     /// The field name.
     pub name: &'static str,
+    /// Its key in the `data` JSON: the field name, or its `#[serde(rename = "...")]`.
+    pub key: &'static str,
     /// The field's Rust type as written.
     pub rust_type: &'static str,
     /// The doc comment of the field.
@@ -52,6 +55,8 @@ pub struct AttributeDescriptor {
 }
 
 type ApplyFn = fn(&mut dyn Any, &str, &EventContext<'_>) -> Result<(), ApplyFailure>;
+
+type SchemaFn = fn() -> schemars::Schema;
 
 /// Why an erased apply failed.
 #[doc(hidden)]
@@ -76,6 +81,7 @@ impl EventDescriptor {
         doc: &'static str,
         attributes: &'static [AttributeDescriptor],
         apply: ApplyFn,
+        schema: SchemaFn,
     ) -> Self {
         Self {
             aggregate_type,
@@ -89,7 +95,15 @@ impl EventDescriptor {
             doc,
             attributes,
             apply,
+            schema,
         }
+    }
+
+    /// The JSON Schema of the event's `data`, derived by schemars from the event struct (serde's
+    /// attributes included: a `#[serde(default)]` attribute is not required and shows its
+    /// default).
+    pub fn data_schema(&self) -> schemars::Schema {
+        (self.schema)()
     }
 
     /// Decodes a record of this event type and applies it to `aggregate`.
@@ -116,9 +130,15 @@ impl EventDescriptor {
 
 impl AttributeDescriptor {
     #[doc(hidden)]
-    pub const fn __new(name: &'static str, rust_type: &'static str, doc: &'static str) -> Self {
+    pub const fn __new(
+        name: &'static str,
+        key: &'static str,
+        rust_type: &'static str,
+        doc: &'static str,
+    ) -> Self {
         Self {
             name,
+            key,
             rust_type,
             doc,
         }
@@ -146,7 +166,7 @@ impl Registry {
         }
     }
 
-    fn build(
+    pub(crate) fn build(
         descriptors: impl IntoIterator<Item = &'static EventDescriptor>,
     ) -> Result<Self, DuplicateTag> {
         let mut events: Vec<&'static EventDescriptor> = descriptors.into_iter().collect();
@@ -209,7 +229,7 @@ impl Registry {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct DuplicateTag {
+pub(crate) struct DuplicateTag {
     aggregate: &'static str,
     tag: &'static str,
     first: &'static str,
@@ -225,6 +245,12 @@ impl DuplicateTag {
             second: self.second,
         }
     }
+}
+
+/// The JSON Schema of event `E`'s `data`, registered by `#[derive(Event)]`.
+#[doc(hidden)]
+pub fn schema_for<E: crate::__private::EventSchema>() -> schemars::Schema {
+    schemars::SchemaGenerator::default().into_root_schema_for::<E>()
 }
 
 /// The erased apply registered for event `E`: decode the data, then run `E`'s calculator.
@@ -253,6 +279,10 @@ mod tests {
         Ok(())
     }
 
+    fn any_data() -> schemars::Schema {
+        schemars::Schema::default()
+    }
+
     static A: EventDescriptor = EventDescriptor::__new(
         TypeId::of::<First>,
         "first",
@@ -265,6 +295,7 @@ mod tests {
         "",
         &[],
         ignore,
+        any_data,
     );
     static B: EventDescriptor = EventDescriptor::__new(
         TypeId::of::<First>,
@@ -278,6 +309,7 @@ mod tests {
         "",
         &[],
         ignore,
+        any_data,
     );
     static C: EventDescriptor = EventDescriptor::__new(
         TypeId::of::<Second>,
@@ -291,6 +323,7 @@ mod tests {
         "",
         &[],
         ignore,
+        any_data,
     );
 
     #[test]

@@ -90,17 +90,18 @@ pub trait Transactional {
     ///
     /// ```
     /// # use es_core::{Aggregate, AppendOptions, Apply, Event, EventContext};
+    /// # use schemars::JsonSchema;
     /// # use serde::{Deserialize, Serialize};
     /// # #[derive(Aggregate, Default, Clone)] pub struct Account { pub id: i64, pub balance: i64 }
     /// # /// Money was deposited.
-    /// # #[derive(Event, Serialize, Deserialize)]
+    /// # #[derive(Event, Serialize, Deserialize, JsonSchema)]
     /// # #[aggregate(Account)]
     /// # pub struct Deposited { #[data_attributes] pub amount: i64 }
     /// # impl Apply<Account> for Deposited {
     /// #     fn apply(&self, account: &mut Account, _: &EventContext<'_>) { account.balance += self.amount }
     /// # }
     /// # /// An account was opened.
-    /// # #[derive(Event, Serialize, Deserialize)]
+    /// # #[derive(Event, Serialize, Deserialize, JsonSchema)]
     /// # #[aggregate(Account)]
     /// # #[event(creates)]
     /// # pub struct Opened {}

@@ -7,6 +7,7 @@
 //! use validator::Validate;
 //! use es_core::{Aggregate, Apply, Command, CommandError, Event, EventContext, InMemoryStore};
 //! use es_core::{NewEvent, Rejection};
+//! use schemars::JsonSchema;
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Aggregate, Default, Clone, Debug)]
@@ -17,18 +18,18 @@
 //! }
 //!
 //! /// A meeting was scheduled.
-//! #[derive(Event, Serialize, Deserialize)]
+//! #[derive(Event, Serialize, Deserialize, JsonSchema)]
 //! #[aggregate(Meeting)]
 //! #[event(creates)]
 //! pub struct Scheduled {}
 //!
 //! /// A meeting was cancelled.
-//! #[derive(Event, Serialize, Deserialize)]
+//! #[derive(Event, Serialize, Deserialize, JsonSchema)]
 //! #[aggregate(Meeting)]
 //! pub struct Cancelled {}
 //!
 //! /// A meeting was accepted.
-//! #[derive(Event, Serialize, Deserialize)]
+//! #[derive(Event, Serialize, Deserialize, JsonSchema)]
 //! #[aggregate(Meeting)]
 //! pub struct Accepted {}
 //!

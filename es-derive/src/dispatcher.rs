@@ -5,6 +5,7 @@
 //!     /// docs
 //!     pub struct AppDispatcher;                  // or: `pub struct AppDispatcher for postgres;`
 //!     task::Completed => trigger: [record_activity], async: [notify_creator];
+//!     Pinned => trigger: [unpin_other_posts -> [Unpinned, PinMoved]]; // the events it may create
 //!     Subscription::* => async: [forward_to_warehouse];
 //!     * => async: [forward_to_event_bus], project: [activity_feed];
 //! }
@@ -48,11 +49,24 @@ pub(crate) enum PatternInput {
     All(Token![*]),
 }
 
-/// `trigger: [a, b]`
+/// `trigger: [a, b -> [Unpinned]]`
 pub(crate) struct StepInput {
     kind: Kind,
     kind_span: Span,
-    reactors: Vec<Path>,
+    reactors: Vec<ReactorInput>,
+    bracket_span: Span,
+}
+
+/// `unpin_other_posts` or `unpin_other_posts -> [Unpinned, PinMoved]`
+pub(crate) struct ReactorInput {
+    path: Path,
+    creates: Option<CreatesInput>,
+}
+
+/// `-> [Unpinned, PinMoved]`: the events a reactor may create.
+pub(crate) struct CreatesInput {
+    arrow: Token![->],
+    events: Vec<Path>,
     bracket_span: Span,
 }
 
@@ -339,13 +353,7 @@ impl Parse for StepInput {
         let bracket = bracketed!(content in input);
         let mut reactors = Vec::new();
         while !content.is_empty() {
-            reactors.push(content.parse::<Path>().map_err(|error| {
-                syn::Error::new(
-                    error.span(),
-                    "expected a reactor: the path of a function, like `notify` or \
-                     `reactors::notify`",
-                )
-            })?);
+            reactors.push(content.parse::<ReactorInput>()?);
             if content.is_empty() {
                 break;
             }
@@ -363,6 +371,75 @@ impl Parse for StepInput {
             kind_span,
             reactors,
             bracket_span: bracket.span.join(),
+        })
+    }
+}
+
+impl Parse for ReactorInput {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let path = input.parse::<Path>().map_err(|error| {
+            syn::Error::new(
+                error.span(),
+                "expected a reactor: the path of a function, like `notify` or \
+                 `reactors::notify`",
+            )
+        })?;
+        if !input.peek(Token![->]) {
+            return Ok(Self {
+                path,
+                creates: None,
+            });
+        }
+        let arrow: Token![->] = input.parse()?;
+        let name = reactor_name(&path);
+        if !input.peek(token::Bracket) {
+            let span = if input.is_empty() {
+                arrow.spans[1]
+            } else {
+                input.span()
+            };
+            let example = match input.fork().parse::<Path>() {
+                Ok(event) => type_name(&event),
+                Err(_) => "Unpinned".to_owned(),
+            };
+            return Err(syn::Error::new(
+                span,
+                format!(
+                    "the events `{name}` may create are a list in brackets: write \
+                     `{name} -> [{example}]`"
+                ),
+            ));
+        }
+        let content;
+        let bracket = bracketed!(content in input);
+        let mut events = Vec::new();
+        while !content.is_empty() {
+            events.push(content.parse::<Path>().map_err(|error| {
+                syn::Error::new(
+                    error.span(),
+                    format!("expected an event `{name}` may create, like `{name} -> [Unpinned]`"),
+                )
+            })?);
+            if content.is_empty() {
+                break;
+            }
+            content.parse::<Token![,]>().map_err(|error| {
+                syn::Error::new(
+                    error.span(),
+                    format!(
+                        "expected `,` between the events `{name}` may create: \
+                         `{name} -> [Unpinned, PinMoved]`"
+                    ),
+                )
+            })?;
+        }
+        Ok(Self {
+            path,
+            creates: Some(CreatesInput {
+                arrow,
+                events,
+                bracket_span: bracket.span.join(),
+            }),
         })
     }
 }
@@ -543,10 +620,11 @@ fn check(input: &DispatcherInput) -> Result<(), syn::Error> {
             }
             let mut names: Vec<String> = Vec::new();
             for reactor in &step.reactors {
-                let name = reactor_name(reactor);
+                check_creates(step.kind, reactor, &mut errors);
+                let name = reactor_name(&reactor.path);
                 if names.contains(&name) {
                     errors.error(
-                        reactor,
+                        &reactor.path,
                         format!(
                             "reactor `{name}` is listed twice in this `{}`: name each reactor \
                              once, it runs once per event",
@@ -559,6 +637,44 @@ fn check(input: &DispatcherInput) -> Result<(), syn::Error> {
         }
     }
     errors.finish()
+}
+
+/// The events a reactor declares it creates: only triggers and async reactors create events, a
+/// list names at least one event, each once.
+fn check_creates(kind: Kind, reactor: &ReactorInput, errors: &mut Errors) {
+    let Some(creates) = &reactor.creates else {
+        return;
+    };
+    let name = reactor_name(&reactor.path);
+    if kind == Kind::Project {
+        errors.push(syn::Error::new(
+            creates.arrow.spans[0],
+            format!(
+                "projection `{name}` cannot create events: a projection only writes its read \
+                 model, so remove `-> [...]` (a `trigger` or `async` reactor may create events)"
+            ),
+        ));
+        return;
+    }
+    if creates.events.is_empty() {
+        errors.push(syn::Error::new(
+            creates.bracket_span,
+            format!(
+                "`{name} -> []` lists no event: name the events it may create, or remove `-> []`"
+            ),
+        ));
+    }
+    let mut seen: Vec<String> = Vec::new();
+    for event in &creates.events {
+        let written = type_name(event);
+        if seen.contains(&written) {
+            errors.error(
+                event,
+                format!("event `{written}` is listed twice after `{name} ->`: name it once"),
+            );
+        }
+        seen.push(written);
+    }
 }
 
 fn generate(input: &DispatcherInput) -> TokenStream {
@@ -628,8 +744,8 @@ fn generate(input: &DispatcherInput) -> TokenStream {
                             ::core::result::Result::Err(__ctx.unrouted())
                         }
 
-                        fn routes(&self) -> &'static [::es_diesel::Route] {
-                            __ROUTES
+                        fn routes(&self) -> &'static [::es_core::Route] {
+                            #ident::ROUTES
                         }
                     }
                 }
@@ -642,18 +758,44 @@ fn generate(input: &DispatcherInput) -> TokenStream {
 
         const _: () = {
             #route_types
-            static __ROUTES: &[::es_diesel::Route] = &[#(#route_descriptions),*];
+
+            #[automatically_derived]
+            impl #ident {
+                /// The routes of this dispatcher, as declared: what the event catalog
+                /// (`es_core::catalog`) documents.
+                pub const ROUTES: &'static [::es_core::Route] = &[#(#route_descriptions),*];
+            }
+
             #(#impls)*
         };
     }
 }
 
-fn names_of(route: &RouteInput, kind: Kind) -> Vec<String> {
+fn reactors_of(route: &RouteInput, kind: Kind) -> impl Iterator<Item = &ReactorInput> {
     route
         .steps
         .iter()
-        .filter(|step| step.kind == kind)
-        .flat_map(|step| step.reactors.iter().map(reactor_name))
+        .filter(move |step| step.kind == kind)
+        .flat_map(|step| &step.reactors)
+}
+
+fn names_of(route: &RouteInput, kind: Kind) -> Vec<String> {
+    reactors_of(route, kind)
+        .map(|reactor| reactor_name(&reactor.path))
+        .collect()
+}
+
+/// `::es_core::Reactor { name, creates }` of each reactor of `kind`; each created event is checked
+/// to be an event, at its path.
+fn describe_reactors(route: &RouteInput, kind: Kind) -> Vec<TokenStream> {
+    reactors_of(route, kind)
+        .map(|reactor| {
+            let name = reactor_name(&reactor.path);
+            let creates = reactor.creates.iter().flat_map(|creates| &creates.events).map(
+                |event| quote_spanned!(event.span()=> ::es_core::__private::event_ref::<#event>()),
+            );
+            quote!(::es_core::Reactor { name: #name, creates: &[#(#creates),*] })
+        })
         .collect()
 }
 
@@ -661,24 +803,24 @@ fn describe_route(route: &RouteInput) -> TokenStream {
     let ty = route.pattern.checked(route.index);
     let pattern = match &route.pattern {
         PatternInput::Event(_) => quote! {
-            ::es_diesel::Pattern::Event {
+            ::es_core::Pattern::Event {
                 tag: <#ty as ::es_core::Event>::TAG,
                 events_table: <<#ty as ::es_core::Event>::Aggregate as ::es_core::Aggregate>::EVENTS_TABLE,
             }
         },
         PatternInput::Aggregate(..) => quote! {
-            ::es_diesel::Pattern::Aggregate {
+            ::es_core::Pattern::Aggregate {
                 name: <#ty as ::es_core::Aggregate>::NAME,
                 events_table: <#ty as ::es_core::Aggregate>::EVENTS_TABLE,
             }
         },
-        PatternInput::All(_) => quote!(::es_diesel::Pattern::All),
+        PatternInput::All(_) => quote!(::es_core::Pattern::All),
     };
-    let triggers = names_of(route, Kind::Trigger);
-    let asyncs = names_of(route, Kind::Async);
+    let triggers = describe_reactors(route, Kind::Trigger);
+    let asyncs = describe_reactors(route, Kind::Async);
     let projections = names_of(route, Kind::Project);
     quote! {
-        ::es_diesel::Route {
+        ::es_core::Route {
             pattern: #pattern,
             triggers: &[#(#triggers),*],
             asyncs: &[#(#asyncs),*],
@@ -718,7 +860,7 @@ fn dispatch_route(route: &RouteInput, connection: &TokenStream) -> TokenStream {
     let steps = route.steps.iter().flat_map(|step| {
         step.reactors
             .iter()
-            .map(move |reactor| (step.kind, reactor))
+            .map(move |reactor| (step.kind, &reactor.path))
     });
     let calls: Vec<TokenStream> = steps
         .map(|(kind, reactor)| {
@@ -783,11 +925,7 @@ fn dispatch_route(route: &RouteInput, connection: &TokenStream) -> TokenStream {
 fn job_route(route: &RouteInput, connection: &TokenStream) -> TokenStream {
     let ty = route.pattern.checked(route.index);
     let input = input_type(route);
-    let reactors = route
-        .steps
-        .iter()
-        .filter(|step| step.kind == Kind::Async)
-        .flat_map(|step| &step.reactors);
+    let reactors = reactors_of(route, Kind::Async).map(|reactor| &reactor.path);
     let arms: Vec<TokenStream> = reactors
         .map(|reactor| {
             let name = reactor_name(reactor);
@@ -843,11 +981,7 @@ fn job_route(route: &RouteInput, connection: &TokenStream) -> TokenStream {
 fn project_route(route: &RouteInput, connection: &TokenStream) -> TokenStream {
     let ty = route.pattern.checked(route.index);
     let input = input_type(route);
-    let handlers = route
-        .steps
-        .iter()
-        .filter(|step| step.kind == Kind::Project)
-        .flat_map(|step| &step.reactors);
+    let handlers = reactors_of(route, Kind::Project).map(|reactor| &reactor.path);
     let arms: Vec<TokenStream> = handlers
         .map(|handler| {
             let name = reactor_name(handler);
@@ -925,6 +1059,53 @@ mod tests {
             ["feed::append", "Feed::call"]
         );
         assert!(check(&input).is_ok());
+    }
+
+    #[test]
+    fn a_reactor_declares_the_events_it_may_create() {
+        let input: DispatcherInput = syn::parse_quote! {
+            struct D;
+            Pinned => trigger: [unpin_other_posts -> [Unpinned, board::PinMoved,], audit];
+            Pinged => async: [pong -> [Ponged]];
+        };
+        let creates = |route: usize, reactor: usize| -> Vec<String> {
+            let step = &input.routes[route].steps[0];
+            step.reactors[reactor]
+                .creates
+                .iter()
+                .flat_map(|creates| creates.events.iter().map(type_name))
+                .collect()
+        };
+        assert_eq!(creates(0, 0), ["Unpinned", "board::PinMoved"]);
+        assert!(input.routes[0].steps[0].reactors[1].creates.is_none());
+        assert_eq!(creates(1, 0), ["Ponged"]);
+        assert_eq!(
+            names_of(&input.routes[0], Kind::Trigger),
+            ["unpin_other_posts", "audit"]
+        );
+        assert!(check(&input).is_ok());
+    }
+
+    #[test]
+    fn created_events_are_checked() {
+        for (input, expected) in [
+            (
+                syn::parse_quote! { struct D; Completed => project: [feed -> [Listed]]; },
+                "projection `feed` cannot create events",
+            ),
+            (
+                syn::parse_quote! { struct D; Completed => trigger: [notify -> []]; },
+                "`notify -> []` lists no event",
+            ),
+            (
+                syn::parse_quote! { struct D; Completed => async: [notify -> [Sent, Sent]]; },
+                "event `Sent` is listed twice after `notify ->`",
+            ),
+        ] {
+            let input: DispatcherInput = input;
+            let error = check(&input).unwrap_err().to_string();
+            assert!(error.starts_with(expected), "{error}");
+        }
     }
 
     #[test]
@@ -1007,6 +1188,18 @@ mod tests {
             (
                 "struct D; Completed => trigger: [a b];",
                 "expected `,` between the reactors of `trigger`",
+            ),
+            (
+                "struct D; Pinned => trigger: [unpin -> Unpinned];",
+                "the events `unpin` may create are a list in brackets: write `unpin -> [Unpinned]`",
+            ),
+            (
+                "struct D; Pinned => trigger: [unpin -> [Unpinned PinMoved]];",
+                "expected `,` between the events `unpin` may create",
+            ),
+            (
+                "struct D; Pinned => trigger: [unpin -> [42]];",
+                "expected an event `unpin` may create",
             ),
         ] {
             let error = parse_error(input);

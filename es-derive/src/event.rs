@@ -2,6 +2,7 @@
 
 use proc_macro2::{TokenStream, TokenTree};
 use quote::{quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{
@@ -27,6 +28,8 @@ struct EventModel<'a> {
 
 struct DataAttribute<'a> {
     ident: &'a Ident,
+    /// Its key in the `data` JSON: the field name or its `#[serde(rename = "...")]`.
+    key: String,
     ty: &'a Type,
     doc: String,
     /// Whether the field is stored through its type's own serde implementations (rather than
@@ -90,6 +93,7 @@ fn parse(input: &DeriveInput) -> Result<EventModel<'_>, syn::Error> {
     }
 
     let serde_through_proxy = has_serde_key(&input.attrs, &["into", "from", "try_from"]);
+    let rename_all = serde_rename(&input.attrs, "rename_all");
     let mut attributes = Vec::with_capacity(fields.len());
     for field in fields {
         let ident = field.ident.as_ref().expect("named fields have identifiers");
@@ -137,6 +141,13 @@ fn parse(input: &DeriveInput) -> Result<EventModel<'_>, syn::Error> {
         }
         attributes.push(DataAttribute {
             ident,
+            key: serde_rename(&field.attrs, "rename").unwrap_or_else(|| {
+                let name = ident.unraw().to_string();
+                match &rename_all {
+                    Some(rule) => serde_field_case(rule, &name),
+                    None => name,
+                }
+            }),
             ty: &field.ty,
             doc: doc_comment(&field.attrs),
             own_serde: !serde_through_proxy
@@ -311,6 +322,61 @@ fn has_serde_key(attrs: &[Attribute], keys: &[&str]) -> bool {
         })
 }
 
+/// The value of serde's `rename` (a field's key) or `rename_all` (a struct's rule) as stored:
+/// `#[serde(rename = "key")]` or `#[serde(rename(serialize = "key"))]`.
+fn serde_rename(attrs: &[Attribute], key_name: &str) -> Option<String> {
+    let mut key = None;
+    for attr in attrs.iter().filter(|attr| attr.path().is_ident("serde")) {
+        // Serde reports malformed attributes itself.
+        let _ = attr.parse_nested_meta(|meta| {
+            if !meta.path.is_ident(key_name) {
+                return skip_value(&meta).map(drop);
+            }
+            if meta.input.peek(Token![=]) {
+                key = Some(meta.value()?.parse::<LitStr>()?.value());
+                return Ok(());
+            }
+            meta.parse_nested_meta(|side| {
+                if side.path.is_ident("serialize") {
+                    key = Some(side.value()?.parse::<LitStr>()?.value());
+                } else {
+                    skip_value(&side)?;
+                }
+                Ok(())
+            })
+        });
+    }
+    key
+}
+
+/// A snake-case field name under serde's `rename_all` rule, as serde's `RenameRule` renames
+/// fields; an unknown rule (which serde refuses) leaves it as is.
+fn serde_field_case(rule: &str, field: &str) -> String {
+    let capitalized = |word: &str, upper: bool| -> String {
+        let mut chars = word.chars();
+        chars.next().map_or_else(String::new, |first| {
+            let first = if upper {
+                first.to_ascii_uppercase()
+            } else {
+                first.to_ascii_lowercase()
+            };
+            first.to_string() + chars.as_str()
+        })
+    };
+    let pascal: String = field
+        .split('_')
+        .map(|word| capitalized(word, true))
+        .collect();
+    match rule {
+        "UPPERCASE" | "SCREAMING_SNAKE_CASE" => field.to_ascii_uppercase(),
+        "PascalCase" => pascal,
+        "camelCase" => capitalized(&pascal, false),
+        "kebab-case" => field.replace('_', "-"),
+        "SCREAMING-KEBAB-CASE" => field.to_ascii_uppercase().replace('_', "-"),
+        _ => field.to_owned(),
+    }
+}
+
 #[derive(Default)]
 struct EventOptions {
     tag: Option<LitStr>,
@@ -440,10 +506,13 @@ fn generate(model: &EventModel<'_>) -> TokenStream {
         });
     let descriptors = attributes.iter().map(|attribute| {
         let name = attribute.ident.to_string();
+        let key = &attribute.key;
         let rust_type = type_name(attribute.ty);
         let doc = &attribute.doc;
-        quote!(::es_core::AttributeDescriptor::__new(#name, #rust_type, #doc))
+        quote!(::es_core::AttributeDescriptor::__new(#name, #key, #rust_type, #doc))
     });
+    // Spanned at the event, where a missing `JsonSchema` is reported.
+    let schema = quote_spanned!(ident.span()=> ::es_core::__private::schema_for::<#ident>);
     quote! {
         const _: () = {
             #[automatically_derived]
@@ -479,8 +548,69 @@ fn generate(model: &EventModel<'_>) -> TokenStream {
                     #doc,
                     &[#(#descriptors),*],
                     ::es_core::__private::apply_erased::<#ident>,
+                    #schema,
                 )
             }
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_renamed_field_is_documented_under_its_stored_key() {
+        let field: syn::FieldsNamed = syn::parse_quote!({
+            #[serde(default = "usd", rename = "currency_code")]
+            a: String,
+            #[serde(rename(serialize = "written", deserialize = "read"))]
+            b: String,
+            #[serde(with = "cents")]
+            c: Money,
+        });
+        let keys: Vec<Option<String>> = field
+            .named
+            .iter()
+            .map(|field| serde_rename(&field.attrs, "rename"))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                Some("currency_code".to_owned()),
+                Some("written".to_owned()),
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn rename_all_renames_fields_as_serde_does() {
+        let renamed: Vec<String> = [
+            "lowercase",
+            "UPPERCASE",
+            "PascalCase",
+            "camelCase",
+            "snake_case",
+            "SCREAMING_SNAKE_CASE",
+            "kebab-case",
+            "SCREAMING-KEBAB-CASE",
+        ]
+        .iter()
+        .map(|rule| serde_field_case(rule, "due_on_day"))
+        .collect();
+        assert_eq!(
+            renamed,
+            [
+                "due_on_day",
+                "DUE_ON_DAY",
+                "DueOnDay",
+                "dueOnDay",
+                "due_on_day",
+                "DUE_ON_DAY",
+                "due-on-day",
+                "DUE-ON-DAY",
+            ]
+        );
     }
 }

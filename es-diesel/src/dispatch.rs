@@ -13,7 +13,7 @@ use std::any::{Any, TypeId};
 use chrono::{DateTime, Utc};
 use es_core::{
     Aggregate, AppendOptions, Committed, Error, Event, IntoEvents, Metadata, Reaction,
-    ReactionKind, RecordedEvent,
+    ReactionKind, RecordedEvent, Route,
 };
 
 use crate::database::Database;
@@ -223,40 +223,6 @@ pub trait Dispatch<C: Database>: Send + Sync {
 
     /// The routes, as declared.
     fn routes(&self) -> &'static [Route];
-}
-
-/// What a route matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pattern {
-    /// One event type.
-    Event {
-        /// Its tag.
-        tag: &'static str,
-        /// Its events table.
-        events_table: &'static str,
-    },
-    /// Every event of one aggregate.
-    Aggregate {
-        /// The aggregate's name.
-        name: &'static str,
-        /// Its events table.
-        events_table: &'static str,
-    },
-    /// Every event.
-    All,
-}
-
-/// One route of a dispatcher, for documentation and tooling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Route {
-    /// What it matches.
-    pub pattern: Pattern,
-    /// Reactors run in the write transaction, in order.
-    pub triggers: &'static [&'static str],
-    /// Reactors run by a worker after commit.
-    pub asyncs: &'static [&'static str],
-    /// Projection handlers, run in the write transaction and by projection rebuilds.
-    pub projections: &'static [&'static str],
 }
 
 /// A job to insert with the events of a write.

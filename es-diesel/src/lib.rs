@@ -18,6 +18,7 @@
 //! use es_core::{Aggregate, AppendOptions, Apply, AsOf, Event, EventContext, EventStore};
 //! use es_diesel::DieselStore;
 //! use diesel::prelude::*;
+//! use schemars::JsonSchema;
 //! use serde::{Deserialize, Serialize};
 //!
 //! mod schema {
@@ -40,7 +41,7 @@
 //! }
 //!
 //! /// A task was created.
-//! #[derive(Event, Serialize, Deserialize)]
+//! #[derive(Event, Serialize, Deserialize, JsonSchema)]
 //! #[aggregate(Task)]
 //! #[event(creates)]
 //! pub struct Created {
@@ -120,9 +121,16 @@
 //! over `C: Database` (then the dispatcher serves every backend enabled in `es-diesel`), or for
 //! your one connection type and name its backend: `pub struct AppDispatcher for postgres;`.
 //!
+//! A `trigger` or `async` reactor that creates events says which, after `->`:
+//! `Pinned => trigger: [unpin_other_posts -> [Unpinned, PinMoved]];`. Each named type must be an
+//! [`Event`](es_core::Event) (checked at compile time, at its name); the declaration is carried in
+//! the generated `AppDispatcher::ROUTES` ([`Route`]), which the event catalog of `es-core`
+//! (`es_core::catalog`) draws as the flows event → reactor → events it may create.
+//!
 //! ```
 //! # use diesel::prelude::*;
 //! # use es_core::{Aggregate, AppendOptions, Apply, Event, EventContext, EventStore};
+//! # use schemars::JsonSchema;
 //! # use serde::{Deserialize, Serialize};
 //! # mod schema { diesel::table! { tasks (id) { id -> BigInt, title -> Text } } }
 //! # #[derive(Aggregate, Queryable, Selectable, Insertable, Default, Clone, Debug)]
@@ -130,7 +138,7 @@
 //! # #[diesel(table_name = schema::tasks)]
 //! # pub struct Task { pub id: i64, pub title: String }
 //! # /// A task was created.
-//! # #[derive(Event, Serialize, Deserialize)]
+//! # #[derive(Event, Serialize, Deserialize, JsonSchema)]
 //! # #[aggregate(Task)]
 //! # #[event(creates)]
 //! # pub struct Created { #[data_attributes] pub title: String }
@@ -193,9 +201,10 @@ pub mod sqlite;
 
 pub use database::Database;
 pub use dispatch::{
-    AnyEvent, Dispatch, MAX_CASCADE, NoReactors, Pattern, ReactorError, Recorded, Route,
-    TriggerContext,
+    AnyEvent, Dispatch, MAX_CASCADE, NoReactors, ReactorError, Recorded, TriggerContext,
 };
+/// The description of a dispatcher's routes, shared with the event catalog of `es-core`.
+pub use es_core::{EventRef, Pattern, Reactor, Route};
 /// Routes events to reactors; see the [dispatch module documentation](crate#reactors).
 pub use es_derive::dispatcher;
 pub use id::IdColumn;

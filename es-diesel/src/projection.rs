@@ -2,10 +2,10 @@
 
 use std::collections::BTreeSet;
 
-use es_core::{Error, Registry};
+use es_core::{Error, Pattern, Registry};
 
 use crate::database::Database;
-use crate::dispatch::{Dispatch, Pattern, ReactorError};
+use crate::dispatch::{Dispatch, ReactorError};
 
 /// How many events a projection rebuild reads per query.
 pub const PROJECTION_BATCH: usize = 1_000;

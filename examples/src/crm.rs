@@ -16,9 +16,17 @@ use es_core::{
 use es_diesel::{
     AggregateTable, DieselStore, Dispatch, ReactorError, dispatcher, rebuild_projection,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::db::{AppConnection, OUTBOX_TABLE};
+
+/// Where the app's event catalog is committed (`es_core::catalog`): the reference the data team
+/// reads, written at boot by the example and checked by the tests.
+pub const CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/crm");
+
+/// The app's aggregates, whose events its catalog lists.
+pub const AGGREGATES: &[&str] = &[<Contact as Aggregate>::NAME];
 
 /// The diesel schema of the app.
 #[allow(missing_docs)]
@@ -130,7 +138,7 @@ pub struct NotesEmail {
 }
 
 /// A contact was added to an account.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Contact)]
 #[event(creates)]
 pub struct Added {
@@ -146,7 +154,7 @@ pub struct Added {
 }
 
 /// The way to reach a contact changed.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Contact)]
 pub struct ContactMethodChanged {
     /// How to reach them now.
@@ -155,7 +163,7 @@ pub struct ContactMethodChanged {
 }
 
 /// A meeting with the contact was planned, with notes to prepare it.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Contact)]
 pub struct MeetingPlanned {
     /// The day (`YYYY-MM-DD`).
@@ -167,7 +175,7 @@ pub struct MeetingPlanned {
 }
 
 /// The meeting notes email was sent to the account holder.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Contact)]
 pub struct NotesEmailSent {
     /// The day of the meeting.

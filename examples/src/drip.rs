@@ -16,11 +16,23 @@ use es_diesel::{
     AggregateTable, DieselStore, Dispatch, JobContext, ReactorError, Recorded, TriggerContext,
     Worker, WorkerOptions, dispatcher,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use crate::db::{AppConnection, OUTBOX_TABLE};
 use crate::print_history;
+
+/// Where the app's event catalog is committed (`es_core::catalog`): the reference the data team
+/// reads, written at boot by the example and checked by the tests.
+pub const CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/drip");
+
+/// The app's aggregates, whose events its catalog lists.
+pub const AGGREGATES: &[&str] = &[
+    <Subscription as Aggregate>::NAME,
+    <Drip as Aggregate>::NAME,
+    <Post as Aggregate>::NAME,
+];
 
 /// The diesel schema of the app.
 #[allow(missing_docs)]
@@ -120,7 +132,7 @@ pub struct Post {
 }
 
 /// A supporter subscribed to a reward.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Subscription)]
 #[event(creates)]
 pub struct Created {
@@ -141,7 +153,7 @@ fn usd() -> String {
 }
 
 /// The payment platform activated the subscription (from its webhook).
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Subscription)]
 pub struct Activated {
     /// The payment platform's subscription key.
@@ -150,7 +162,7 @@ pub struct Activated {
 }
 
 /// The subscription was deactivated.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Subscription)]
 pub struct Deactivated {
     /// Why, as the supporter or the platform said.
@@ -159,7 +171,7 @@ pub struct Deactivated {
 }
 
 /// A creator opened their Drip.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Drip)]
 #[event(creates)]
 pub struct Opened {
@@ -169,7 +181,7 @@ pub struct Opened {
 }
 
 /// The Drip's pinned post changed.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Drip)]
 pub struct PinMoved {
     /// The newly pinned post.
@@ -178,7 +190,7 @@ pub struct PinMoved {
 }
 
 /// A post was published on a Drip.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Post)]
 #[event(creates)]
 pub struct Posted {
@@ -191,12 +203,12 @@ pub struct Posted {
 }
 
 /// A post was pinned.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Post)]
 pub struct Pinned {}
 
 /// A post was unpinned.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Post)]
 pub struct Unpinned {}
 

@@ -13,6 +13,20 @@ use std::io::Write;
 use diesel::connection::SimpleConnection;
 use es_core::RecordedEvent;
 
+/// Regenerates an app's event catalog (`es_core::catalog`) at boot, and says where on stderr.
+pub fn write_catalog_at_boot(
+    dir: &str,
+    aggregates: &[&str],
+    routes: &[es_core::Route],
+) -> Result<(), es_core::catalog::CatalogError> {
+    let catalog = es_core::catalog::write_catalog(dir, aggregates, routes)?;
+    eprintln!(
+        "event catalog of {} aggregate(s) written to {dir}",
+        catalog.aggregates.len()
+    );
+    Ok(())
+}
+
 /// Creates an example's own tables, one statement each.
 pub fn create_tables(
     conn: &mut impl SimpleConnection,

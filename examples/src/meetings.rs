@@ -12,10 +12,18 @@ use es_core::{
     EventStore, Metadata, NewEvent, Rejection,
 };
 use es_diesel::{AggregateTable, Database, DieselStore};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
 use crate::print_history;
+
+/// Where the app's event catalog is committed (`es_core::catalog`): the reference the data team
+/// reads, written at boot by the example and checked by the tests.
+pub const CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/meetings");
+
+/// The app's aggregates, whose events its catalog lists.
+pub const AGGREGATES: &[&str] = &[<Meeting as Aggregate>::NAME];
 
 /// The diesel schema of the app.
 #[allow(missing_docs)]
@@ -88,7 +96,7 @@ impl Meeting {
 }
 
 /// A meeting was scheduled.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Meeting)]
 #[event(creates)]
 pub struct Scheduled {
@@ -107,12 +115,12 @@ pub struct Scheduled {
 }
 
 /// The invitee accepted the meeting.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Meeting)]
 pub struct Accepted {}
 
 /// The meeting moved to another time; the invitee has to accept it again.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Meeting)]
 pub struct Rescheduled {
     /// When it starts now.
@@ -121,7 +129,7 @@ pub struct Rescheduled {
 }
 
 /// The meeting was called off.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Meeting)]
 pub struct Cancelled {
     /// Why.
@@ -130,7 +138,7 @@ pub struct Cancelled {
 }
 
 /// The meeting took place.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Meeting)]
 pub struct Finished {}
 

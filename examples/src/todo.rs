@@ -16,11 +16,19 @@ use es_diesel::{
     AggregateTable, AnyEvent, DieselStore, Dispatch, JobContext, ReactorError, Recorded, Worker,
     WorkerOptions, dispatcher, job_counts,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use crate::db::{ACTIVITIES_TABLE, AppConnection, OUTBOX_TABLE};
 use crate::print_history;
+
+/// Where the app's event catalog is committed (`es_core::catalog`): the reference the data team
+/// reads, written at boot by the example and checked by the tests.
+pub const CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/todo");
+
+/// The app's aggregates, whose events its catalog lists.
+pub const AGGREGATES: &[&str] = &[<Task as Aggregate>::NAME];
 
 /// The diesel schema of the app.
 #[allow(missing_docs)]
@@ -68,7 +76,7 @@ pub struct Task {
 }
 
 /// A task was created.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Task)]
 #[event(creates)]
 pub struct Created {
@@ -78,7 +86,7 @@ pub struct Created {
 }
 
 /// A task's title was changed.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Task)]
 pub struct TitleUpdated {
     /// The new title.
@@ -87,7 +95,7 @@ pub struct TitleUpdated {
 }
 
 /// A due date was set.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Task)]
 pub struct DueDateSet {
     /// The day the task is due (`YYYY-MM-DD`).
@@ -96,7 +104,7 @@ pub struct DueDateSet {
 }
 
 /// A task was assigned to someone.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Task)]
 pub struct Assigned {
     /// Who does it.
@@ -105,13 +113,13 @@ pub struct Assigned {
 }
 
 /// A task was completed.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Task)]
 pub struct Completed {}
 
 /// A task was deleted. It used to delete the row (`#[event(destroys)]`); it is a soft delete now,
 /// and a replay brought the deleted rows back.
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Task)]
 pub struct Destroyed {}
 

@@ -5,6 +5,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use es_core::{Aggregate, Apply, Event, EventContext};
 use es_diesel::TextUuid;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The diesel schema of the domain's tables.
@@ -60,7 +61,7 @@ pub struct Task {
 }
 
 /// A task was created.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Task)]
 #[event(creates)]
 pub struct Created {
@@ -70,7 +71,7 @@ pub struct Created {
 }
 
 /// A task's title was changed.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Task)]
 pub struct TitleUpdated {
     /// The new title.
@@ -79,7 +80,7 @@ pub struct TitleUpdated {
 }
 
 /// A due date was set.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Task)]
 pub struct DueDateSet {
     /// The day the task is due (ISO 8601).
@@ -88,12 +89,12 @@ pub struct DueDateSet {
 }
 
 /// A task was completed.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Task)]
 pub struct Completed {}
 
 /// A task was destroyed: its row is deleted, its events are kept.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Task)]
 #[event(destroys)]
 pub struct Destroyed {}
@@ -139,7 +140,7 @@ pub struct Project {
 }
 
 /// A project was started.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Project)]
 #[event(creates)]
 pub struct ProjectStarted {
@@ -166,7 +167,7 @@ pub struct Note {
 }
 
 /// A note was written.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Note)]
 #[event(creates)]
 pub struct NoteWritten {
@@ -193,7 +194,7 @@ pub struct Card {
 }
 
 /// A card was written.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Card)]
 #[event(creates)]
 pub struct CardWritten {

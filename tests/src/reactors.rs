@@ -10,6 +10,7 @@ use es_diesel::{
     AggregateTable, AnyEvent, Database, JobContext, ReactorError, Recorded, TriggerContext,
     dispatcher,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Project;
@@ -74,7 +75,7 @@ pub struct Board {
 }
 
 /// A post was written.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Post)]
 #[event(creates)]
 pub struct PostWritten {
@@ -84,7 +85,7 @@ pub struct PostWritten {
 }
 
 /// A post's title was changed.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Post)]
 pub struct TitleChanged {
     /// The new title.
@@ -93,7 +94,7 @@ pub struct TitleChanged {
 }
 
 /// A post's description was changed.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Post)]
 pub struct DescriptionChanged {
     /// The new description.
@@ -102,33 +103,33 @@ pub struct DescriptionChanged {
 }
 
 /// A post was published.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Post)]
 pub struct Published {}
 
 /// A post was unpublished.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Post)]
 pub struct Unpublished {}
 
 /// A post was pinned.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Post)]
 pub struct Pinned {}
 
 /// A post was unpinned.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Post)]
 pub struct Unpinned {}
 
 /// A board was opened.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Board)]
 #[event(creates)]
 pub struct BoardOpened {}
 
 /// The board's pinned post changed.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Board)]
 pub struct PinMoved {
     /// The newly pinned post.
@@ -137,24 +138,25 @@ pub struct PinMoved {
 }
 
 /// A project was pinged: its async reactor fails `failures` times, after sleeping `sleep_ms`.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Project)]
 pub struct Pinged {
     /// How many attempts fail.
     #[data_attributes]
     pub failures: i32,
-    /// How long each attempt takes.
+    /// How long each attempt takes (pings stored before it existed take no time).
     #[data_attributes]
+    #[serde(default)]
     pub sleep_ms: u64,
 }
 
 /// A project answered a ping (created by an async reactor).
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Project)]
 pub struct Ponged {}
 
 /// An event whose trigger creates another one of itself: a cycle.
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Project)]
 pub struct Looped {}
 
@@ -354,10 +356,10 @@ pub fn task_feed<C: Database>(
 dispatcher! {
     /// The routes of the test domain.
     pub struct TestDispatcher;
-    Pinned => trigger: [unpin_other_post];
+    Pinned => trigger: [unpin_other_post -> [Unpinned, PinMoved]];
     PostWritten => trigger: [refuse_boom];
-    Looped => trigger: [loop_again];
-    Pinged => async: [flaky, pong];
+    Looped => trigger: [loop_again -> [Looped]];
+    Pinged => async: [flaky, pong -> [Ponged]];
     crate::domain::Completed => project: [task_feed];
     Project::* => project: [project_feed];
     * => async: [forward_to_event_bus];

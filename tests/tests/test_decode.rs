@@ -6,6 +6,7 @@ use es_core::{
     Aggregate, Apply, AsOf, Error, Event, EventContext, Metadata, Rebuild, RecordedEvent, Registry,
     rebuild,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 #[derive(Aggregate, Default, Clone, Debug, PartialEq)]
@@ -17,7 +18,7 @@ struct Task {
 }
 
 /// A task was created.
-#[derive(Event, Serialize, Deserialize)]
+#[derive(Event, Serialize, Deserialize, JsonSchema)]
 #[aggregate(Task)]
 #[event(creates)]
 struct Created {
@@ -27,7 +28,7 @@ struct Created {
 }
 
 /// A task was completed (it was called `task.finished` before a rename).
-#[derive(Event, Serialize, Deserialize, Debug)]
+#[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Task)]
 #[event(alias = "task.finished")]
 struct Completed {}
@@ -55,7 +56,7 @@ struct Subscription {
 }
 
 /// A supporter subscribed.
-#[derive(Event, Serialize, Deserialize)]
+#[derive(Event, Serialize, Deserialize, JsonSchema)]
 #[aggregate(Subscription)]
 #[event(creates, tag = "subscription.created")]
 struct SubscriptionCreated {

@@ -24,15 +24,16 @@ mod cents {
     }
 }
 
-#[derive(Event, Serialize, Deserialize)]
+#[derive(Event, Serialize, Deserialize, schemars::JsonSchema)]
 #[aggregate(Invoice)]
 struct Issued {
     #[data_attributes]
     #[serde(with = "cents")]
+    #[schemars(with = "i64")]
     total: Money,
 }
 
-#[derive(Event, Clone, Serialize, Deserialize)]
+#[derive(Event, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[aggregate(Invoice)]
 #[serde(from = "PaidJson", into = "PaidJson")]
 struct Paid {
@@ -40,7 +41,7 @@ struct Paid {
     amount: Money,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 struct PaidJson {
     amount: i64,
 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection;
 use es_core::{Error, EventStore, RecordedEvent};
 use es_diesel::{
-    AggregateTable, DieselStore, Pattern, Worker, WorkerOptions, dead_jobs, job_counts,
-    rebuild_projection, retry_dead_jobs,
+    AggregateTable, DieselStore, EventRef, Pattern, Reactor, Worker, WorkerOptions, dead_jobs,
+    job_counts, rebuild_projection, retry_dead_jobs,
 };
 use es_tests::backend::{Reaction, TestConnection, TestDb};
 use es_tests::domain::{Completed, Created, Note, Project, ProjectStarted, Task};
@@ -572,8 +572,29 @@ fn routes_are_described<D: TestDb>(_: &D) {
             events_table: "post_events"
         }
     );
-    assert_eq!(routes[0].triggers, ["unpin_other_post"]);
-    assert_eq!(routes[3].asyncs, ["flaky", "pong"]);
+    assert_eq!(
+        routes[0].triggers,
+        [Reactor {
+            name: "unpin_other_post",
+            creates: &[
+                EventRef {
+                    aggregate: "post",
+                    tag: "post.unpinned"
+                },
+                EventRef {
+                    aggregate: "board",
+                    tag: "board.pin_moved"
+                },
+            ],
+        }]
+    );
+    let asyncs: Vec<(&str, usize)> = routes[3]
+        .asyncs
+        .iter()
+        .map(|reactor| (reactor.name, reactor.creates.len()))
+        .collect();
+    assert_eq!(asyncs, [("flaky", 0), ("pong", 1)]);
+    assert_eq!(routes, es_tests::reactors::TestDispatcher::ROUTES);
     assert_eq!(
         routes[5].pattern,
         Pattern::Aggregate {

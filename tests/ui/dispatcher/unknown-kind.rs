@@ -7,7 +7,7 @@ struct Task {
     id: i64,
 }
 
-#[derive(es_core::Event, Serialize, Deserialize)]
+#[derive(es_core::Event, Serialize, Deserialize, schemars::JsonSchema)]
 #[aggregate(Task)]
 struct Completed {}
 

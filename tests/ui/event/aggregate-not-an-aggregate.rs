@@ -10,7 +10,7 @@ struct Project {
     id: i64,
 }
 
-#[derive(Event, Serialize, Deserialize)]
+#[derive(Event, Serialize, Deserialize, schemars::JsonSchema)]
 #[aggregate(Project)]
 struct Archived {}
 

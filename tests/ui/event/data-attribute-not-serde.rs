@@ -10,7 +10,7 @@ struct Money {
     cents: i64,
 }
 
-#[derive(Event, Serialize, Deserialize)]
+#[derive(Event, Serialize, Deserialize, schemars::JsonSchema)]
 #[aggregate(Task)]
 struct Priced {
     #[data_attributes]

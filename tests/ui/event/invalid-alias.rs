@@ -6,7 +6,7 @@ struct Task {
     id: i64,
 }
 
-#[derive(Event, Serialize, Deserialize)]
+#[derive(Event, Serialize, Deserialize, schemars::JsonSchema)]
 #[aggregate(Task)]
 #[event(alias = "task.finished!")]
 struct Completed {}

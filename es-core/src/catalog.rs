@@ -1,0 +1,1201 @@
+//! The event catalog: the reference the data team reads, generated from the code.
+//!
+//! Every event linked into the program (the [`Registry`]) and the routes of its dispatcher become
+//! one [`Catalog`], written as three kinds of files under one directory:
+//!
+//! - `catalog.yaml`: per aggregate, its events table and every event with its tag, aliases, doc
+//!   comment, data attributes (key, Rust type, JSON type, required or defaulted with the default,
+//!   doc comment), the reactors and projections it is routed to and the events they create; and
+//!   the metadata fields available when an event is created;
+//! - `schemas/<aggregate>/<tag>.schema.json` and `schemas/metadata.schema.json`: the JSON Schemas
+//!   (draft 2020-12) of each event's `data` and of the `metadata`, derived by schemars from the
+//!   Rust types, serde's attributes included;
+//! - `catalog.md`: the same for people, with a Mermaid diagram of the flows event → reactor →
+//!   events it creates.
+//!
+//! The output is deterministic (aggregates by name, events by tag, JSON keys sorted), so that a
+//! change of an event's shape is a diff of the committed catalog in review. Regenerate it at boot
+//! with [`write_catalog`], and keep the committed copy fresh with [`assert_catalog_fresh`] in a
+//! test: it rewrites the files, and under `CI=true` fails when they are stale.
+//!
+//! ```
+//! use es_core::{Aggregate, Apply, Event, EventContext, catalog::Catalog, Registry};
+//! use schemars::JsonSchema;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Aggregate, Default)]
+//! pub struct Subscription { pub id: i64, pub currency: String }
+//!
+//! /// A subscription was created.
+//! #[derive(Event, Serialize, Deserialize, JsonSchema)]
+//! #[aggregate(Subscription)]
+//! #[event(creates)]
+//! pub struct Created {
+//!     /// Old events have no currency: they were all in US dollars.
+//!     #[data_attributes]
+//!     #[serde(default = "usd")]
+//!     pub currency: String,
+//! }
+//! fn usd() -> String { "USD".into() }
+//! # impl Apply<Subscription> for Created {
+//! #     fn apply(&self, s: &mut Subscription, _: &EventContext<'_>) { s.currency = self.currency.clone() }
+//! # }
+//!
+//! let catalog = Catalog::from_registry(Registry::global()?, &[])?;
+//! let yaml = catalog.to_yaml()?;
+//! assert!(yaml.contains("tag: subscription.created"));
+//! assert!(yaml.contains("required: false\n      default: USD"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use schemars::Schema;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::metadata::Metadata;
+use crate::registry::{EventDescriptor, Registry};
+use crate::route::{EventRef, Pattern, Route};
+
+/// The YAML catalog's file name, in the catalog directory.
+pub const YAML_FILE: &str = "catalog.yaml";
+/// The Markdown page's file name, in the catalog directory.
+pub const MARKDOWN_FILE: &str = "catalog.md";
+/// The directory of the JSON Schemas, in the catalog directory.
+pub const SCHEMAS_DIR: &str = "schemas";
+
+/// The path, relative to the catalog directory, of the JSON Schema of event `tag`'s `data`.
+pub fn schema_path(aggregate: &str, tag: &str) -> PathBuf {
+    Path::new(SCHEMAS_DIR)
+        .join(aggregate)
+        .join(format!("{tag}.schema.json"))
+}
+
+/// The path, relative to the catalog directory, of the JSON Schema of the `metadata`.
+pub fn metadata_schema_path() -> PathBuf {
+    Path::new(SCHEMAS_DIR).join("metadata.schema.json")
+}
+
+/// Why a catalog could not be built, written or checked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatalogError {
+    /// The registry could not be built (two events share a tag).
+    #[error(transparent)]
+    Registry(#[from] crate::Error),
+
+    /// A data attribute has no property in its event's JSON Schema (a struct-level
+    /// `#[serde(rename_all)]`, or a `#[serde(flatten)]` attribute).
+    #[error(
+        "data attribute `{attribute}` of event `{event}` has no key `{key}` in the event's JSON \
+         Schema; rename the field itself with `#[serde(rename = \"...\")]`"
+    )]
+    AttributeNotInSchema {
+        /// The event's Rust name.
+        event: &'static str,
+        /// The field.
+        attribute: &'static str,
+        /// The key it was looked up by.
+        key: &'static str,
+    },
+
+    /// An aggregate named for the catalog has no event in the program.
+    #[error("no event of the program belongs to an aggregate named `{name}`")]
+    UnknownAggregate {
+        /// The name asked for.
+        name: String,
+    },
+
+    /// The catalog could not be encoded as YAML.
+    #[error("cannot encode the event catalog as YAML: {0}")]
+    Yaml(#[source] serde_norway::Error),
+
+    /// A JSON Schema could not be encoded.
+    #[error("cannot encode `{path}`: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// What serde found wrong.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A catalog file could not be read, written or removed.
+    #[error("cannot {action} `{path}`: {source}")]
+    Io {
+        /// `read`, `write` or `remove`.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A committed catalog file is not what the code generates.
+    #[error(
+        "the event catalog is stale: `{path}` {reason}; regenerate it by running `{refresh}` \
+         without `CI=true`, and commit the result"
+    )]
+    Stale {
+        /// The stale file.
+        path: PathBuf,
+        /// How it differs.
+        reason: &'static str,
+        /// The command that regenerates it.
+        refresh: String,
+    },
+}
+
+/// The catalog of every event of a program: see the [module documentation](self).
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct Catalog {
+    /// The aggregates, sorted by name.
+    pub aggregates: Vec<AggregateDoc>,
+    /// The metadata fields available when an event is created.
+    pub metadata: MetadataDoc,
+    /// The routes of the dispatcher.
+    #[serde(skip)]
+    pub routes: Vec<Route>,
+}
+
+/// One aggregate of the catalog.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct AggregateDoc {
+    /// Its name.
+    pub name: String,
+    /// Its events table.
+    pub events_table: String,
+    /// Its events, sorted by tag.
+    pub events: Vec<EventDoc>,
+}
+
+/// One event of the catalog.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct EventDoc {
+    /// The stored type tag.
+    pub tag: String,
+    /// Former tags that still decode to this event.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// The Rust type.
+    pub rust_name: String,
+    /// The doc comment of the event struct.
+    pub doc: String,
+    /// Whether the event creates its aggregate.
+    #[serde(skip_serializing_if = "is_false")]
+    pub creates: bool,
+    /// Whether the event destroys its aggregate.
+    #[serde(skip_serializing_if = "is_false")]
+    pub destroys: bool,
+    /// The data attributes, in declaration order.
+    pub attributes: Vec<FieldDoc>,
+    /// The reactors and projections the dispatcher routes the event to, in the order they run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reactors: Vec<ReactorDoc>,
+    /// The JSON Schema of the event's `data`.
+    #[serde(skip)]
+    pub data_schema: Schema,
+}
+
+/// A data attribute of an event, or a metadata field.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct FieldDoc {
+    /// Its key in the JSON.
+    pub name: String,
+    /// Its Rust type as written (data attributes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rust_type: Option<String>,
+    /// Its JSON type, from the JSON Schema (`string`, `integer (int64)`, `string | null`).
+    pub json_type: String,
+    /// Whether every stored JSON has it.
+    pub required: bool,
+    /// The value an absent key decodes to, when serde gives it one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+    /// Its doc comment.
+    pub doc: String,
+}
+
+/// A reactor or projection an event is routed to.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct ReactorDoc {
+    /// The reactor's path as written in the dispatcher.
+    pub name: String,
+    /// How it runs.
+    pub kind: ReactorKind,
+    /// Whether it runs in the write transaction (`trigger`, `project`) rather than after commit.
+    pub sync: bool,
+    /// The route that sends the event there: a tag, `{aggregate}.*` or `*`.
+    pub route: String,
+    /// The events it may create, as declared in the dispatcher.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub creates: Vec<EventRef>,
+}
+
+/// How a reactor runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ReactorKind {
+    /// In the write transaction; may create events.
+    Trigger,
+    /// As a job, after commit; may create events.
+    Async,
+    /// A projection handler, in the write transaction and on rebuilds.
+    Project,
+}
+
+impl ReactorKind {
+    fn name(self) -> &'static str {
+        match self {
+            ReactorKind::Trigger => "trigger",
+            ReactorKind::Async => "async",
+            ReactorKind::Project => "project",
+        }
+    }
+}
+
+/// The metadata of the catalog: what is known of an event's creation.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct MetadataDoc {
+    /// The named fields, sorted by name; none is required.
+    pub fields: Vec<FieldDoc>,
+    /// Whether other keys are kept too (free-form context).
+    pub other_keys: bool,
+    /// The JSON Schema of the `metadata`.
+    #[serde(skip)]
+    pub schema: Schema,
+}
+
+/// A file of the catalog: its path relative to the catalog directory, and its contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogFile {
+    /// The path, relative to the catalog directory.
+    pub path: PathBuf,
+    /// The contents.
+    pub contents: String,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+impl Catalog {
+    /// The catalog of every event of `registry`, with the reactors of `routes` (a dispatcher's
+    /// `ROUTES`, or `&[]`).
+    pub fn from_registry(registry: &Registry, routes: &[Route]) -> Result<Self, CatalogError> {
+        Self::build(registry.events().iter().copied(), routes)
+    }
+
+    /// The catalog of the events of the aggregates named `aggregates` (their
+    /// [`Aggregate::NAME`](crate::Aggregate::NAME)s): one app's, when the program links the
+    /// events of several (a test binary, a workspace of examples).
+    pub fn of_aggregates(
+        registry: &Registry,
+        aggregates: &[&str],
+        routes: &[Route],
+    ) -> Result<Self, CatalogError> {
+        let known: BTreeSet<&str> = registry.events().iter().map(|e| e.aggregate).collect();
+        if let Some(unknown) = aggregates.iter().find(|name| !known.contains(**name)) {
+            return Err(CatalogError::UnknownAggregate {
+                name: (*unknown).to_owned(),
+            });
+        }
+        let events = registry.events().iter().copied();
+        Self::build(
+            events.filter(|event| aggregates.contains(&event.aggregate)),
+            routes,
+        )
+    }
+
+    fn build(
+        events: impl Iterator<Item = &'static EventDescriptor>,
+        routes: &[Route],
+    ) -> Result<Self, CatalogError> {
+        let mut aggregates: Vec<AggregateDoc> = Vec::new();
+        for event in events {
+            let doc = event_doc(event, routes)?;
+            match aggregates.last_mut() {
+                Some(aggregate) if aggregate.name == event.aggregate => aggregate.events.push(doc),
+                _ => aggregates.push(AggregateDoc {
+                    name: event.aggregate.to_owned(),
+                    events_table: event.events_table.to_owned(),
+                    events: vec![doc],
+                }),
+            }
+        }
+        let schema = Metadata::json_schema();
+        let root = schema.as_value();
+        let mut fields: Vec<FieldDoc> = properties(root)
+            .map(|(name, property)| field_doc(name, None, property, root, ""))
+            .collect();
+        fields.sort_by(|a, b| a.name.cmp(&b.name));
+        let other_keys = root.get("additionalProperties") != Some(&Value::Bool(false));
+        Ok(Self {
+            aggregates,
+            metadata: MetadataDoc {
+                fields,
+                other_keys,
+                schema,
+            },
+            routes: routes.to_vec(),
+        })
+    }
+
+    /// The catalog as YAML (`catalog.yaml`).
+    pub fn to_yaml(&self) -> Result<String, CatalogError> {
+        let header = "# The event catalog, generated from the code by es_core::catalog: do not \
+                      edit.\n";
+        let body = serde_norway::to_string(self).map_err(CatalogError::Yaml)?;
+        Ok(format!("{header}{body}"))
+    }
+
+    /// The JSON Schemas, each with its path relative to the catalog directory: one per event's
+    /// `data`, then the `metadata`'s.
+    pub fn json_schemas(&self) -> Vec<(PathBuf, &Schema)> {
+        let events = self.aggregates.iter().flat_map(|aggregate| {
+            aggregate
+                .events
+                .iter()
+                .map(|event| (schema_path(&aggregate.name, &event.tag), &event.data_schema))
+        });
+        events
+            .chain(std::iter::once((
+                metadata_schema_path(),
+                &self.metadata.schema,
+            )))
+            .collect()
+    }
+
+    /// The catalog as a Markdown page (`catalog.md`), with a Mermaid diagram of the flows.
+    pub fn to_markdown(&self) -> String {
+        let mut page = String::from(
+            "# Event catalog\n\n<!-- Generated from the code by es_core::catalog: do not edit. \
+             -->\n\n## Flows\n\nEach event, the reactors it is routed to, and the events they \
+             may create.\n\n```mermaid\n",
+        );
+        page.push_str(&self.mermaid());
+        page.push_str("```\n");
+        for aggregate in &self.aggregates {
+            let _ = write!(
+                page,
+                "\n## {}\n\nEvents table: `{}`.\n",
+                aggregate.name, aggregate.events_table
+            );
+            for event in &aggregate.events {
+                markdown_event(&mut page, event);
+            }
+        }
+        page.push_str(
+            "\n## Metadata\n\nKnown when any event is created, stored in its `metadata` \
+             column. No field is required.\n\n| field | JSON type | description |\n|---|---|---|\n",
+        );
+        for field in &self.metadata.fields {
+            let _ = writeln!(
+                page,
+                "| `{}` | {} | {} |",
+                field.name,
+                cell(&field.json_type),
+                cell(&field.doc)
+            );
+        }
+        if self.metadata.other_keys {
+            page.push_str("\nAny other key is kept as free-form context.\n");
+        }
+        page
+    }
+
+    /// Every file of the catalog, sorted by path.
+    pub fn files(&self) -> Result<Vec<CatalogFile>, CatalogError> {
+        let mut files = vec![
+            CatalogFile {
+                path: PathBuf::from(YAML_FILE),
+                contents: self.to_yaml()?,
+            },
+            CatalogFile {
+                path: PathBuf::from(MARKDOWN_FILE),
+                contents: self.to_markdown(),
+            },
+        ];
+        for (path, schema) in self.json_schemas() {
+            let mut contents =
+                serde_json::to_string_pretty(&sorted(schema.as_value())).map_err(|source| {
+                    CatalogError::Json {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+            contents.push('\n');
+            files.push(CatalogFile { path, contents });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(files)
+    }
+
+    /// Writes the catalog under `dir`, creating it, rewriting only the files that changed and
+    /// removing the JSON Schemas of events that no longer exist.
+    pub fn write_to(&self, dir: impl AsRef<Path>) -> Result<(), CatalogError> {
+        let dir = dir.as_ref();
+        let files = self.files()?;
+        for file in &files {
+            let path = dir.join(&file.path);
+            if read(&path)?.as_deref() == Some(file.contents.as_str()) {
+                continue;
+            }
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(io("write", parent))?;
+            }
+            std::fs::write(&path, &file.contents).map_err(io("write", &path))?;
+        }
+        for path in obsolete_schemas(dir, &files)? {
+            std::fs::remove_file(&path).map_err(io("remove", &path))?;
+        }
+        Ok(())
+    }
+
+    /// Checks that the catalog under `dir` is exactly this one: fails with
+    /// [`CatalogError::Stale`], naming the first stale file and the command `refresh` that
+    /// regenerates it.
+    pub fn check(&self, dir: impl AsRef<Path>, refresh: &str) -> Result<(), CatalogError> {
+        let dir = dir.as_ref();
+        let files = self.files()?;
+        let stale = |path: PathBuf, reason| CatalogError::Stale {
+            path,
+            reason,
+            refresh: refresh.to_owned(),
+        };
+        for file in &files {
+            let path = dir.join(&file.path);
+            match read(&path)? {
+                None => return Err(stale(path, "is missing")),
+                Some(contents) if contents != file.contents => {
+                    return Err(stale(path, "differs from what the code generates"));
+                }
+                Some(_) => {}
+            }
+        }
+        match obsolete_schemas(dir, &files)?.into_iter().next() {
+            Some(path) => Err(stale(path, "describes an event that no longer exists")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Builds the catalog of the events of `aggregates` with `routes` and writes it under `dir`: the
+/// one call to make at boot.
+pub fn write_catalog(
+    dir: impl AsRef<Path>,
+    aggregates: &[&str],
+    routes: &[Route],
+) -> Result<Catalog, CatalogError> {
+    let catalog = Catalog::of_aggregates(Registry::global()?, aggregates, routes)?;
+    catalog.write_to(dir)?;
+    Ok(catalog)
+}
+
+/// Keeps the committed catalog of `aggregates` under `dir` fresh, from a test: rewrites it, or,
+/// when the `CI` environment variable is set (and not `false` or `0`), checks it and fails when it
+/// is stale.
+///
+/// The failure names the stale file and the command that regenerates it (`cargo test -p <the
+/// crate under test>`).
+pub fn refresh_catalog(
+    dir: impl AsRef<Path>,
+    aggregates: &[&str],
+    routes: &[Route],
+) -> Result<(), CatalogError> {
+    let catalog = Catalog::of_aggregates(Registry::global()?, aggregates, routes)?;
+    if in_ci() {
+        let refresh = match std::env::var("CARGO_PKG_NAME") {
+            Ok(package) => format!("cargo test -p {package}"),
+            Err(_) => "cargo test".to_owned(),
+        };
+        catalog.check(dir, &refresh)
+    } else {
+        catalog.write_to(dir)
+    }
+}
+
+/// [`refresh_catalog`] as a test assertion.
+///
+/// # Panics
+///
+/// When the catalog cannot be written, or under `CI=true` when it is stale, with a message saying
+/// which file and how to refresh it.
+#[track_caller]
+pub fn assert_catalog_fresh(dir: impl AsRef<Path>, aggregates: &[&str], routes: &[Route]) {
+    if let Err(error) = refresh_catalog(dir, aggregates, routes) {
+        panic!("{error}");
+    }
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| !matches!(value.as_str(), "" | "0" | "false"))
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CatalogError {
+    let path = path.to_owned();
+    move |source| CatalogError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// The contents of `path`, or `None` if it does not exist.
+fn read(path: &Path) -> Result<Option<String>, CatalogError> {
+    match std::fs::read_to_string(path) {
+        Ok(contents) => Ok(Some(contents)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(io("read", path)(error)),
+    }
+}
+
+/// The `*.schema.json` files under `dir/schemas` that the catalog no longer generates, sorted.
+fn obsolete_schemas(dir: &Path, files: &[CatalogFile]) -> Result<Vec<PathBuf>, CatalogError> {
+    let wanted: BTreeSet<PathBuf> = files.iter().map(|file| dir.join(&file.path)).collect();
+    let mut obsolete = Vec::new();
+    let mut pending = vec![dir.join(SCHEMAS_DIR)];
+    while let Some(current) = pending.pop() {
+        let entries = match std::fs::read_dir(&current) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(io("read", &current)(error)),
+        };
+        for entry in entries {
+            let path = entry.map_err(io("read", &current))?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.to_string_lossy().ends_with(".schema.json") && !wanted.contains(&path) {
+                obsolete.push(path);
+            }
+        }
+    }
+    obsolete.sort();
+    Ok(obsolete)
+}
+
+fn event_doc(event: &'static EventDescriptor, routes: &[Route]) -> Result<EventDoc, CatalogError> {
+    let data_schema = event.data_schema();
+    let root = data_schema.as_value();
+    let mut attributes = Vec::with_capacity(event.attributes.len());
+    for attribute in event.attributes {
+        let property = root
+            .get("properties")
+            .and_then(|properties| properties.get(attribute.key))
+            .ok_or(CatalogError::AttributeNotInSchema {
+                event: event.rust_name,
+                attribute: attribute.name,
+                key: attribute.key,
+            })?;
+        attributes.push(field_doc(
+            attribute.key,
+            Some(attribute.rust_type),
+            property,
+            root,
+            attribute.doc,
+        ));
+    }
+    Ok(EventDoc {
+        tag: event.tag.to_owned(),
+        aliases: event
+            .aliases
+            .iter()
+            .map(|alias| (*alias).to_owned())
+            .collect(),
+        rust_name: event.rust_name.to_owned(),
+        doc: event.doc.to_owned(),
+        creates: event.creates,
+        destroys: event.destroys,
+        attributes,
+        reactors: reactors_of(event, routes),
+        data_schema,
+    })
+}
+
+/// The reactors `routes` send `event` to, in the order they run.
+fn reactors_of(event: &EventDescriptor, routes: &[Route]) -> Vec<ReactorDoc> {
+    let mut reactors = Vec::new();
+    for route in routes
+        .iter()
+        .filter(|route| route.pattern.matches(event.events_table, event.tag))
+    {
+        let via = route_label(&route.pattern);
+        let doc = |name: &str, kind: ReactorKind, creates: &[EventRef]| ReactorDoc {
+            name: name.to_owned(),
+            kind,
+            sync: kind != ReactorKind::Async,
+            route: via.clone(),
+            creates: creates.to_vec(),
+        };
+        reactors.extend(
+            route
+                .triggers
+                .iter()
+                .map(|reactor| doc(reactor.name, ReactorKind::Trigger, reactor.creates)),
+        );
+        reactors.extend(
+            route
+                .projections
+                .iter()
+                .map(|name| doc(name, ReactorKind::Project, &[])),
+        );
+        reactors.extend(
+            route
+                .asyncs
+                .iter()
+                .map(|reactor| doc(reactor.name, ReactorKind::Async, reactor.creates)),
+        );
+    }
+    reactors
+}
+
+/// A route's pattern for readers: the tag, `{aggregate}.*`, or `*`.
+fn route_label(pattern: &Pattern) -> String {
+    match pattern {
+        Pattern::Event { tag, .. } => (*tag).to_owned(),
+        Pattern::Aggregate { name, .. } => format!("{name}.*"),
+        Pattern::All => "*".to_owned(),
+    }
+}
+
+fn properties(schema: &Value) -> impl Iterator<Item = (&str, &Value)> {
+    schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|properties| properties.iter().map(|(key, value)| (key.as_str(), value)))
+}
+
+fn field_doc(
+    name: &str,
+    rust_type: Option<&str>,
+    property: &Value,
+    root: &Value,
+    doc: &str,
+) -> FieldDoc {
+    let required = root
+        .get("required")
+        .and_then(Value::as_array)
+        .is_some_and(|required| required.iter().any(|key| key == name));
+    let doc = if doc.is_empty() {
+        property
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    } else {
+        doc
+    };
+    FieldDoc {
+        name: name.to_owned(),
+        rust_type: rust_type.map(str::to_owned),
+        json_type: json_type(property, root),
+        required,
+        default: property.get("default").map(sorted),
+        doc: doc.to_owned(),
+    }
+}
+
+/// A schema's type for readers: `string`, `integer (int64)`, `array of string`, `string | null`,
+/// `Money (object)` for a definition.
+fn json_type(schema: &Value, root: &Value) -> String {
+    if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
+        let name = reference.rsplit('/').next().unwrap_or(reference);
+        return match reference
+            .strip_prefix('#')
+            .and_then(|pointer| root.pointer(pointer))
+        {
+            Some(definition) => format!("{name} ({})", json_type(definition, root)),
+            None => name.to_owned(),
+        };
+    }
+    let with_format = |kind: &str| -> String {
+        let format = schema.get("format").and_then(Value::as_str);
+        match (kind, format, schema.get("items")) {
+            ("array", _, Some(items)) => format!("array of {}", json_type(items, root)),
+            (kind, Some(format), _) => format!("{kind} ({format})"),
+            (kind, None, _) => kind.to_owned(),
+        }
+    };
+    match schema.get("type") {
+        Some(Value::String(kind)) => with_format(kind),
+        Some(Value::Array(kinds)) => kinds
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|kind| match kind {
+                "null" => kind.to_owned(),
+                kind => with_format(kind),
+            })
+            .collect::<Vec<_>>()
+            .join(" | "),
+        _ => match schema
+            .get("anyOf")
+            .or_else(|| schema.get("oneOf"))
+            .and_then(Value::as_array)
+        {
+            Some(alternatives) => alternatives
+                .iter()
+                .map(|alternative| json_type(alternative, root))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            None if schema.get("enum").is_some() => "enum".to_owned(),
+            None => "any".to_owned(),
+        },
+    }
+}
+
+/// `value` with the keys of every object sorted, whatever the order of `serde_json`'s maps.
+fn sorted(value: &Value) -> Value {
+    match value {
+        Value::Object(object) => {
+            let mut keys: Vec<&String> = object.keys().collect();
+            keys.sort();
+            let mut out = Map::new();
+            for key in keys {
+                out.insert(key.clone(), sorted(&object[key]));
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Escapes a Markdown table cell.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+fn markdown_event(page: &mut String, event: &EventDoc) {
+    let _ = write!(page, "\n### `{}` (`{}`)\n\n", event.tag, event.rust_name);
+    if !event.doc.is_empty() {
+        let _ = write!(page, "{}\n\n", event.doc);
+    }
+    if event.creates {
+        page.push_str("Creates its aggregate.\n\n");
+    }
+    if event.destroys {
+        page.push_str("Destroys its aggregate (its row is deleted; its events are kept).\n\n");
+    }
+    if !event.aliases.is_empty() {
+        let aliases: Vec<String> = event.aliases.iter().map(|a| format!("`{a}`")).collect();
+        let _ = write!(page, "Former tags: {}.\n\n", aliases.join(", "));
+    }
+    if event.attributes.is_empty() {
+        page.push_str("No data attributes.\n");
+    } else {
+        page.push_str(
+            "| attribute | Rust type | JSON type | required | description |\n|---|---|---|---|---|\n",
+        );
+        for attribute in &event.attributes {
+            let required = match &attribute.default {
+                _ if attribute.required => "yes".to_owned(),
+                Some(default) => format!("no, default `{default}`"),
+                None => "no".to_owned(),
+            };
+            let _ = writeln!(
+                page,
+                "| `{}` | `{}` | {} | {} | {} |",
+                attribute.name,
+                cell(attribute.rust_type.as_deref().unwrap_or_default()),
+                cell(&attribute.json_type),
+                cell(&required),
+                cell(&attribute.doc)
+            );
+        }
+    }
+    if !event.reactors.is_empty() {
+        page.push_str("\nRouted to:\n\n");
+        for reactor in &event.reactors {
+            let timing = if reactor.sync {
+                "in the write transaction"
+            } else {
+                "after commit by a worker"
+            };
+            let _ = write!(
+                page,
+                "- `{}` ({}, {timing}) via `{}`",
+                reactor.name,
+                reactor.kind.name(),
+                reactor.route
+            );
+            if !reactor.creates.is_empty() {
+                let created: Vec<String> = reactor
+                    .creates
+                    .iter()
+                    .map(|event| format!("`{}`", event.tag))
+                    .collect();
+                let _ = write!(page, "; may create {}", created.join(", "));
+            }
+            page.push('\n');
+        }
+    }
+}
+
+/// A Mermaid identifier made of `parts`.
+fn node_id(parts: &[&str]) -> String {
+    parts
+        .join("__")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+impl Catalog {
+    /// The Mermaid flowchart of the routes: pattern → reactor (labelled with its kind) → created events.
+    fn mermaid(&self) -> String {
+        let mut nodes: BTreeSet<String> = BTreeSet::new();
+        let mut edges: Vec<String> = Vec::new();
+        let event_node = |event: &EventRef, nodes: &mut BTreeSet<String>| {
+            let id = node_id(&["event", event.aggregate, event.tag]);
+            nodes.insert(format!("{id}[\"{}\"]", event.tag));
+            id
+        };
+        for route in &self.routes {
+            let source = match route.pattern {
+                Pattern::Event { tag, events_table } => {
+                    let aggregate = self
+                        .aggregates
+                        .iter()
+                        .find(|aggregate| aggregate.events_table == events_table)
+                        .map_or(events_table, |aggregate| aggregate.name.as_str());
+                    let id = node_id(&["event", aggregate, tag]);
+                    nodes.insert(format!("{id}[\"{tag}\"]"));
+                    id
+                }
+                Pattern::Aggregate { name, .. } => {
+                    let id = node_id(&["every", name]);
+                    nodes.insert(format!("{id}{{{{\"every {name} event\"}}}}"));
+                    id
+                }
+                Pattern::All => {
+                    nodes.insert("every_event{{\"every event\"}}".to_owned());
+                    "every_event".to_owned()
+                }
+            };
+            let reactors = route
+                .triggers
+                .iter()
+                .map(|reactor| (ReactorKind::Trigger, reactor.name, reactor.creates))
+                .chain(
+                    route
+                        .projections
+                        .iter()
+                        .map(|name| (ReactorKind::Project, *name, &[][..])),
+                )
+                .chain(
+                    route
+                        .asyncs
+                        .iter()
+                        .map(|reactor| (ReactorKind::Async, reactor.name, reactor.creates)),
+                );
+            for (kind, name, creates) in reactors {
+                let id = node_id(&[kind.name(), name]);
+                let shape = match kind {
+                    ReactorKind::Trigger => format!("{id}[[\"{name}\"]]"),
+                    ReactorKind::Async => format!("{id}([\"{name}\"])"),
+                    ReactorKind::Project => format!("{id}[(\"{name}\")]"),
+                };
+                nodes.insert(shape);
+                edges.push(format!("    {source} -->|{}| {id}", kind.name()));
+                for created in creates {
+                    let target = event_node(created, &mut nodes);
+                    edges.push(format!("    {id} -.->|creates| {target}"));
+                }
+            }
+        }
+        let mut chart = String::from("flowchart LR\n");
+        for node in nodes {
+            let _ = writeln!(chart, "    {node}");
+        }
+        for edge in edges {
+            chart.push_str(&edge);
+            chart.push('\n');
+        }
+        chart
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::any::{Any, TypeId};
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::__private::ApplyFailure;
+    use crate::event::EventContext;
+    use crate::registry::AttributeDescriptor;
+    use crate::route::Reactor;
+
+    struct Subscription;
+
+    /// A subscription was created.
+    #[derive(schemars::JsonSchema)]
+    #[allow(dead_code)]
+    struct Created {
+        /// The plan.
+        plan: String,
+        /// Old events have no currency.
+        #[serde(default = "usd")]
+        currency: String,
+        /// Optional notes.
+        notes: Option<Vec<String>>,
+    }
+
+    fn usd() -> String {
+        "USD".into()
+    }
+
+    /// A subscription was cancelled.
+    #[derive(schemars::JsonSchema)]
+    struct Cancelled {}
+
+    fn ignore(_: &mut dyn Any, _: &str, _: &EventContext<'_>) -> Result<(), ApplyFailure> {
+        Ok(())
+    }
+
+    /// An event of the subscription aggregate, without aliases or doc comment.
+    const fn subscription_event(
+        rust_name: &'static str,
+        tag: &'static str,
+        (creates, destroys): (bool, bool),
+        attributes: &'static [AttributeDescriptor],
+        schema: fn() -> Schema,
+    ) -> EventDescriptor {
+        EventDescriptor::__new(
+            TypeId::of::<Subscription>,
+            "subscription",
+            "subscription_events",
+            rust_name,
+            tag,
+            &[],
+            creates,
+            destroys,
+            "",
+            attributes,
+            ignore,
+            schema,
+        )
+    }
+
+    static CREATED: EventDescriptor = subscription_event(
+        "Created",
+        "subscription.created",
+        (true, false),
+        &[
+            AttributeDescriptor::__new("plan", "plan", "String", "The plan."),
+            AttributeDescriptor::__new("currency", "currency", "String", "Old events..."),
+            AttributeDescriptor::__new("notes", "notes", "Option<Vec<String>>", ""),
+        ],
+        crate::registry::schema_for::<Created>,
+    );
+    static CANCELLED: EventDescriptor = subscription_event(
+        "Cancelled",
+        "subscription.cancelled",
+        (false, true),
+        &[],
+        crate::registry::schema_for::<Cancelled>,
+    );
+    /// `Created` with an attribute whose key is not in its schema.
+    static RENAMED: EventDescriptor = subscription_event(
+        "Created",
+        "subscription.created",
+        (true, false),
+        &[AttributeDescriptor::__new(
+            "plan",
+            "plan_name",
+            "String",
+            "",
+        )],
+        crate::registry::schema_for::<Created>,
+    );
+
+    const CANCEL: EventRef = EventRef {
+        aggregate: "subscription",
+        tag: "subscription.cancelled",
+    };
+    static ROUTES: &[Route] = &[
+        Route {
+            pattern: Pattern::Event {
+                tag: "subscription.created",
+                events_table: "subscription_events",
+            },
+            triggers: &[Reactor {
+                name: "check_fraud",
+                creates: &[CANCEL],
+            }],
+            asyncs: &[],
+            projections: &[],
+        },
+        Route {
+            pattern: Pattern::Aggregate {
+                name: "subscription",
+                events_table: "subscription_events",
+            },
+            triggers: &[],
+            asyncs: &[],
+            projections: &["revenue"],
+        },
+        Route {
+            pattern: Pattern::All,
+            triggers: &[],
+            asyncs: &[Reactor {
+                name: "forward",
+                creates: &[],
+            }],
+            projections: &[],
+        },
+    ];
+
+    fn catalog() -> Catalog {
+        let registry = Registry::build([&CREATED, &CANCELLED]).unwrap();
+        Catalog::from_registry(&registry, ROUTES).unwrap()
+    }
+
+    #[test]
+    fn attributes_come_from_the_json_schema() {
+        let catalog = catalog();
+        let created = &catalog.aggregates[0].events[1];
+        assert_eq!(created.tag, "subscription.created");
+        let shapes: Vec<(&str, &str, bool, Option<&Value>)> = created
+            .attributes
+            .iter()
+            .map(|a| (&*a.name, &*a.json_type, a.required, a.default.as_ref()))
+            .collect();
+        assert_eq!(
+            shapes,
+            [
+                ("plan", "string", true, None),
+                ("currency", "string", false, Some(&json!("USD"))),
+                ("notes", "array of string | null", false, None),
+            ]
+        );
+    }
+
+    #[test]
+    fn each_event_lists_the_reactors_routed_to_it() {
+        let catalog = catalog();
+        let [cancelled, created] = &catalog.aggregates[0].events[..] else {
+            panic!("two events");
+        };
+        let routed = |event: &EventDoc| -> Vec<(String, ReactorKind, String)> {
+            event
+                .reactors
+                .iter()
+                .map(|r| (r.name.clone(), r.kind, r.route.clone()))
+                .collect()
+        };
+        assert_eq!(
+            routed(created),
+            [
+                (
+                    "check_fraud".into(),
+                    ReactorKind::Trigger,
+                    "subscription.created".into()
+                ),
+                (
+                    "revenue".into(),
+                    ReactorKind::Project,
+                    "subscription.*".into()
+                ),
+                ("forward".into(), ReactorKind::Async, "*".into()),
+            ]
+        );
+        assert_eq!(created.reactors[0].creates, [CANCEL]);
+        assert_eq!(routed(cancelled).len(), 2);
+    }
+
+    #[test]
+    fn the_markdown_page_draws_the_flows() {
+        let page = catalog().to_markdown();
+        for line in [
+            "    event__subscription__subscription_created -->|trigger| trigger__check_fraud\n",
+            "    trigger__check_fraud -.->|creates| event__subscription__subscription_cancelled\n",
+            "    every__subscription -->|project| project__revenue\n",
+            "    every_event -->|async| async__forward\n",
+            "| `currency` | `String` | string | no, default `\"USD\"` | Old events... |\n",
+            "| `notes` | `Option<Vec<String>>` | array of string \\| null | no | Optional notes. |\n",
+        ] {
+            assert!(page.contains(line), "{line} not in:\n{page}");
+        }
+    }
+
+    #[test]
+    fn an_attribute_missing_from_the_schema_is_an_error() {
+        let registry = Registry::build([&RENAMED]).unwrap();
+        let error = Catalog::from_registry(&registry, &[]).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                CatalogError::AttributeNotInSchema {
+                    attribute: "plan",
+                    key: "plan_name",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_written_catalog_is_fresh_until_a_file_differs_or_is_left_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = catalog();
+        catalog.write_to(dir.path()).unwrap();
+        catalog.check(dir.path(), "cargo test").unwrap();
+        let schema = dir
+            .path()
+            .join(schema_path("subscription", "subscription.created"));
+        assert!(
+            std::fs::read_to_string(&schema)
+                .unwrap()
+                .contains("\"default\": \"USD\"")
+        );
+
+        std::fs::write(&schema, "{}").unwrap();
+        let error = catalog.check(dir.path(), "cargo test -p app").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "the event catalog is stale: `{}` differs from what the code generates; \
+                 regenerate it by running `cargo test -p app` without `CI=true`, and commit the \
+                 result",
+                schema.display()
+            )
+        );
+
+        catalog.write_to(dir.path()).unwrap();
+        let gone = dir
+            .path()
+            .join(schema_path("subscription", "subscription.paused"));
+        std::fs::write(&gone, "{}").unwrap();
+        let error = catalog.check(dir.path(), "cargo test").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("describes an event that no longer exists"),
+            "{error}"
+        );
+        catalog.write_to(dir.path()).unwrap();
+        assert!(!gone.exists());
+        catalog.check(dir.path(), "cargo test").unwrap();
+
+        std::fs::remove_file(dir.path().join(YAML_FILE)).unwrap();
+        let error = catalog.check(dir.path(), "cargo test").unwrap_err();
+        assert!(
+            error.to_string().contains("catalog.yaml` is missing"),
+            "{error}"
+        );
+    }
+}
