@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::aggregate::Aggregate;
 use crate::error::Error;
-use crate::event::{IntoEvents, NewEvent, RecordedEvent};
+use crate::event::{NewEvent, RecordedEvent};
 use crate::history::{AppendOptions, AsOf, Head, rebuild, stage};
 use crate::store::{Committed, EventFilter, EventStore, ReplayProgress, Transactional};
 
@@ -149,23 +149,12 @@ impl Transactional for InMemoryStore {
 }
 
 impl<A: Aggregate + Clone> EventStore<A> for InMemoryStore {
-    fn append(
-        &mut self,
-        id: &A::Id,
-        events: impl IntoEvents<A>,
-        options: &AppendOptions,
-    ) -> Result<Committed<A>, Error> {
-        let events = events.into_events();
-        self.append_with(id, |_| Ok(events), options)
-    }
-
     fn append_with<E: From<Error>>(
         &mut self,
         id: &A::Id,
         decide: impl FnOnce(Option<&A>) -> Result<Vec<NewEvent<A>>, E>,
         options: &AppendOptions,
     ) -> Result<Committed<A>, E> {
-        let mut position = self.last_position;
         let table = self.table::<A>();
         let last = table.events.get(id).and_then(|events| events.last());
         let head = Head::new::<A>(
@@ -179,23 +168,11 @@ impl<A: Aggregate + Clone> EventStore<A> for InMemoryStore {
             return Ok(Committed::new(current, Vec::new()));
         }
         let staged = stage(id, current, head, &events, options)?;
-        let recorded: Vec<RecordedEvent<A::Id>> = staged
-            .events
-            .into_iter()
-            .map(|event| {
-                position += 1;
-                RecordedEvent {
-                    id: position,
-                    aggregate_id: id.clone(),
-                    version: event.version,
-                    event_type: event.tag.to_owned(),
-                    data: event.data,
-                    metadata: staged.metadata.clone(),
-                    created_at: staged.created_at,
-                }
-            })
-            .collect();
-        match &staged.state {
+        let first = self.last_position + 1;
+        let count = i64::try_from(staged.events.len()).unwrap_or(i64::MAX);
+        let committed = staged.into_committed(id, first..first + count);
+        let table = self.table::<A>();
+        match &committed.state {
             Some(state) => table.rows.insert(id.clone(), state.clone()),
             None => table.rows.remove(id),
         };
@@ -203,9 +180,9 @@ impl<A: Aggregate + Clone> EventStore<A> for InMemoryStore {
             .events
             .entry(id.clone())
             .or_default()
-            .extend(recorded.iter().cloned());
-        self.last_position = position;
-        Ok(Committed::new(staged.state, recorded))
+            .extend(committed.events.iter().cloned());
+        self.last_position = first + count - 1;
+        Ok(committed)
     }
 
     fn load(&mut self, id: &A::Id) -> Result<Option<A>, Error> {

@@ -18,7 +18,10 @@ pub trait EventStore<A: Aggregate> {
         id: &A::Id,
         events: impl IntoEvents<A>,
         options: &AppendOptions,
-    ) -> Result<Committed<A>, Error>;
+    ) -> Result<Committed<A>, Error> {
+        let events = events.into_events();
+        self.append_with(id, |_| Ok(events), options)
+    }
 
     /// Appends the events that `decide` makes from the aggregate as stored now (`None` if it does
     /// not exist), under the aggregate's write lock, in one transaction. The expected version is

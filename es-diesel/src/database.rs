@@ -495,8 +495,14 @@ macro_rules! database {
                         Id::read(row, "aggregate_id").map(IdRow)
                     }
                 }
+                // A loose index scan: one index seek per id, whatever the planner's statistics
+                // say (`SELECT DISTINCT ... LIMIT` scans the whole table on PostgreSQL when a bulk
+                // load has not been analyzed yet: 6 s per batch of a 1,000,000-event table).
                 let mut query = Query::<$db>::new(
-                    format!("SELECT DISTINCT aggregate_id FROM {table}"),
+                    format!(
+                        "WITH RECURSIVE ids (aggregate_id, n) AS (SELECT (SELECT aggregate_id \
+                         FROM {table}"
+                    ),
                     $dialect::NUMBERED,
                 );
                 if let Some(after) = after {
@@ -504,8 +510,14 @@ macro_rules! database {
                 }
                 let limit = i64::try_from(limit).unwrap_or(i64::MAX);
                 query = query
-                    .sql(" ORDER BY aggregate_id LIMIT ")
-                    .bind::<diesel::sql_types::BigInt, _>(limit);
+                    .sql(&format!(
+                        " ORDER BY aggregate_id LIMIT 1), 1 UNION ALL SELECT (SELECT aggregate_id \
+                         FROM {table} AS e WHERE e.aggregate_id > ids.aggregate_id \
+                         ORDER BY e.aggregate_id LIMIT 1), n + 1 FROM ids \
+                         WHERE ids.aggregate_id IS NOT NULL AND n < "
+                    ))
+                    .bind::<diesel::sql_types::BigInt, _>(limit)
+                    .sql(") SELECT aggregate_id FROM ids WHERE aggregate_id IS NOT NULL");
                 let rows: Vec<IdRow<Id>> = query.query.load(self).map_err(storage(table))?;
                 Ok(rows.into_iter().map(|row| row.0).collect())
             }

@@ -4,8 +4,8 @@ use std::slice;
 
 use es_core::testing::TestStore;
 use es_core::{
-    Aggregate, AppendOptions, AsOf, Committed, Error, EventFilter, EventStore, Head, IntoEvents,
-    NewEvent, Rebuild, RecordedEvent, ReplayProgress, Transactional, rebuild, stage,
+    Aggregate, AppendOptions, AsOf, Committed, Error, EventFilter, EventStore, Head, NewEvent,
+    Rebuild, RecordedEvent, ReplayProgress, Transactional, rebuild, stage,
 };
 
 use crate::database::{Database, Selection, finish_write, storage};
@@ -187,21 +187,7 @@ fn write_events<C: Database, A: AggregateTable<C>>(
         None => A::delete(conn, slice::from_ref(id)),
     }
     .map_err(storage(A::TABLE))?;
-    let recorded = staged
-        .events
-        .into_iter()
-        .zip(positions)
-        .map(|(event, position)| RecordedEvent {
-            id: position,
-            aggregate_id: id.clone(),
-            version: event.version,
-            event_type: event.tag.to_owned(),
-            data: event.data,
-            metadata: staged.metadata.clone(),
-            created_at: staged.created_at,
-        })
-        .collect();
-    Ok(Committed::new(staged.state, recorded))
+    Ok(staged.into_committed(id, positions))
 }
 
 /// A deadlock or serialization failure between concurrent writers of one aggregate (MySQL's gap
@@ -252,16 +238,6 @@ impl<C: Database> Transactional for DieselStore<'_, C> {
 }
 
 impl<C: Database, A: AggregateTable<C>> EventStore<A> for DieselStore<'_, C> {
-    fn append(
-        &mut self,
-        id: &A::Id,
-        events: impl IntoEvents<A>,
-        options: &AppendOptions,
-    ) -> Result<Committed<A>, Error> {
-        let events = events.into_events();
-        self.append_with(id, |_| Ok(events), options)
-    }
-
     fn append_with<E: From<Error>>(
         &mut self,
         id: &A::Id,
