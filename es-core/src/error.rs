@@ -156,6 +156,13 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// A projection was asked for that no route of the dispatcher names.
+    #[error("no route of the dispatcher names a projection `{name}`")]
+    UnknownProjection {
+        /// The name asked for.
+        name: String,
+    },
+
     /// Trigger reactors kept creating events that trigger reactors: a cycle in the dispatcher.
     #[error(
         "trigger reactors cascaded deeper than {limit} events (a cycle in the dispatcher?): {chain}"

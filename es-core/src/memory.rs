@@ -189,6 +189,13 @@ impl<A: Aggregate + Clone> EventStore<A> for InMemoryStore {
         Ok(self.table::<A>().rows.get(id).cloned())
     }
 
+    fn version(&mut self, id: &A::Id) -> Result<i64, Error> {
+        let events = self.table::<A>().events.get(id);
+        Ok(events
+            .and_then(|events| events.last())
+            .map_or(0, |event| event.version))
+    }
+
     fn history(&mut self, id: &A::Id) -> Result<Vec<RecordedEvent<A::Id>>, Error> {
         Ok(self
             .table::<A>()

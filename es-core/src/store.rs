@@ -64,6 +64,10 @@ pub trait EventStore<A: Aggregate> {
     /// The aggregate as stored now (`None` if it does not exist).
     fn load(&mut self, id: &A::Id) -> Result<Option<A>, Error>;
 
+    /// The version of aggregate `id` now: that of its last event (0 if it has none). What an
+    /// optimistic writer expects ([`AppendOptions::expect_version`]).
+    fn version(&mut self, id: &A::Id) -> Result<i64, Error>;
+
     /// Every event of aggregate `id`, in version order: its "git log".
     fn history(&mut self, id: &A::Id) -> Result<Vec<RecordedEvent<A::Id>>, Error>;
 
@@ -128,6 +132,70 @@ pub trait Transactional {
         &mut self,
         work: impl FnOnce(&mut Self) -> Result<R, E>,
     ) -> Result<R, E>;
+}
+
+/// An error that a concurrent write caused, so that the same work, done again on fresh state, may
+/// succeed: [`Error::Conflict`] (a stale expected version, or a version taken by a concurrent
+/// writer), [`Error::Contention`] (a deadlock), and [`CommandError::Conflict`].
+pub trait Conflicted {
+    /// Whether this error is a concurrency conflict.
+    fn is_conflict(&self) -> bool;
+}
+
+impl Conflicted for Error {
+    fn is_conflict(&self) -> bool {
+        matches!(self, Error::Conflict { .. } | Error::Contention { .. })
+    }
+}
+
+impl Conflicted for CommandError {
+    fn is_conflict(&self) -> bool {
+        matches!(self, CommandError::Conflict(_))
+    }
+}
+
+/// Runs `attempt` until it does not fail with a concurrency conflict, `attempts` times at most
+/// (at least once), and returns its last result. `attempt` must reread what it depends on — the
+/// aggregate's [`version`](EventStore::version) for an expected version — each time.
+///
+/// ```
+/// # use es_core::{Aggregate, AppendOptions, Apply, Event, EventContext};
+/// # use schemars::JsonSchema;
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Aggregate, Default, Clone)] pub struct Counter { pub id: i64, pub count: i64 }
+/// # /// Counted.
+/// # #[derive(Event, Serialize, Deserialize, JsonSchema)]
+/// # #[aggregate(Counter)]
+/// # #[event(creates)]
+/// # pub struct Counted {}
+/// # impl Apply<Counter> for Counted {
+/// #     fn apply(&self, counter: &mut Counter, _: &EventContext<'_>) { counter.count += 1 }
+/// # }
+/// use es_core::{EventStore, InMemoryStore, retry_on_conflict};
+///
+/// let mut store = InMemoryStore::new();
+/// let stale = AppendOptions::default().expect_version(0);
+/// store.append(&1, Counted {}, &stale)?;
+/// let mut tries = 0;
+/// retry_on_conflict(3, || {
+///     tries += 1;
+///     let seen = if tries == 1 { 0 } else { EventStore::<Counter>::version(&mut store, &1)? };
+///     store.append(&1, Counted {}, &AppendOptions::default().expect_version(seen))
+/// })?;
+/// assert_eq!(tries, 2);
+/// # Ok::<(), es_core::Error>(())
+/// ```
+pub fn retry_on_conflict<T, E: Conflicted>(
+    attempts: usize,
+    mut attempt: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    let mut tried = 1;
+    loop {
+        match attempt() {
+            Err(error) if error.is_conflict() && tried < attempts => tried += 1,
+            result => return result,
+        }
+    }
 }
 
 /// What an append (or a command) wrote.

@@ -1245,7 +1245,7 @@ mod mysql {
              state VARCHAR(16) NOT NULL, \
              attempts INTEGER NOT NULL DEFAULT 0, \
              run_at DATETIME(6) NOT NULL, \
-             locked_by VARCHAR(128), \
+             locked_by TEXT, \
              locked_until DATETIME(6), \
              last_error TEXT, \
              created_at DATETIME(6) NOT NULL, \

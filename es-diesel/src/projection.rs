@@ -15,7 +15,8 @@ pub const PROJECTION_BATCH: usize = 1_000;
 /// across aggregates, reading [`PROJECTION_BATCH`] events per query. No reactor runs. Returns the
 /// number of events read.
 ///
-/// Readers see the old read model until the rebuild commits, and the new one after.
+/// Readers see the old read model until the rebuild commits, and the new one after. A `name` that
+/// no route of `dispatcher` names is [`Error::UnknownProjection`], before anything is reset.
 pub fn rebuild_projection<C: Database>(
     conn: &mut C,
     dispatcher: &dyn Dispatch<C>,
@@ -56,10 +57,16 @@ fn projection_tables<C: Database>(
     name: &str,
 ) -> Result<Vec<&'static str>, Error> {
     let mut tables = BTreeSet::new();
-    let routes = dispatcher
+    let routes: Vec<_> = dispatcher
         .routes()
         .iter()
-        .filter(|route| route.projections.contains(&name));
+        .filter(|route| route.projections.contains(&name))
+        .collect();
+    if routes.is_empty() {
+        return Err(Error::UnknownProjection {
+            name: name.to_owned(),
+        });
+    }
     for route in routes {
         match route.pattern {
             Pattern::Event { events_table, .. } | Pattern::Aggregate { events_table, .. } => {

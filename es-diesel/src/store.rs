@@ -267,6 +267,11 @@ impl<C: Database, A: AggregateTable<C>> EventStore<A> for DieselStore<'_, C> {
         A::load(self.conn, id).map_err(storage(A::TABLE))
     }
 
+    fn version(&mut self, id: &A::Id) -> Result<i64, Error> {
+        let last = self.conn.last_event(A::EVENTS_TABLE, id)?;
+        Ok(last.map_or(0, |(version, _)| version))
+    }
+
     fn history(&mut self, id: &A::Id) -> Result<Vec<RecordedEvent<A::Id>>, Error> {
         self.conn
             .select_events(A::EVENTS_TABLE, Selection::Aggregate { id, as_of: None })?

@@ -1,11 +1,13 @@
 //! Every backend-dependent behaviour, on every backend: the store (`store.rs`), commands
-//! (`commands.rs`) and the dispatcher, its reactors, jobs and projections (`dispatcher.rs`).
+//! (`commands.rs`), the dispatcher, its reactors, jobs and projections (`dispatcher.rs`), and
+//! reliability under load (`reliability.rs`).
 //! SQLite always runs; PostgreSQL runs when `PG_DATABASE_URL` (or `DATABASE_URL`) is set; MySQL
 //! when built with `--features es-tests/mysql` and `MYSQL_DATABASE_URL` is set. A skipped suite is
 //! announced and its tests are listed as ignored; under `CI=true` a skipped suite is a failure.
 
 mod commands;
 mod dispatcher;
+mod reliability;
 mod store;
 
 use diesel::connection::SimpleConnection;
@@ -46,6 +48,7 @@ where
         .into_iter()
         .chain(commands::checks::<D>())
         .chain(dispatcher::checks::<D>())
+        .chain(reliability::checks::<D>())
         .chain(extra);
     let mut trials: Vec<Trial> = checks
         .map(|(name, check)| {
