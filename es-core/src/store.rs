@@ -163,10 +163,15 @@ impl Conflicted for CommandError {
 /// # use schemars::JsonSchema;
 /// # use serde::{Deserialize, Serialize};
 /// # #[derive(Aggregate, Default, Clone)] pub struct Counter { pub id: i64, pub count: i64 }
-/// # /// Counted.
+/// # /// Opened.
 /// # #[derive(Event, Serialize, Deserialize, JsonSchema)]
 /// # #[aggregate(Counter)]
 /// # #[event(creates)]
+/// # pub struct Opened {}
+/// # impl Apply<Counter> for Opened { fn apply(&self, _: &mut Counter, _: &EventContext<'_>) {} }
+/// # /// Counted.
+/// # #[derive(Event, Serialize, Deserialize, JsonSchema)]
+/// # #[aggregate(Counter)]
 /// # pub struct Counted {}
 /// # impl Apply<Counter> for Counted {
 /// #     fn apply(&self, counter: &mut Counter, _: &EventContext<'_>) { counter.count += 1 }
@@ -174,8 +179,9 @@ impl Conflicted for CommandError {
 /// use es_core::{EventStore, InMemoryStore, retry_on_conflict};
 ///
 /// let mut store = InMemoryStore::new();
-/// let stale = AppendOptions::default().expect_version(0);
-/// store.append(&1, Counted {}, &stale)?;
+/// store.append(&1, Opened {}, &AppendOptions::default())?;
+/// // The first attempt expects version 0, which is stale: it conflicts, and is retried on the
+/// // version read again.
 /// let mut tries = 0;
 /// retry_on_conflict(3, || {
 ///     tries += 1;
