@@ -1,8 +1,10 @@
 //! Test databases: SQLite always (a temporary file), PostgreSQL from `PG_DATABASE_URL` (fallback
 //! `DATABASE_URL`), MySQL from `MYSQL_DATABASE_URL`. Each test gets its own schema or database.
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+use diesel::Connection;
 use diesel::connection::SimpleConnection;
-use diesel::{Connection, QueryableByName, RunQueryDsl, SqliteConnection};
+use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
 use es_diesel::{AggregateTable, Database, Dispatch, create_tables};
 
 use crate::domain::{Note, Project, Task};

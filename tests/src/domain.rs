@@ -35,6 +35,7 @@ pub mod schema {
         }
     }
 
+    #[cfg(feature = "postgres")]
     diesel::table! {
         cards (id) {
             id -> Uuid,
@@ -183,6 +184,7 @@ impl Apply<Note> for NoteWritten {
 }
 
 /// A card, keyed by PostgreSQL's native `uuid`: its table queries exist for PostgreSQL only.
+#[cfg(feature = "postgres")]
 #[derive(Aggregate, Queryable, Selectable, Insertable, Default, Clone, Debug, PartialEq)]
 #[aggregate(table = schema::cards, backend = postgres)]
 #[diesel(table_name = schema::cards)]
@@ -194,6 +196,7 @@ pub struct Card {
 }
 
 /// A card was written.
+#[cfg(feature = "postgres")]
 #[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Card)]
 #[event(creates)]
@@ -203,6 +206,7 @@ pub struct CardWritten {
     pub body: String,
 }
 
+#[cfg(feature = "postgres")]
 impl Apply<Card> for CardWritten {
     fn apply(&self, card: &mut Card, _: &EventContext<'_>) {
         card.body.clone_from(&self.body);

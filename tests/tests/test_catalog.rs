@@ -7,8 +7,9 @@ use es_tests::reactors::TestDispatcher;
 
 const CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/catalog");
 
-/// The aggregates of the test domain.
-const AGGREGATES: &[&str] = &["board", "card", "note", "post", "project", "task"];
+/// The aggregates of the test domain (not `card`, which exists only with PostgreSQL, so that the
+/// catalog is the same whatever the backend features).
+const AGGREGATES: &[&str] = &["board", "note", "post", "project", "task"];
 
 #[test]
 fn the_committed_catalog_is_fresh() {
@@ -24,11 +25,8 @@ fn the_catalog_lists_every_aggregate_of_the_domain_with_its_flows() {
     )
     .unwrap();
     let aggregates: Vec<&str> = catalog.aggregates.iter().map(|a| &*a.name).collect();
-    assert_eq!(
-        aggregates,
-        ["board", "card", "note", "post", "project", "task"]
-    );
-    let post = &catalog.aggregates[3];
+    assert_eq!(aggregates, ["board", "note", "post", "project", "task"]);
+    let post = &catalog.aggregates[2];
     let pinned = post.events.iter().find(|e| e.tag == "post.pinned").unwrap();
     let unpin = &pinned.reactors[0];
     assert_eq!(unpin.name, "unpin_other_post");
