@@ -339,11 +339,17 @@ pub fn project_feed<C: Database>(
     Ok(())
 }
 
-/// The tasks' feed: one line per completed task.
+/// The actor whose completions the tasks' feed refuses: a failing projection.
+pub const REFUSED_BY_THE_FEED: &str = "refused-by-the-feed";
+
+/// The tasks' feed: one line per completed task (it fails for [`REFUSED_BY_THE_FEED`]).
 pub fn task_feed<C: Database>(
     conn: &mut C,
     completed: Recorded<'_, crate::domain::Completed>,
 ) -> Result<(), ReactorError> {
+    if completed.metadata().actor_id.as_deref() == Some(REFUSED_BY_THE_FEED) {
+        return Err("the feed refuses this completion".into());
+    }
     conn.batch_execute(&format!(
         "INSERT INTO feed (event_id, line) VALUES ({}, 'task {} completed by {}')",
         completed.id(),

@@ -13,8 +13,8 @@ use es_diesel::{
 };
 use es_tests::backend::{TestConnection, TestDb};
 use es_tests::commands::{UpdatePost, WritePost};
-use es_tests::domain::{Created, Project, Task};
-use es_tests::reactors::{Board, Post};
+use es_tests::domain::{Completed, Created, Project, Task};
+use es_tests::reactors::{Board, Post, REFUSED_BY_THE_FEED};
 
 use crate::Check;
 
@@ -225,6 +225,46 @@ where
     assert!(job_counts(store.connection()).unwrap().done > 0);
 }
 
+/// A failing projection handler fails the write it runs in: no event, no aggregate change, no
+/// job, no line of any read model — and the next write goes through.
+fn a_failing_projection_leaves_nothing<D: TestDb>(db: &D)
+where
+    Task: AggregateTable<D::Conn>,
+    Post: AggregateTable<D::Conn>,
+    Board: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+{
+    let mut conn = db.connect();
+    let mut store = DieselStore::new(&mut conn).with_dispatcher(D::Conn::dispatcher());
+    let ann = AppendOptions::with_metadata(Metadata::by_actor("ann"));
+    let title = "Slides".to_owned();
+    store.append(&7, Created { title }, &ann).unwrap();
+    let jobs = job_counts(store.connection()).unwrap();
+    let refused = AppendOptions::with_metadata(Metadata::by_actor(REFUSED_BY_THE_FEED));
+    let error = store.append(&7, Completed {}, &refused).unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            Error::Reactor {
+                reactor: "task_feed",
+                ..
+            }
+        ),
+        "{error}"
+    );
+    let task: Task = store.load(&7).unwrap().unwrap();
+    assert_eq!(task.completed_at, None);
+    assert_eq!(
+        EventStore::<Task>::history(&mut store, &7).unwrap().len(),
+        1
+    );
+    assert_eq!(job_counts(store.connection()).unwrap(), jobs);
+    assert!(store.connection().feed().is_empty());
+
+    store.append(&7, Completed {}, &ann).unwrap();
+    assert_eq!(store.connection().feed().len(), 1);
+}
+
 pub(crate) fn checks<D: TestDb>() -> Vec<(&'static str, Check<D>)>
 where
     Task: AggregateTable<D::Conn>,
@@ -233,6 +273,10 @@ where
     Project: AggregateTable<D::Conn>,
 {
     vec![
+        (
+            "a_failing_projection_leaves_nothing",
+            a_failing_projection_leaves_nothing::<D>,
+        ),
         (
             "hostile_strings_are_data_never_sql",
             hostile_strings_are_data_never_sql::<D>,
