@@ -46,6 +46,15 @@ pub trait TestConnection: Database {
     fn feed(&mut self) -> Vec<FeedLine>;
     /// The `state` and `attempts` of the jobs of `reactor` for event `event_id`.
     fn job_states(&mut self, reactor: &str, event_id: i64) -> Vec<Reaction>;
+    /// The single number a `SELECT COUNT(*) AS value ...` returns.
+    fn count(&mut self, sql: &str) -> i64;
+}
+
+/// The result of a `SELECT COUNT(*) AS value`.
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    value: i64,
 }
 
 macro_rules! test_connection {
@@ -81,6 +90,13 @@ macro_rules! test_connection {
                 ))
                 .load(self)
                 .expect("read jobs")
+            }
+
+            fn count(&mut self, sql: &str) -> i64 {
+                let count: Count = diesel::sql_query(sql)
+                    .get_result(self)
+                    .unwrap_or_else(|error| panic!("{sql}: {error}"));
+                count.value
             }
         }
     };

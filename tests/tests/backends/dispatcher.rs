@@ -1,7 +1,7 @@
 //! The dispatcher: trigger cascades and their atomicity, cycles, jobs enqueued on commit, retries
 //! with backoff, dead jobs, a killed worker, concurrent workers, causation chains, projections.
 
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use es_tests::backend::{Reaction, TestConnection, TestDb};
 use es_tests::domain::{Completed, Created, Note, Project, ProjectStarted, Task};
 use es_tests::reactors::{BOARD, Board, BoardOpened, Looped, Pinged, Pinned, Post, PostWritten};
 
-use crate::{Check, by, execute};
+use crate::{Check, KillOnDrop, by, execute};
 
 fn store<C: TestConnection>(conn: &mut C) -> DieselStore<'_, C> {
     DieselStore::new(conn).with_dispatcher(C::dispatcher())
@@ -394,15 +394,6 @@ where
     // The start's bus job; per ping: flaky, pong, and the bus jobs of the ping and of its pong.
     let counts = job_counts(store.connection()).unwrap();
     assert_eq!(counts.done, 1 + 4 * PINGS, "{counts:?}");
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A worker process killed in the middle of a job: once its lease expires, another worker claims

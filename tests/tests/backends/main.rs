@@ -25,6 +25,16 @@ pub(crate) fn by(actor: &str) -> AppendOptions {
     AppendOptions::with_metadata(Metadata::by_actor(actor))
 }
 
+/// A child process, killed when dropped (a failing assertion must not leave it running).
+pub(crate) struct KillOnDrop(pub(crate) std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub(crate) fn execute<D: TestDb>(conn: &mut D::Conn, sql: &str) {
     conn.batch_execute(sql)
         .unwrap_or_else(|error| panic!("{sql}: {error}"));

@@ -4,6 +4,7 @@
 //! API that takes one, stored as data and never run as SQL.
 
 use std::thread;
+use std::time::{Duration, Instant};
 
 use es_core::{
     AppendOptions, AsOf, CommandError, Error, EventFilter, EventStore, Metadata, retry_on_conflict,
@@ -14,9 +15,9 @@ use es_diesel::{
 use es_tests::backend::{TestConnection, TestDb};
 use es_tests::commands::{UpdatePost, WritePost};
 use es_tests::domain::{Completed, Created, Project, Task};
-use es_tests::reactors::{Board, Post, REFUSED_BY_THE_FEED};
+use es_tests::reactors::{BOARD, Board, BoardOpened, Post, PostWritten, REFUSED_BY_THE_FEED};
 
-use crate::Check;
+use crate::{Check, KillOnDrop};
 
 const THREADS: usize = 16;
 const COMMANDS: usize = 500;
@@ -265,6 +266,86 @@ where
     assert_eq!(store.connection().feed().len(), 1);
 }
 
+/// A writer process killed (SIGKILL) at random moments, 5 times over, then restarted: afterwards
+/// every task equals the replay of its events, every event has its event-bus job, no job lacks
+/// its event, and exactly one post is pinned — the one the board says.
+fn writers_killed_mid_write_lose_nothing<D: TestDb>(db: &D)
+where
+    Task: AggregateTable<D::Conn>,
+    Post: AggregateTable<D::Conn>,
+    Board: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+{
+    const KILLS: usize = 5;
+    let mut conn = db.connect();
+    let mut store = DieselStore::new(&mut conn).with_dispatcher(D::Conn::dispatcher());
+    let ann = AppendOptions::with_metadata(Metadata::by_actor("ann"));
+    store.append(&BOARD, BoardOpened {}, &ann).unwrap();
+    for post in 1..=3 {
+        let title = format!("post {post}");
+        store.append(&post, PostWritten { title }, &ann).unwrap();
+    }
+    let events = |store: &mut DieselStore<'_, D::Conn>| {
+        store
+            .connection()
+            .count("SELECT COUNT(*) AS value FROM task_events")
+    };
+    let mut written = Vec::new();
+    for _ in 0..KILLS {
+        let before = events(&mut store);
+        let mut writer = KillOnDrop(
+            std::process::Command::new(env!("CARGO_BIN_EXE_test_writer"))
+                .args(db.worker_args())
+                .spawn()
+                .expect("start the writer process"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while events(&mut store) < before + 20 {
+            assert!(Instant::now() < deadline, "the writer wrote nothing");
+            thread::sleep(Duration::from_millis(5));
+        }
+        thread::sleep(Duration::from_millis(fastrand::u64(0..200)));
+        writer.0.kill().expect("kill the writer");
+        writer.0.wait().expect("reap the writer");
+        written.push(events(&mut store) - before);
+    }
+
+    for id in 1..=20 {
+        let history = EventStore::<Task>::history(&mut store, &id).unwrap();
+        let stored: Option<Task> = store.load(&id).unwrap();
+        let last = history.last().map_or(0, |event| event.version);
+        assert_eq!(store.state_as_of(&id, AsOf::Version(last)).unwrap(), stored);
+    }
+    let conn = store.connection();
+    for table in ["task_events", "post_events", "board_events"] {
+        let without_job = conn.count(&format!(
+            "SELECT COUNT(*) AS value FROM {table} AS e WHERE NOT EXISTS (SELECT 1 FROM es_jobs \
+             AS j WHERE j.event_id = e.id AND j.reactor = 'forward_to_event_bus')"
+        ));
+        assert_eq!(without_job, 0, "events of {table} without their job");
+    }
+    let orphans = conn.count(
+        "SELECT COUNT(*) AS value FROM es_jobs AS j WHERE NOT EXISTS (SELECT 1 FROM task_events \
+         AS e WHERE e.id = j.event_id) AND NOT EXISTS (SELECT 1 FROM post_events AS e \
+         WHERE e.id = j.event_id) AND NOT EXISTS (SELECT 1 FROM board_events AS e \
+         WHERE e.id = j.event_id)",
+    );
+    assert_eq!(orphans, 0, "jobs without their event");
+    let pinned: Vec<i64> = (1..=3)
+        .filter(|post| {
+            let post: Post = EventStore::<Post>::load(&mut store, post).unwrap().unwrap();
+            post.pinned
+        })
+        .collect();
+    let board: Board = store.load(&BOARD).unwrap().unwrap();
+    assert_eq!(pinned.len(), 1, "exactly one pinned post: {pinned:?}");
+    assert_eq!(board.pinned_post, Some(pinned[0]));
+    eprintln!(
+        "{}: writer killed {KILLS} times after {written:?} task events; nothing lost",
+        D::NAME
+    );
+}
+
 pub(crate) fn checks<D: TestDb>() -> Vec<(&'static str, Check<D>)>
 where
     Task: AggregateTable<D::Conn>,
@@ -273,6 +354,10 @@ where
     Project: AggregateTable<D::Conn>,
 {
     vec![
+        (
+            "writers_killed_mid_write_lose_nothing",
+            writers_killed_mid_write_lose_nothing::<D>,
+        ),
         (
             "a_failing_projection_leaves_nothing",
             a_failing_projection_leaves_nothing::<D>,
