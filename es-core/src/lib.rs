@@ -181,8 +181,8 @@ pub use metadata::Metadata;
 pub use registry::{AttributeDescriptor, EventDescriptor, Registry};
 pub use route::{EventRef, Pattern, Reactor, Route};
 pub use store::{
-    Committed, Conflicted, EventFilter, EventStore, Reaction, ReactionKind, ReplayProgress,
-    Transactional, retry_on_conflict,
+    Committed, Conflicted, EventFilter, EventStore, OnBadHistory, Reaction, ReactionKind,
+    ReplayProgress, ReplayReport, SkippedAggregate, Transactional, retry_on_conflict,
 };
 /// The validation crate of commands, whose `ValidationErrors` [`CommandError::Invalid`] carries.
 /// Its derive expands to `::validator::...`: put `validator = { version = "0.20", features =

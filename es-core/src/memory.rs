@@ -7,7 +7,10 @@ use crate::aggregate::Aggregate;
 use crate::error::Error;
 use crate::event::{NewEvent, RecordedEvent};
 use crate::history::{AppendOptions, AsOf, Head, rebuild, stage};
-use crate::store::{Committed, EventFilter, EventStore, ReplayProgress, Transactional};
+use crate::store::{
+    Committed, EventFilter, EventStore, OnBadHistory, ReplayProgress, ReplayReport,
+    SkippedAggregate, Transactional,
+};
 
 /// Keeps aggregates and events in memory, with the same rules as the diesel store: one global
 /// position for all events, contiguous versions, atomic appends, replay and time travel.
@@ -233,19 +236,32 @@ impl<A: Aggregate + Clone> EventStore<A> for InMemoryStore {
         Ok(state)
     }
 
-    fn replay_all(
+    fn replay_all_with(
         &mut self,
+        on_bad: OnBadHistory,
         progress: &mut dyn FnMut(&ReplayProgress),
-    ) -> Result<ReplayProgress, Error> {
+    ) -> Result<ReplayReport, Error> {
         let ids: Vec<A::Id> = self.table::<A>().events.keys().cloned().collect();
         let mut rebuilt = Vec::with_capacity(ids.len());
-        let mut done = ReplayProgress::default();
+        let mut report = ReplayReport::default();
         for id in ids {
-            let state = self.rebuild_from_events::<A>(&id, None)?;
-            done.aggregates += 1;
-            done.events += self.table::<A>().events.get(&id).map_or(0, Vec::len) as u64;
-            rebuilt.push((id, state));
-            progress(&done);
+            match (self.rebuild_from_events::<A>(&id, None), on_bad) {
+                (Ok(state), _) => {
+                    report.progress.aggregates += 1;
+                    let events = self.table::<A>().events.get(&id).map_or(0, Vec::len);
+                    report.progress.events += events as u64;
+                    rebuilt.push((id, state));
+                }
+                (Err(error), OnBadHistory::Skip) => {
+                    report.progress.skipped += 1;
+                    report.skipped.push(SkippedAggregate {
+                        aggregate_id: id.to_string(),
+                        error,
+                    });
+                }
+                (Err(error), OnBadHistory::Stop) => return Err(error),
+            }
+            progress(&report.progress);
         }
         let rows = &mut self.table::<A>().rows;
         for (id, state) in rebuilt {
@@ -254,6 +270,6 @@ impl<A: Aggregate + Clone> EventStore<A> for InMemoryStore {
                 None => rows.remove(&id),
             };
         }
-        Ok(done)
+        Ok(report)
     }
 }

@@ -83,10 +83,26 @@ pub trait EventStore<A: Aggregate> {
     fn replay(&mut self, id: &A::Id) -> Result<Option<A>, Error>;
 
     /// Rebuilds every aggregate of type `A` from its events, reporting progress after each batch.
+    /// The first aggregate whose events cannot be replayed stops it with that error (naming the
+    /// table, event id and tag); see [`replay_all_with`](EventStore::replay_all_with) to skip such
+    /// aggregates instead.
     fn replay_all(
         &mut self,
         progress: &mut dyn FnMut(&ReplayProgress),
-    ) -> Result<ReplayProgress, Error>;
+    ) -> Result<ReplayProgress, Error> {
+        self.replay_all_with(OnBadHistory::Stop, progress)
+            .map(|report| report.progress)
+    }
+
+    /// Rebuilds every aggregate of type `A` from its events, treating an aggregate whose events
+    /// cannot be replayed (data that does not decode, an unknown type tag, a version gap) as
+    /// `on_bad` says: stop with its error, or skip it — its row is left as it is — and record it
+    /// in the report. A row that cannot be read at all (its metadata is not JSON) always stops.
+    fn replay_all_with(
+        &mut self,
+        on_bad: OnBadHistory,
+        progress: &mut dyn FnMut(&ReplayProgress),
+    ) -> Result<ReplayReport, Error>;
 }
 
 /// A store that can keep several writes together: one request, several commands, on one or
@@ -286,9 +302,40 @@ impl EventFilter {
 
 /// How far a replay has come.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReplayProgress {
     /// Aggregates rebuilt and written back.
     pub aggregates: u64,
     /// Events applied.
     pub events: u64,
+    /// Aggregates skipped because their events could not be replayed.
+    pub skipped: u64,
+}
+
+/// What a replay does with an aggregate whose events cannot be replayed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnBadHistory {
+    /// Stop with its error; nothing of the batch being replayed is written.
+    #[default]
+    Stop,
+    /// Leave its row as it is, record it in [`ReplayReport::skipped`], and go on.
+    Skip,
+}
+
+/// An aggregate a replay skipped, and why.
+#[derive(Debug)]
+pub struct SkippedAggregate {
+    /// The aggregate's id, as text.
+    pub aggregate_id: String,
+    /// The first error its events gave (naming the table, event id and tag).
+    pub error: Error,
+}
+
+/// The outcome of [`EventStore::replay_all_with`].
+#[derive(Debug, Default)]
+pub struct ReplayReport {
+    /// What was replayed.
+    pub progress: ReplayProgress,
+    /// What was skipped, in the order met.
+    pub skipped: Vec<SkippedAggregate>,
 }

@@ -5,7 +5,8 @@ use std::slice;
 use es_core::testing::TestStore;
 use es_core::{
     Aggregate, AppendOptions, AsOf, Committed, Error, EventFilter, EventStore, Head, NewEvent,
-    Rebuild, RecordedEvent, ReplayProgress, Transactional, rebuild, stage,
+    OnBadHistory, Rebuild, RecordedEvent, ReplayProgress, ReplayReport, SkippedAggregate,
+    Transactional, rebuild, stage,
 };
 
 use crate::database::{Database, Selection, finish_write, storage};
@@ -43,6 +44,7 @@ struct Replayed<A: Aggregate> {
     events: u64,
     saved: Vec<A>,
     deleted: Vec<A::Id>,
+    skipped: Vec<SkippedAggregate>,
 }
 
 impl<'c, C: Database> DieselStore<'c, C> {
@@ -80,18 +82,24 @@ impl<'c, C: Database> DieselStore<'c, C> {
     fn replay_batch_of<A: AggregateTable<C>>(
         &mut self,
         ids: &[A::Id],
+        on_bad: OnBadHistory,
     ) -> Result<Replayed<A>, Error> {
         self.conn.write_transaction(|conn| {
             A::lock_many(conn, ids).map_err(storage(A::TABLE))?;
             let records = conn.select_events(A::EVENTS_TABLE, Selection::Aggregates(ids))?;
             let mut replayed = Replayed {
-                events: records.len() as u64,
+                events: 0,
                 saved: Vec::with_capacity(ids.len()),
                 deleted: Vec::new(),
+                skipped: Vec::new(),
             };
             let mut current: Option<Rebuild<A>> = None;
+            let mut bad: Option<A::Id> = None;
             for record in records {
                 let record = record?;
+                if bad.as_ref() == Some(&record.aggregate_id) {
+                    continue;
+                }
                 let rebuild = match &mut current {
                     Some(rebuild) if rebuild.id() == &record.aggregate_id => rebuild,
                     _ => {
@@ -101,7 +109,17 @@ impl<'c, C: Database> DieselStore<'c, C> {
                         current.insert(Rebuild::new(record.aggregate_id.clone())?)
                     }
                 };
-                rebuild.apply(&record)?;
+                match (rebuild.apply(&record), on_bad) {
+                    (Ok(()), _) => replayed.events += 1,
+                    (Err(error), OnBadHistory::Skip) => {
+                        replayed.skipped.push(SkippedAggregate {
+                            aggregate_id: record.aggregate_id.to_string(),
+                            error,
+                        });
+                        bad = current.take().map(|rebuild| rebuild.id().clone());
+                    }
+                    (Err(error), OnBadHistory::Stop) => return Err(error),
+                }
             }
             if let Some(done) = current {
                 finish(done, &mut replayed);
@@ -296,28 +314,32 @@ impl<C: Database, A: AggregateTable<C>> EventStore<A> for DieselStore<'_, C> {
     }
 
     fn replay(&mut self, id: &A::Id) -> Result<Option<A>, Error> {
-        let replayed = self.replay_batch_of::<A>(slice::from_ref(id))?;
+        let replayed = self.replay_batch_of::<A>(slice::from_ref(id), OnBadHistory::Stop)?;
         Ok(replayed.saved.into_iter().next())
     }
 
-    fn replay_all(
+    fn replay_all_with(
         &mut self,
+        on_bad: OnBadHistory,
         progress: &mut dyn FnMut(&ReplayProgress),
-    ) -> Result<ReplayProgress, Error> {
-        let mut done = ReplayProgress::default();
+    ) -> Result<ReplayReport, Error> {
+        let mut report = ReplayReport::default();
         let mut after: Option<A::Id> = None;
         loop {
             let ids =
                 self.conn
                     .aggregate_ids(A::EVENTS_TABLE, after.as_ref(), self.replay_batch)?;
             let Some(last) = ids.last() else {
-                return Ok(done);
+                return Ok(report);
             };
             after = Some(last.clone());
-            let replayed = self.replay_batch_of::<A>(&ids)?;
-            done.aggregates += ids.len() as u64;
-            done.events += replayed.events;
-            progress(&done);
+            let replayed = self.replay_batch_of::<A>(&ids, on_bad)?;
+            let skipped = replayed.skipped.len() as u64;
+            report.progress.aggregates += ids.len() as u64 - skipped;
+            report.progress.events += replayed.events;
+            report.progress.skipped += skipped;
+            report.skipped.extend(replayed.skipped);
+            progress(&report.progress);
         }
     }
 }

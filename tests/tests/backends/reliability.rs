@@ -7,7 +7,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use es_core::{
-    AppendOptions, AsOf, CommandError, Error, EventFilter, EventStore, Metadata, retry_on_conflict,
+    AppendOptions, AsOf, CommandError, Error, EventFilter, EventStore, Metadata, OnBadHistory,
+    retry_on_conflict,
 };
 use es_diesel::{
     AggregateTable, DieselStore, Worker, WorkerOptions, job_counts, rebuild_projection,
@@ -17,7 +18,7 @@ use es_tests::commands::{UpdatePost, WritePost};
 use es_tests::domain::{Completed, Created, Project, Task};
 use es_tests::reactors::{BOARD, Board, BoardOpened, Post, PostWritten, REFUSED_BY_THE_FEED};
 
-use crate::{Check, KillOnDrop};
+use crate::{Check, KillOnDrop, execute};
 
 const THREADS: usize = 16;
 const COMMANDS: usize = 500;
@@ -346,6 +347,108 @@ where
     );
 }
 
+/// Bad stored rows — an unknown tag, a missing attribute, a mistyped one, a version gap — next to
+/// good aggregates, one of them with a 4 MiB metadata payload: a replay stops at the first bad aggregate
+/// with an error naming table, event id and tag, writing nothing of its batch; asked to skip, it
+/// rebuilds every good aggregate, leaves the bad rows as they were, and reports each of them.
+fn replay_stops_on_bad_data_or_skips_and_reports_it<D: TestDb>(db: &D)
+where
+    Task: AggregateTable<D::Conn>,
+{
+    let mut conn = db.connect();
+    let big = "x".repeat(4 << 20);
+    let mut store = DieselStore::new(&mut conn);
+    let none = AppendOptions::default();
+    for id in [1, 3, 5] {
+        let title = format!("good {id}");
+        let options = if id == 3 {
+            let pasted = Metadata::by_actor("ann").with_extra("pasted", big.clone());
+            AppendOptions::with_metadata(pasted)
+        } else {
+            none.clone()
+        };
+        store.append(&id, Created { title }, &options).unwrap();
+    }
+    for id in [2, 4, 6, 8] {
+        let title = format!("bad {id}");
+        store.append(&id, Created { title }, &none).unwrap();
+    }
+    let corrupt = [
+        (2, 2, "task.archived", "{}"),
+        (4, 2, "task.title_updated", "{}"),
+        (6, 2, "task.title_updated", r#"{"title": 7}"#),
+        (8, 3, "task.completed", "{}"),
+    ];
+    for (n, (aggregate, version, tag, data)) in corrupt.iter().enumerate() {
+        execute::<D>(
+            store.connection(),
+            &format!(
+                "INSERT INTO task_events (id, aggregate_id, version, type, data, metadata, \
+                 created_at) VALUES ({}, {aggregate}, {version}, '{tag}', '{data}', '{{}}', {})",
+                90_000 + n,
+                D::TIMESTAMP_LITERAL
+            ),
+        );
+    }
+    execute::<D>(store.connection(), "UPDATE tasks SET title = 'stale'");
+
+    let error = EventStore::<Task>::replay_all(&mut store, &mut |_| {}).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "unknown event type `task.archived` in `task_events` (event id 90000)"
+    );
+    let untouched: Task = store.load(&1).unwrap().unwrap();
+    assert_eq!(
+        untouched.title, "stale",
+        "nothing of the failed batch is written"
+    );
+
+    let report =
+        EventStore::<Task>::replay_all_with(&mut store, OnBadHistory::Skip, &mut |_| {}).unwrap();
+    assert_eq!(
+        (report.progress.aggregates, report.progress.skipped),
+        (3, 4)
+    );
+    let skipped: Vec<(&str, String)> = report
+        .skipped
+        .iter()
+        .map(|skip| (skip.aggregate_id.as_str(), skip.error.to_string()))
+        .collect();
+    assert_eq!(skipped[0].0, "2");
+    assert!(
+        skipped[1]
+            .1
+            .contains("event 90001 (`task.title_updated`) in `task_events`"),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped[1].1.contains("missing field `title`"),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped[2].1.contains("invalid type: integer `7`"),
+        "{skipped:?}"
+    );
+    assert_eq!(
+        skipped[3].1,
+        "version gap in `task_events` for aggregate 8: expected version 2, found 3 (event id 90003)"
+    );
+    for id in [1, 3, 5] {
+        let task: Task = store.load(&id).unwrap().unwrap();
+        assert_ne!(task.title, "stale", "task {id} was rebuilt");
+    }
+    let large = EventStore::<Task>::history(&mut store, &3).unwrap();
+    let pasted = large[0].metadata.extra["pasted"].as_str().map(str::len);
+    assert_eq!(pasted, Some(big.len()));
+    for id in [2, 4, 6, 8] {
+        let task: Task = store.load(&id).unwrap().unwrap();
+        assert_eq!(
+            task.title, "stale",
+            "task {id} was skipped and left as it was"
+        );
+    }
+}
+
 pub(crate) fn checks<D: TestDb>() -> Vec<(&'static str, Check<D>)>
 where
     Task: AggregateTable<D::Conn>,
@@ -354,6 +457,10 @@ where
     Project: AggregateTable<D::Conn>,
 {
     vec![
+        (
+            "replay_stops_on_bad_data_or_skips_and_reports_it",
+            replay_stops_on_bad_data_or_skips_and_reports_it::<D>,
+        ),
         (
             "writers_killed_mid_write_lose_nothing",
             writers_killed_mid_write_lose_nothing::<D>,
