@@ -155,6 +155,11 @@ pub struct Pinged {
 #[aggregate(Project)]
 pub struct Ponged {}
 
+/// A project was shaken: its async reactor fails at random.
+#[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
+#[aggregate(Project)]
+pub struct Shaken {}
+
 /// An event whose trigger creates another one of itself: a cycle.
 #[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Project)]
@@ -217,6 +222,10 @@ impl Apply<Project> for Pinged {
 }
 
 impl Apply<Project> for Ponged {
+    fn apply(&self, _: &mut Project, _: &EventContext<'_>) {}
+}
+
+impl Apply<Project> for Shaken {
     fn apply(&self, _: &mut Project, _: &EventContext<'_>) {}
 }
 
@@ -299,6 +308,19 @@ pub fn flaky<C: Database>(
     Ok(())
 }
 
+/// Fails one attempt in five at random; logs each success in the reactions log under its job's
+/// idempotency key (a retried or re-run job may log twice: delivery is at least once).
+pub fn chaos<C: Database>(
+    ctx: &mut JobContext<'_, C>,
+    _: Recorded<'_, Shaken>,
+) -> Result<(), ReactorError> {
+    if fastrand::u8(0..5) == 0 {
+        return Err("chaos: a random failure".into());
+    }
+    let (key, attempt) = (ctx.idempotency_key(), ctx.attempt());
+    log_reaction(ctx.connection(), &key, "chaos", attempt)
+}
+
 /// Answers a ping with a `Ponged` event (caused by the ping).
 pub fn pong<C: Database>(
     ctx: &mut JobContext<'_, C>,
@@ -366,6 +388,7 @@ dispatcher! {
     PostWritten => trigger: [refuse_boom];
     Looped => trigger: [loop_again -> [Looped]];
     Pinged => async: [flaky, pong -> [Ponged]];
+    Shaken => async: [chaos];
     crate::domain::Completed => project: [task_feed];
     Project::* => project: [project_feed];
     * => async: [forward_to_event_bus];

@@ -1,6 +1,8 @@
-//! A worker process for the crash test: runs the jobs of the test dispatcher until it is killed.
+//! A worker process for the crash tests: runs the jobs of the test dispatcher until it is killed.
 //!
-//! `test_worker LEASE_MS sqlite PATH | postgres URL SCHEMA | mysql URL DATABASE`
+//! `test_worker LEASE_MS sqlite PATH | postgres URL SCHEMA | mysql URL DATABASE`; the environment
+//! variable `TEST_WORKER_BACKOFF_MS` sets the delay before the first retry (default: the
+//! library's).
 
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -9,10 +11,14 @@ use es_diesel::{Worker, WorkerOptions};
 use es_tests::backend::{SqliteDb, TestConnection, TestDb};
 
 fn run<D: TestDb>(db: &D, lease: Duration) {
-    let options = WorkerOptions::default()
+    let mut options = WorkerOptions::default()
         .worker_id(format!("test-worker-{}", std::process::id()))
         .lease(lease)
         .idle_wait(Duration::from_millis(50));
+    if let Ok(backoff) = std::env::var("TEST_WORKER_BACKOFF_MS") {
+        let base = Duration::from_millis(backoff.parse().expect("TEST_WORKER_BACKOFF_MS"));
+        options = options.backoff(base, base * 8);
+    }
     let mut conn = db.connect();
     Worker::new(D::Conn::dispatcher(), options)
         .run_until(&mut conn, &AtomicBool::new(false))

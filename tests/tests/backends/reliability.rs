@@ -7,16 +7,18 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use es_core::{
-    AppendOptions, AsOf, CommandError, Error, EventFilter, EventStore, Metadata, OnBadHistory,
-    retry_on_conflict,
+    AppendOptions, AsOf, CommandError, Error, EventFilter, EventStore, Metadata, NewEvent,
+    OnBadHistory, retry_on_conflict,
 };
 use es_diesel::{
     AggregateTable, DieselStore, Worker, WorkerOptions, job_counts, rebuild_projection,
 };
 use es_tests::backend::{TestConnection, TestDb};
 use es_tests::commands::{UpdatePost, WritePost};
-use es_tests::domain::{Completed, Created, Project, Task};
-use es_tests::reactors::{BOARD, Board, BoardOpened, Post, PostWritten, REFUSED_BY_THE_FEED};
+use es_tests::domain::{Completed, Created, Project, ProjectStarted, Task};
+use es_tests::reactors::{
+    BOARD, Board, BoardOpened, Post, PostWritten, REFUSED_BY_THE_FEED, Shaken,
+};
 
 use crate::{Check, KillOnDrop, execute};
 
@@ -449,6 +451,105 @@ where
     }
 }
 
+/// 10,000 jobs whose reactor fails one attempt in five, run by two worker processes of which one
+/// is killed (SIGKILL) and replaced 5 times: every job ends done or dead after its last attempt,
+/// none is lost, and every done job's side effect is logged under its idempotency key — at least
+/// once, so that the reactor can deduplicate by it.
+fn jobs_survive_failing_reactors_and_killed_workers<D: TestDb>(db: &D)
+where
+    Project: AggregateTable<D::Conn>,
+{
+    const EVENTS: usize = 10_000;
+    const KILLS: usize = 5;
+    let mut conn = db.connect();
+    let mut store = DieselStore::new(&mut conn).with_dispatcher(D::Conn::dispatcher());
+    let ann = AppendOptions::with_metadata(Metadata::by_actor("ann"));
+    store
+        .append(
+            &1,
+            ProjectStarted {
+                name: "chaos".into(),
+            },
+            &ann,
+        )
+        .unwrap();
+    for _ in 0..EVENTS / 100 {
+        let shaken: Vec<NewEvent<Project>> = (0..100).map(|_| Shaken {}.into()).collect();
+        store.append(&1, shaken, &ann).unwrap();
+    }
+    let start = |db: &D| {
+        KillOnDrop(
+            std::process::Command::new(env!("CARGO_BIN_EXE_test_worker"))
+                .env("TEST_WORKER_BACKOFF_MS", "5")
+                .arg("500")
+                .args(db.worker_args())
+                .spawn()
+                .expect("start a worker process"),
+        )
+    };
+    let mut workers = [start(db), start(db)];
+    for kill in 0..KILLS {
+        thread::sleep(Duration::from_millis(fastrand::u64(200..600)));
+        let worker = &mut workers[kill % 2];
+        worker.0.kill().expect("kill a worker");
+        worker.0.wait().expect("reap a worker");
+        *worker = start(db);
+    }
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let counts = job_counts(store.connection()).unwrap();
+        if counts.pending == 0 && counts.running == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "jobs left: {counts:?}");
+        thread::sleep(Duration::from_millis(50));
+    }
+    drop(workers);
+
+    let conn = store.connection();
+    let chaos_jobs = conn.count("SELECT COUNT(*) AS value FROM es_jobs WHERE reactor = 'chaos'");
+    assert_eq!(
+        chaos_jobs, EVENTS as i64,
+        "one chaos job per event, none lost"
+    );
+    let done = conn
+        .count("SELECT COUNT(*) AS value FROM es_jobs WHERE reactor = 'chaos' AND state = 'done'");
+    let dead = conn.count(
+        "SELECT COUNT(*) AS value FROM es_jobs WHERE reactor = 'chaos' AND state = 'dead' \
+         AND attempts = 10",
+    );
+    assert_eq!(
+        done + dead,
+        EVENTS as i64,
+        "every job is done, or dead after 10 attempts"
+    );
+    let unlogged = conn.count(
+        "SELECT COUNT(*) AS value FROM es_jobs AS j WHERE j.reactor = 'chaos' AND \
+         j.state = 'done' AND NOT EXISTS (SELECT 1 FROM reactions AS r WHERE r.reactor = 'chaos' \
+         AND r.idempotency_key = CONCAT(j.event_id, ':chaos'))",
+    );
+    assert_eq!(unlogged, 0, "every done job's side effect is logged");
+    let logged = conn.count("SELECT COUNT(*) AS value FROM reactions WHERE reactor = 'chaos'");
+    let distinct = conn.count(
+        "SELECT COUNT(DISTINCT idempotency_key) AS value FROM reactions WHERE reactor = 'chaos'",
+    );
+    assert_eq!(
+        distinct, done,
+        "deduplicated by idempotency key, one side effect per done job"
+    );
+    let retried = conn
+        .count("SELECT COUNT(*) AS value FROM es_jobs WHERE reactor = 'chaos' AND attempts > 1");
+    assert!(
+        retried > EVENTS as i64 / 10,
+        "about a fifth of the jobs were retried: {retried}"
+    );
+    eprintln!(
+        "{}: {EVENTS} jobs, {KILLS} workers killed, {retried} retried; {done} done, {dead} dead, \
+         {logged} side effects logged for {distinct} keys",
+        D::NAME
+    );
+}
+
 pub(crate) fn checks<D: TestDb>() -> Vec<(&'static str, Check<D>)>
 where
     Task: AggregateTable<D::Conn>,
@@ -457,6 +558,10 @@ where
     Project: AggregateTable<D::Conn>,
 {
     vec![
+        (
+            "jobs_survive_failing_reactors_and_killed_workers",
+            jobs_survive_failing_reactors_and_killed_workers::<D>,
+        ),
         (
             "replay_stops_on_bad_data_or_skips_and_reports_it",
             replay_stops_on_bad_data_or_skips_and_reports_it::<D>,
