@@ -5,6 +5,7 @@ pub mod command_contract;
 pub mod commands;
 pub mod contract;
 pub mod domain;
+pub mod generative;
 pub mod reactors;
 
 #[cfg(doctest)]

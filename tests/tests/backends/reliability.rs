@@ -16,6 +16,7 @@ use es_diesel::{
 use es_tests::backend::{TestConnection, TestDb};
 use es_tests::commands::{UpdatePost, WritePost};
 use es_tests::domain::{Completed, Created, Project, ProjectStarted, Task};
+use es_tests::generative;
 use es_tests::reactors::{
     BOARD, Board, BoardOpened, Post, PostWritten, REFUSED_BY_THE_FEED, Shaken,
 };
@@ -550,6 +551,28 @@ where
     );
 }
 
+/// The generative test of `es_tests::generative` on this backend: 24 random histories (a fixed
+/// seed, so that a failure reproduces), each on aggregates of its own.
+fn random_histories_replay_to_what_was_stored<D: TestDb>(db: &D)
+where
+    Task: AggregateTable<D::Conn>,
+    Post: AggregateTable<D::Conn>,
+{
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]);
+    let mut runner = TestRunner::new_with_rng(Config::with_cases(24), rng);
+    let base = std::sync::atomic::AtomicI64::new(10_000);
+    let steps = proptest::collection::vec(generative::step(), 0..40);
+    runner
+        .run(&steps, |steps| {
+            let step = generative::AGGREGATES as i64;
+            let base = base.fetch_add(step, std::sync::atomic::Ordering::Relaxed);
+            let mut conn = db.connect();
+            generative::run_and_check(&mut DieselStore::new(&mut conn), base, &steps)
+        })
+        .unwrap();
+}
+
 pub(crate) fn checks<D: TestDb>() -> Vec<(&'static str, Check<D>)>
 where
     Task: AggregateTable<D::Conn>,
@@ -558,6 +581,10 @@ where
     Project: AggregateTable<D::Conn>,
 {
     vec![
+        (
+            "random_histories_replay_to_what_was_stored",
+            random_histories_replay_to_what_was_stored::<D>,
+        ),
         (
             "jobs_survive_failing_reactors_and_killed_workers",
             jobs_survive_failing_reactors_and_killed_workers::<D>,
