@@ -555,7 +555,7 @@ where
 /// The dispatcher describes its routes.
 fn routes_are_described<D: TestDb>(_: &D) {
     let routes = D::Conn::dispatcher().routes();
-    assert_eq!(routes.len(), 7);
+    assert_eq!(routes.len(), 8);
     assert_eq!(
         routes[0].pattern,
         Pattern::Event {
@@ -587,13 +587,13 @@ fn routes_are_described<D: TestDb>(_: &D) {
     assert_eq!(asyncs, [("flaky", 0), ("pong", 1)]);
     assert_eq!(routes, es_tests::reactors::TestDispatcher::ROUTES);
     assert_eq!(
-        routes[5].pattern,
+        routes[6].pattern,
         Pattern::Aggregate {
             name: "project",
             events_table: "project_events"
         }
     );
-    assert_eq!(routes[6].pattern, Pattern::All);
+    assert_eq!(routes[7].pattern, Pattern::All);
 }
 
 /// On PostgreSQL, a new job wakes an idle worker by notification, long before its idle wait ends.
