@@ -7,9 +7,23 @@
 //! `DATABASE_URL=postgres://...` it runs on PostgreSQL, in a schema `example_crm`.
 
 use es_examples::crm::run;
-use es_examples::db::run_on_database;
+use std::process::ExitCode;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+use es_examples::db::{operate, run_on_database};
+
+fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    if std::env::args_os().len() > 1 {
+        return operate(
+            "crm",
+            |conn| es_examples::crm::cli().main(conn, std::env::args_os()),
+            |conn| es_examples::crm::cli().main(conn, std::env::args_os()),
+        );
+    }
+    story()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn story() -> Result<(), Box<dyn std::error::Error>> {
     use es_examples::crm::{AGGREGATES, CATALOG};
     es_examples::write_catalog_at_boot(
         CATALOG,

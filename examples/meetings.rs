@@ -6,10 +6,24 @@
 //! `cargo run --example meetings` runs it on a SQLite file (`meetings.db`); with
 //! `DATABASE_URL=postgres://...` it runs on PostgreSQL, in a schema `example_meetings`.
 
-use es_examples::db::run_on_database;
+use std::process::ExitCode;
+
+use es_examples::db::{operate, run_on_database};
 use es_examples::meetings::run;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    if std::env::args_os().len() > 1 {
+        return operate(
+            "meetings",
+            |conn| es_examples::meetings::cli().main(conn, std::env::args_os()),
+            |conn| es_examples::meetings::cli().main(conn, std::env::args_os()),
+        );
+    }
+    story()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn story() -> Result<(), Box<dyn std::error::Error>> {
     use es_examples::meetings::{AGGREGATES, CATALOG};
     es_examples::write_catalog_at_boot(CATALOG, AGGREGATES, &[])?;
     let mut out = std::io::stdout();

@@ -12,10 +12,24 @@
 //! jobs in-process at the end; `cargo run --example worker` is the same worker as a process of its
 //! own, waiting for the jobs of that database.
 
-use es_examples::db::run_on_database;
+use std::process::ExitCode;
+
+use es_examples::db::{operate, run_on_database};
 use es_examples::todo::run;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    if std::env::args_os().len() > 1 {
+        return operate(
+            "todo",
+            |conn| es_examples::todo::cli().main(conn, std::env::args_os()),
+            |conn| es_examples::todo::cli().main(conn, std::env::args_os()),
+        );
+    }
+    story()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn story() -> Result<(), Box<dyn std::error::Error>> {
     use es_examples::todo::{AGGREGATES, CATALOG};
     es_examples::write_catalog_at_boot(
         CATALOG,

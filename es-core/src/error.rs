@@ -68,6 +68,19 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// An aggregate's state could not be encoded to JSON to be shown or compared (a failing
+    /// `Serialize`).
+    #[error("cannot encode {aggregate} {aggregate_id} to JSON: {source}")]
+    EncodeState {
+        /// The aggregate's name.
+        aggregate: &'static str,
+        /// The aggregate's id.
+        aggregate_id: String,
+        /// What serde found wrong.
+        #[source]
+        source: serde_json::Error,
+    },
+
     /// Two events of one aggregate claim the same tag (or alias), so stored rows would be
     /// ambiguous.
     #[error(

@@ -478,6 +478,17 @@ fn generate_table(
                             .optional()
                     }
 
+                    fn load_many(
+                        conn: &mut #connection,
+                        ids: &[Self::Id],
+                    ) -> ::es_diesel::__private::diesel::QueryResult<::std::vec::Vec<Self>> {
+                        use ::es_diesel::__private::diesel::prelude::*;
+                        #table::table
+                            .filter(#table::#id_column.eq_any(ids))
+                            .select(<Self as SelectableHelper<#backend>>::as_select())
+                            .load(conn)
+                    }
+
                     fn lock(
                         conn: &mut #connection,
                         id: &Self::Id,

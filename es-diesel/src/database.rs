@@ -67,6 +67,10 @@ pub trait Database: Connection + Sized + 'static + sealed::Sealed {
         limit: usize,
     ) -> Result<Vec<Id>, Error>;
 
+    /// How many events of each type an events table holds per day (UTC), by day then type.
+    #[doc(hidden)]
+    fn event_counts(&mut self, table: &'static str) -> Result<Vec<EventCount>, Error>;
+
     /// Reads one event, erased, from an events table named at run time (a job's).
     #[doc(hidden)]
     fn select_any_event(&mut self, table: &str, event_id: i64) -> Result<Option<AnyEvent>, Error>;
@@ -311,6 +315,22 @@ impl AnyRow {
     }
 }
 
+/// How many events of one type were created on one day: a line of
+/// [`event_counts`](crate::event_counts).
+#[derive(Debug, Clone, PartialEq, Eq, diesel::QueryableByName, serde::Serialize)]
+pub struct EventCount {
+    /// The day, in UTC (`2026-04-20`).
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub day: String,
+    /// The type tag (`task.completed`).
+    #[diesel(sql_type = diesel::sql_types::Text, column_name = "type")]
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// How many events.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub events: i64,
+}
+
 #[derive(diesel::QueryableByName)]
 struct LastEvent {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -520,6 +540,17 @@ macro_rules! database {
                     .sql(") SELECT aggregate_id FROM ids WHERE aggregate_id IS NOT NULL");
                 let rows: Vec<IdRow<Id>> = query.query.load(self).map_err(storage(table))?;
                 Ok(rows.into_iter().map(|row| row.0).collect())
+            }
+
+            fn event_counts(&mut self, table: &'static str) -> Result<Vec<EventCount>, Error> {
+                use diesel::RunQueryDsl;
+                diesel::sql_query(format!(
+                    "SELECT {} AS day, type, COUNT(*) AS events FROM {table} \
+                     GROUP BY day, type ORDER BY day, type",
+                    $dialect::DAY_OF_CREATED_AT
+                ))
+                .load(self)
+                .map_err(storage(table))
             }
 
             fn select_any_event(
@@ -919,6 +950,7 @@ mod sqlite {
     pub(super) const SELECT_ANY_COLUMNS: &str = "id, CAST(aggregate_id AS TEXT) AS aggregate_id, \
          version, type, data, metadata, created_at";
     pub(super) const CLAIM_LOCK: &str = "";
+    pub(super) const DAY_OF_CREATED_AT: &str = "substr(created_at, 1, 10)";
     const FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
 
     pub(super) fn notify_jobs(_: &mut SqliteConnection) -> Result<(), Error> {
@@ -1044,6 +1076,8 @@ mod postgres {
     pub(super) const SELECT_ANY_COLUMNS: &str = "id, aggregate_id::text AS aggregate_id, version, \
          type, data::text AS data, metadata::text AS metadata, created_at";
     pub(super) const CLAIM_LOCK: &str = " FOR UPDATE SKIP LOCKED";
+    pub(super) const DAY_OF_CREATED_AT: &str =
+        "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')";
 
     pub(super) fn before_claim(_: &mut PgConnection) -> Result<(), Error> {
         Ok(())
@@ -1165,6 +1199,7 @@ mod mysql {
     pub(super) const SELECT_ANY_COLUMNS: &str = "id, CAST(aggregate_id AS CHAR) AS aggregate_id, \
          version, type, data, metadata, created_at";
     pub(super) const CLAIM_LOCK: &str = " FOR UPDATE SKIP LOCKED";
+    pub(super) const DAY_OF_CREATED_AT: &str = "DATE_FORMAT(created_at, '%Y-%m-%d')";
 
     pub(super) fn notify_jobs(_: &mut MysqlConnection) -> Result<(), Error> {
         Ok(())

@@ -11,7 +11,7 @@
 //!
 //! # An aggregate
 //!
-//! Derive `Aggregate` next to diesel's derives and name the table; the derive generates the five
+//! Derive `Aggregate` next to diesel's derives and name the table; the derive generates the six
 //! queries of [`AggregateTable`] for every backend feature enabled here.
 //!
 //! ```
@@ -186,6 +186,9 @@
 //! Metadata propagates: events created by a reactor get the triggering event as causation id and
 //! its correlation id.
 
+mod audit;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod database;
 mod dispatch;
 mod id;
@@ -199,7 +202,8 @@ mod text_uuid;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
-pub use database::Database;
+pub use audit::{Drift, DriftKind, FieldDrift, VerifyReport, event_counts, verify};
+pub use database::{Database, EventCount};
 pub use dispatch::{
     AnyEvent, Dispatch, MAX_CASCADE, NoReactors, ReactorError, Recorded, TriggerContext,
 };

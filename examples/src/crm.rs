@@ -13,6 +13,7 @@ use es_core::{
     Aggregate, AppendOptions, Apply, Event, EventContext, EventStore, Metadata, RecordedEvent,
     Transactional,
 };
+use es_diesel::cli::Cli;
 use es_diesel::{
     AggregateTable, DieselStore, Dispatch, ReactorError, dispatcher, rebuild_projection,
 };
@@ -91,7 +92,9 @@ pub const CONTACT_LIST: &str = "contact_list";
 pub const NOTES_EMAILS: &str = "meeting_notes_emails";
 
 /// A contact of an account holder: an ordinary diesel model.
-#[derive(Aggregate, Queryable, Selectable, Insertable, Default, Clone, Debug, PartialEq)]
+#[derive(
+    Aggregate, Queryable, Selectable, Insertable, Serialize, Default, Clone, Debug, PartialEq,
+)]
 #[aggregate(table = schema::contacts)]
 #[diesel(table_name = schema::contacts)]
 pub struct Contact {
@@ -505,6 +508,25 @@ fn print_contact_list<C: CrmConnection>(
         )?;
     }
     Ok(())
+}
+
+/// The operator command line of the CRM (`es_diesel::cli`): `cargo run --example crm --
+/// rebuild-projection contact_list`, `log contact 1`, ...
+pub fn cli<C: CrmConnection>() -> Cli<'static, C>
+where
+    Contact: AggregateTable<C>,
+    CrmDispatcher: Dispatch<C>,
+{
+    Cli::new("crm")
+        .aggregate::<Contact>()
+        .dispatcher(&CrmDispatcher)
+        .projection(CONTACT_LIST, |conn: &mut C| {
+            Ok(conn.reset_projection(CONTACT_LIST)?)
+        })
+        .projection(NOTES_EMAILS, |conn: &mut C| {
+            Ok(conn.reset_projection(NOTES_EMAILS)?)
+        })
+        .catalog(CATALOG)
 }
 
 /// The story, printed to `out`: on any connection of the app.

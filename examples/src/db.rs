@@ -2,6 +2,7 @@
 //! instantiated for each connection type (an app on one backend writes them directly).
 
 use std::error::Error;
+use std::process::ExitCode;
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -49,6 +50,43 @@ pub fn run_on_database(
     }
 }
 
+/// Runs an example's operator command line (`es_diesel::cli`) on the database its story wrote:
+/// the schema `example_{name}` of the PostgreSQL database `DATABASE_URL` names, else the SQLite
+/// file `{name}.db` in the current directory.
+pub fn operate(
+    name: &str,
+    on_sqlite: impl FnOnce(&mut SqliteConnection) -> ExitCode,
+    on_postgres: impl FnOnce(&mut PgConnection) -> ExitCode,
+) -> Result<ExitCode, Box<dyn Error>> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => {
+            let schema = schema_name(name)?;
+            let mut conn = PgConnection::establish(&url)?;
+            conn.batch_execute(&format!("SET search_path TO {schema}"))?;
+            Ok(on_postgres(&mut conn))
+        }
+        _ => {
+            let path = format!("{name}.db");
+            if !std::path::Path::new(&path).exists() {
+                return Err(format!(
+                    "no {path} here: `cargo run --example {name}` writes it (in this directory)"
+                )
+                .into());
+            }
+            Ok(on_sqlite(&mut es_diesel::sqlite::establish(&path)?))
+        }
+    }
+}
+
+/// The PostgreSQL schema an example runs in: `example_{name}`.
+fn schema_name(name: &str) -> Result<String, Box<dyn Error>> {
+    if name.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+        Ok(format!("example_{name}"))
+    } else {
+        Err(format!("`{name}` is not a schema name").into())
+    }
+}
+
 /// A new, empty SQLite database at `path` (an older one is removed).
 pub fn fresh_sqlite(path: &str) -> Result<SqliteConnection, Box<dyn Error>> {
     for stale in [
@@ -66,13 +104,11 @@ pub fn fresh_sqlite(path: &str) -> Result<SqliteConnection, Box<dyn Error>> {
 
 /// A connection to `url` whose search path is a new, empty schema `example_{name}`.
 pub fn fresh_postgres(url: &str, name: &str) -> Result<PgConnection, Box<dyn Error>> {
-    if !name.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
-        return Err(format!("`{name}` is not a schema name").into());
-    }
+    let schema = schema_name(name)?;
     let mut conn = PgConnection::establish(url)?;
     conn.batch_execute(&format!(
-        "DROP SCHEMA IF EXISTS example_{name} CASCADE; CREATE SCHEMA example_{name}; \
-         SET search_path TO example_{name}"
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; \
+         SET search_path TO {schema}"
     ))?;
     Ok(conn)
 }
@@ -87,6 +123,8 @@ pub trait AppConnection: Database {
     fn record_activity(&mut self, event_id: i64, text: &str) -> QueryResult<()>;
     /// The activity feed, oldest first.
     fn activities(&mut self) -> QueryResult<Vec<String>>;
+    /// Empties the activity feed (before it is rebuilt from the events).
+    fn clear_activities(&mut self) -> QueryResult<()>;
 }
 
 macro_rules! app_connection {
@@ -117,6 +155,12 @@ macro_rules! app_connection {
             fn activities(&mut self) -> QueryResult<Vec<String>> {
                 use schema::activities::dsl::*;
                 activities.order(event_id).select(line).load(self)
+            }
+
+            fn clear_activities(&mut self) -> QueryResult<()> {
+                diesel::delete(schema::activities::table)
+                    .execute(self)
+                    .map(drop)
             }
         }
     };

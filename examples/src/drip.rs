@@ -12,6 +12,7 @@ use es_core::{Aggregate, Transactional};
 use es_core::{
     AppendOptions, Apply, Command, Event, EventContext, EventStore, Metadata, NewEvent, Rejection,
 };
+use es_diesel::cli::Cli;
 use es_diesel::{
     AggregateTable, DieselStore, Dispatch, JobContext, ReactorError, Recorded, TriggerContext,
     Worker, WorkerOptions, dispatcher,
@@ -81,7 +82,9 @@ pub const TABLES: &[&str] = &[
 ];
 
 /// A supporter's subscription to a Drip: an ordinary diesel model.
-#[derive(Aggregate, Queryable, Selectable, Insertable, Default, Clone, Debug, PartialEq)]
+#[derive(
+    Aggregate, Queryable, Selectable, Insertable, Serialize, Default, Clone, Debug, PartialEq,
+)]
 #[aggregate(table = schema::subscriptions)]
 #[diesel(table_name = schema::subscriptions)]
 pub struct Subscription {
@@ -104,7 +107,9 @@ pub struct Subscription {
 }
 
 /// A creator's Drip: it knows which of its posts is pinned.
-#[derive(Aggregate, Queryable, Selectable, Insertable, Default, Clone, Debug, PartialEq)]
+#[derive(
+    Aggregate, Queryable, Selectable, Insertable, Serialize, Default, Clone, Debug, PartialEq,
+)]
 #[aggregate(table = schema::drips)]
 #[diesel(table_name = schema::drips)]
 pub struct Drip {
@@ -117,7 +122,9 @@ pub struct Drip {
 }
 
 /// A post on a Drip.
-#[derive(Aggregate, Queryable, Selectable, Insertable, Default, Clone, Debug, PartialEq)]
+#[derive(
+    Aggregate, Queryable, Selectable, Insertable, Serialize, Default, Clone, Debug, PartialEq,
+)]
 #[aggregate(table = schema::posts)]
 #[diesel(table_name = schema::posts)]
 pub struct Post {
@@ -452,6 +459,23 @@ dispatcher! {
     pub struct DripDispatcher for sqlite, postgres;
     Activated => async: [send_subscription_confirmation, notify_creator_of_new_subscriber];
     Pinned => trigger: [unpin_other_posts];
+}
+
+/// The operator command line of Drip (`es_diesel::cli`): `cargo run --example drip -- log
+/// subscription 12`, `jobs dead`, ...
+pub fn cli<C: AppConnection>() -> Cli<'static, C>
+where
+    Subscription: AggregateTable<C>,
+    Drip: AggregateTable<C>,
+    Post: AggregateTable<C>,
+    DripDispatcher: Dispatch<C>,
+{
+    Cli::new("drip")
+        .aggregate::<Subscription>()
+        .aggregate::<Drip>()
+        .aggregate::<Post>()
+        .dispatcher(&DripDispatcher)
+        .catalog(CATALOG)
 }
 
 /// The story, printed to `out`: on any connection of the app.

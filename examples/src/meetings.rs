@@ -11,6 +11,7 @@ use es_core::{
     Aggregate, AppendOptions, Apply, Command, CommandError, Committed, Event, EventContext,
     EventStore, Metadata, NewEvent, Rejection,
 };
+use es_diesel::cli::Cli;
 use es_diesel::{AggregateTable, Database, DieselStore};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -71,7 +72,9 @@ impl Status {
 }
 
 /// A meeting: an ordinary diesel model.
-#[derive(Aggregate, Queryable, Selectable, Insertable, Default, Clone, Debug, PartialEq)]
+#[derive(
+    Aggregate, Queryable, Selectable, Insertable, Serialize, Default, Clone, Debug, PartialEq,
+)]
 #[aggregate(table = schema::meetings)]
 #[diesel(table_name = schema::meetings)]
 pub struct Meeting {
@@ -363,6 +366,15 @@ fn outcome(
         }
         Err(error) => writeln!(out, "{what}: refused: {error}"),
     }
+}
+
+/// The operator command line of the meetings app (`es_diesel::cli`): `cargo run --example
+/// meetings -- log meeting 1`, `show meeting 1 --version 2`, ...
+pub fn cli<C: Database>() -> Cli<'static, C>
+where
+    Meeting: AggregateTable<C>,
+{
+    Cli::new("meetings").aggregate::<Meeting>().catalog(CATALOG)
 }
 
 /// The story, printed to `out`, on any connection.

@@ -12,9 +12,10 @@ use es_core::{
     Aggregate, AppendOptions, Apply, AsOf, Command, Event, EventContext, EventStore, Metadata,
     NewEvent, Rejection,
 };
+use es_diesel::cli::Cli;
 use es_diesel::{
-    AggregateTable, AnyEvent, DieselStore, Dispatch, JobContext, ReactorError, Recorded, Worker,
-    WorkerOptions, dispatcher, job_counts,
+    AggregateTable, AnyEvent, DieselStore, Dispatch, DriftKind, JobContext, ReactorError, Recorded,
+    Worker, WorkerOptions, dispatcher, job_counts,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -55,7 +56,9 @@ pub const TABLES: &[&str] = &[
 ];
 
 /// A task: an ordinary diesel model, changed only by its events.
-#[derive(Aggregate, Queryable, Selectable, Insertable, Default, Clone, Debug, PartialEq)]
+#[derive(
+    Aggregate, Queryable, Selectable, Insertable, Serialize, Default, Clone, Debug, PartialEq,
+)]
 #[aggregate(table = schema::tasks)]
 #[diesel(table_name = schema::tasks)]
 pub struct Task {
@@ -271,6 +274,20 @@ where
     Ok(())
 }
 
+/// The operator command line of the to-do app (`es_diesel::cli`): `cargo run --example todo --
+/// log task 1`, `show task 1 --as-of 2026-04-20`, `replay task`, `verify task`, ...
+pub fn cli<C: AppConnection>() -> Cli<'static, C>
+where
+    Task: AggregateTable<C>,
+    TodoDispatcher: Dispatch<C>,
+{
+    Cli::new("todo")
+        .aggregate::<Task>()
+        .dispatcher(&TodoDispatcher)
+        .projection("activity_feed", |conn: &mut C| Ok(conn.clear_activities()?))
+        .catalog(CATALOG)
+}
+
 /// The talk's story, printed to `out`: on any connection of the app.
 pub fn run<C: AppConnection>(
     conn: &mut C,
@@ -346,6 +363,7 @@ where
         "UPDATE tasks SET completed_at = NULL, completed_by = NULL; DELETE FROM tasks WHERE id = 3",
     )?;
     print_tasks(&mut store, out)?;
+    audit(&mut store, out)?;
     let replayed = EventStore::<Task>::replay_all(&mut store, &mut |_| {})?;
     writeln!(
         out,
@@ -353,6 +371,7 @@ where
         replayed.events, replayed.aggregates
     )?;
     print_tasks(&mut store, out)?;
+    audit(&mut store, out)?;
 
     writeln!(out, "== Reactors")?;
     let feed = store.connection().activities()?;
@@ -379,6 +398,48 @@ where
         .filter(|m| m.starts_with("email"))
     {
         writeln!(out, "  {message}")?;
+    }
+    writeln!(
+        out,
+        "== Operate it like git: cargo run --example todo -- log task 1 | show task 1 --as-of \
+         2026-04-20 | replay task | verify task | stats task | jobs | --help"
+    )?;
+    Ok(())
+}
+
+/// Prints which stored tasks are not what their events build (`es_diesel::verify`, the audit
+/// behind `todo verify task`), and on which fields.
+fn audit<C: AppConnection>(
+    store: &mut DieselStore<'_, C>,
+    out: &mut impl Write,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    Task: AggregateTable<C>,
+{
+    let mut drifts = Vec::new();
+    let report = es_diesel::verify::<C, Task>(
+        store.connection(),
+        &mut |drift| drifts.push(drift.clone()),
+        &mut |_| {},
+    )?;
+    writeln!(
+        out,
+        "verify: {} of {} tasks are not what their events build",
+        report.drifted, report.aggregates
+    )?;
+    for drift in drifts {
+        let id = drift.aggregate_id;
+        match drift.kind {
+            DriftKind::Fields(fields) => {
+                let fields: Vec<String> = fields
+                    .iter()
+                    .map(|field| format!("{} {} -> {}", field.field, field.stored, field.replayed))
+                    .collect();
+                writeln!(out, "  task {id}: {}", fields.join(", "))?;
+            }
+            DriftKind::MissingRow => writeln!(out, "  task {id}: its row is missing")?,
+            other => writeln!(out, "  task {id}: {other:?}")?,
+        }
     }
     Ok(())
 }
