@@ -45,7 +45,9 @@ pub mod schema {
 }
 
 /// A task of the to-do app.
-#[derive(Aggregate, Queryable, Selectable, Insertable, Default, Clone, Debug, PartialEq)]
+#[derive(
+    Aggregate, Queryable, Selectable, Insertable, Serialize, Default, Clone, Debug, PartialEq,
+)]
 #[aggregate(table = schema::tasks)]
 #[diesel(table_name = schema::tasks)]
 pub struct Task {

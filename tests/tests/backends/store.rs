@@ -5,12 +5,12 @@ use std::thread;
 use diesel::connection::SimpleConnection;
 
 use es_core::{AsOf, Error, EventStore};
-use es_diesel::TextUuid;
 use es_diesel::{AggregateTable, DieselStore};
+use es_diesel::{DriftKind, FieldDrift, TextUuid};
 use es_tests::backend::TestDb;
 use es_tests::contract;
 use es_tests::domain::{
-    Completed, Created, Note, NoteWritten, Project, ProjectStarted, Task, TitleUpdated,
+    Completed, Created, Destroyed, Note, NoteWritten, Project, ProjectStarted, Task, TitleUpdated,
 };
 
 use crate::{Check, by, execute};
@@ -292,6 +292,93 @@ where
     assert_eq!(before, after);
 }
 
+/// `verify` replays every task in memory and lists, field by field, the rows that are not what
+/// their events build: an edited field, a missing row, a row of a destroyed task, events that
+/// do not replay; `event_counts` counts the events per day and type.
+fn verify_lists_drift_field_by_field<D: TestDb>(db: &D)
+where
+    Task: AggregateTable<D::Conn>,
+{
+    let mut conn = db.connect();
+    let mut store = DieselStore::new(&mut conn);
+    for id in 1..=30 {
+        let title = format!("t{id}");
+        store.append(&id, Created { title }, &by("ann")).unwrap();
+        if id % 3 == 0 {
+            store.append(&id, Completed {}, &by("bob")).unwrap();
+        }
+    }
+    store.append(&9, Destroyed {}, &by("bob")).unwrap();
+    let mut drifts = Vec::new();
+    let clean = es_diesel::verify::<_, Task>(
+        store.connection(),
+        &mut |drift| drifts.push(drift.clone()),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        (clean.aggregates, clean.events, clean.drifted, drifts.len()),
+        (30, 41, 0, 0)
+    );
+
+    execute::<D>(
+        store.connection(),
+        "UPDATE tasks SET title = 'edited by hand' WHERE id = 2; \
+         DELETE FROM tasks WHERE id = 5; \
+         INSERT INTO tasks (id, title) VALUES (9, 'ghost'); \
+         UPDATE task_events SET type = 'task.archived' WHERE aggregate_id = 7",
+    );
+    let mut reports = Vec::new();
+    let found = es_diesel::verify::<_, Task>(
+        store.connection(),
+        &mut |drift| drifts.push(drift.clone()),
+        &mut |report| reports.push(*report),
+    )
+    .unwrap();
+    assert_eq!((found.aggregates, found.drifted), (30, 4));
+    assert_eq!(reports.last(), Some(&found));
+    let kinds: Vec<(&str, &DriftKind)> = drifts
+        .iter()
+        .map(|drift| (drift.aggregate_id.as_str(), &drift.kind))
+        .collect();
+    let edited = DriftKind::Fields(vec![FieldDrift {
+        field: "title".into(),
+        stored: "edited by hand".into(),
+        replayed: "t2".into(),
+    }]);
+    assert_eq!(kinds[0], ("2", &edited));
+    assert_eq!(kinds[1], ("5", &DriftKind::MissingRow));
+    assert!(
+        matches!(kinds[2], ("7", DriftKind::Unreplayable { error })
+            if error.contains("task.archived") && error.contains("task_events")),
+        "{kinds:?}"
+    );
+    assert_eq!(kinds[3], ("9", &DriftKind::UnexpectedRow));
+
+    let counts = es_diesel::event_counts::<_, Task>(store.connection()).unwrap();
+    let count = |tag: &str| -> i64 {
+        counts
+            .iter()
+            .filter(|count| count.event_type == tag)
+            .map(|count| count.events)
+            .sum()
+    };
+    let tags = [
+        "task.created",
+        "task.completed",
+        "task.destroyed",
+        "task.archived",
+    ];
+    assert_eq!(tags.map(count), [29, 10, 1, 1]);
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert!(
+        counts
+            .iter()
+            .all(|count| count.day.len() == 10 && count.day <= today),
+        "{counts:?}"
+    );
+}
+
 /// Events of several aggregates share one global position, in the order they were written.
 fn positions_are_global_across_events_tables<D: TestDb>(db: &D)
 where
@@ -459,6 +546,10 @@ where
         ("optimistic_concurrency_conflicts", |db| {
             contract::optimistic_concurrency_conflicts(&mut DieselStore::new(&mut db.connect()));
         }),
+        (
+            "verify_lists_drift_field_by_field",
+            verify_lists_drift_field_by_field,
+        ),
         ("time_travel_by_version_and_time", |db| {
             contract::time_travel_by_version_and_time(&mut DieselStore::new(&mut db.connect()));
         }),
