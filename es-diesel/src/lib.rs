@@ -8,6 +8,7 @@
 //! | `postgres` | PostgreSQL 12+ | libpq |
 //! | `mysql` | MySQL 8 / MariaDB 10.6+ | libmysqlclient or libmariadb (`libmariadb-dev`) |
 //! | `r2d2` | connection pools | — |
+//! | `cli` | the operator command line, module `cli` (clap, indicatif) | — |
 //!
 //! # An aggregate
 //!
@@ -185,6 +186,13 @@
 //! (delivery is at least once; [`JobContext::idempotency_key`] lets a reactor deduplicate).
 //! Metadata propagates: events created by a reactor get the triggering event as causation id and
 //! its correlation id.
+//!
+//! # Auditing and operating
+//!
+//! [`verify`] replays every aggregate in memory and compares it with its stored row, field by
+//! field ([`Drift`]); [`event_counts`] counts events per day and type. The `cli` module (feature
+//! `cli`) mounts these, with history, time travel, replay, projections, the catalog and the jobs,
+//! as an operator command line in an app's own binary.
 
 mod audit;
 #[cfg(feature = "cli")]
