@@ -74,6 +74,35 @@ impl Place {
         String::from_utf8(output).expect("UTF-8 output")
     }
 
+    /// Runs `jobs work` until it says it is working, then sends it SIGINT (Ctrl-C), and returns
+    /// what it printed by the time it stopped, checking that it stopped gracefully.
+    fn work_until_interrupted(&self) -> String {
+        use std::io::{BufRead, BufReader, Read};
+        let mut command = std::process::Command::new(todo_binary());
+        command
+            .current_dir(self.dir.path())
+            .args(["jobs", "work"])
+            .stdout(std::process::Stdio::piped());
+        match &self.database_url {
+            Some(url) => command.env("DATABASE_URL", url),
+            None => command.env_remove("DATABASE_URL"),
+        };
+        let mut worker = command.spawn().expect("the worker starts");
+        let mut stdout = BufReader::new(worker.stdout.take().expect("its stdout"));
+        let mut printed = String::new();
+        stdout.read_line(&mut printed).expect("it says it works");
+        let interrupted = std::process::Command::new("kill")
+            .args(["-INT", &worker.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(interrupted.success());
+        stdout
+            .read_to_string(&mut printed)
+            .expect("the rest of its output");
+        assert!(worker.wait().expect("it stops").success(), "{printed}");
+        printed
+    }
+
     /// Runs SQL on the database behind the command line, as an operator's psql would.
     fn sql(&self, sql: &str) {
         match &self.database_url {
@@ -273,6 +302,15 @@ fn every_command(database_url: Option<String>) {
     assert_eq!(
         place.ok(&["jobs", "counts"]),
         "pending 0, running 0, done 12, dead 0\n"
+    );
+    let stopped = place.work_until_interrupted();
+    assert!(
+        stopped.starts_with("working (Ctrl-C to stop)\n"),
+        "{stopped}"
+    );
+    assert!(
+        stopped.ends_with("jobs completed 0, retried 0, dead 0\n"),
+        "{stopped}"
     );
 
     // docs: the catalog, regenerated.
