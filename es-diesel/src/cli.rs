@@ -1111,3 +1111,26 @@ fn progress_bar(total: u64, message: &str) -> ProgressBar {
         .with_style(style.progress_chars("=> "))
         .with_message(message.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_in_every_documented_form() {
+        let nine = "2026-04-20T09:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(parse_time("2026-04-20T11:00:00+02:00"), Ok(Time::At(nine)));
+        assert_eq!(parse_time("2026-04-20 09:00:00"), Ok(Time::At(nine)));
+        assert_eq!(parse_time("2026-04-20T09:00:00"), Ok(Time::At(nine)));
+        let day = parse_time("2026-04-20").unwrap();
+        assert_eq!(day.start().to_rfc3339(), "2026-04-20T00:00:00+00:00");
+        assert_eq!(day.end().to_rfc3339(), "2026-04-21T00:00:00+00:00");
+        assert_eq!(
+            day.last_instant().to_rfc3339(),
+            "2026-04-20T23:59:59.999999+00:00"
+        );
+        assert_eq!(Time::At(nine).last_instant(), nine);
+        let error = parse_time("April 20th").unwrap_err();
+        assert!(error.contains("`April 20th` is not a time"), "{error}");
+    }
+}
