@@ -23,7 +23,8 @@
 //! ```
 //!
 //! `BENCH_REPLAY_EVENTS=200000` for a shorter P3 (the default is the issue's 1,000,000 events over
-//! 100,000 aggregates); `BENCH_PARTS=p1b,p4` (or `p3`) to run only some parts.
+//! 100,000 aggregates); `BENCH_PARTS=p1b,p4` (or `p3`) to run only some parts; `BENCH_VERBOSE=1`
+//! prints every run's rate, not only the medians.
 
 mod ours;
 mod with_cqrs;
@@ -83,6 +84,11 @@ fn pool(runtime: &Runtime, url: &str, commit: &str) -> PgPool {
     let options = PgConnectOptions::from_str(url)
         .expect("PG_DATABASE_URL")
         .options([("search_path", SCHEMA), ("synchronous_commit", commit)]);
+    let options = if log_statements() {
+        options.options([("log_statement", "all")])
+    } else {
+        options
+    };
     runtime
         .block_on(
             PgPoolOptions::new()
@@ -91,6 +97,11 @@ fn pool(runtime: &Runtime, url: &str, commit: &str) -> PgPool {
                 .connect_with(options),
         )
         .expect("connect the peers' pool")
+}
+
+/// Whether the benchmark's sessions log their statements (`BENCH_PARTS=trace`).
+fn log_statements() -> bool {
+    std::env::var("BENCH_PARTS").is_ok_and(|parts| parts.contains("trace"))
 }
 
 /// Drops and creates [`SCHEMA`] with our tables (the test domain's) and the peers' tables.
@@ -120,8 +131,12 @@ fn fresh_schema(runtime: &Runtime, url: &str) {
 /// Connects the three systems, with `synchronous_commit` = `commit`.
 fn connect(runtime: &Runtime, url: &str, commit: &str) -> Systems {
     let pool = pool(runtime, url, commit);
+    let mut ours = Ours::connect(url, SCHEMA, commit);
+    if log_statements() {
+        ours.execute("SET log_statement = 'all'");
+    }
     Systems {
-        ours: Ours::connect(url, SCHEMA, commit),
+        ours,
         cqrs: Cqrs::new(&pool),
         esrs: runtime.block_on(Esrs::new(&pool, false)),
     }
@@ -167,6 +182,12 @@ fn interleaved(count: usize, mut work: impl FnMut(usize, usize)) -> [f64; 3] {
             }
         }
     }
+    if std::env::var_os("BENCH_VERBOSE").is_some() {
+        for (system, runs) in SYSTEMS.iter().zip(&rates) {
+            let runs: Vec<String> = runs.iter().map(|rate| format!("{rate:.0}")).collect();
+            println!("      {system:<8} runs: {}", runs.join(" "));
+        }
+    }
     rates.map(median)
 }
 
@@ -183,17 +204,38 @@ fn line(what: &str, rates: [f64; 3], unit: &str) {
     );
 }
 
-/// P1b with `synchronous_commit` = `commit`, on aggregates from `base` up.
+/// P1b: the first of the aggregates with `PRIORS[index]` prior events, for the runs from `base`.
+fn p1b_first(base: i64, index: usize) -> i64 {
+    base + index as i64 * 1_000_000
+}
+
+/// P1b: the aggregates commanded for `prior` prior events.
+fn p1b_aggregates(prior: usize) -> usize {
+    if prior == 10_000 {
+        2
+    } else {
+        commands(prior) * (RUNS + 1)
+    }
+}
+
+/// P1b: seeds, in every system, the aggregates that the runs from `base` command.
+fn p1b_seed(runtime: &Runtime, systems: &mut Systems, base: i64) {
+    for (index, prior) in PRIORS.into_iter().enumerate() {
+        let first = p1b_first(base, index);
+        seed(
+            runtime,
+            systems,
+            first..first + p1b_aggregates(prior) as i64,
+            prior,
+        );
+    }
+}
+
+/// P1b with `synchronous_commit` = `commit`, on the aggregates seeded from `base` up.
 fn p1b(runtime: &Runtime, systems: &mut Systems, commit: &str, base: i64) {
     for (index, prior) in PRIORS.into_iter().enumerate() {
         let count = commands(prior);
-        let aggregates = if prior == 10_000 {
-            2
-        } else {
-            count * (RUNS + 1)
-        };
-        let first = base + index as i64 * 1_000_000;
-        seed(runtime, systems, first..first + aggregates as i64, prior);
+        let first = p1b_first(base, index);
         let target = |run: usize, n: usize| {
             if prior == 10_000 {
                 first + (n % 2) as i64
@@ -235,10 +277,30 @@ fn p1b(runtime: &Runtime, systems: &mut Systems, commit: &str, base: i64) {
     }
 }
 
-/// P4: loads of one aggregate of [`P4_EVENTS`] events.
+/// After seeding, before measuring: `VACUUM ANALYZE` of the benchmark's tables and a
+/// `CHECKPOINT`, so that no system is measured while the server vacuums or flushes what the
+/// seeding wrote (with synchronous commit on, that slowed every system's commits by 2-4x).
+fn settle(url: &str) {
+    let mut conn = PgDb::open(url, SCHEMA).connect();
+    // One statement each: VACUUM cannot run in the implicit transaction of a multi-statement batch.
+    for statement in [
+        format!(
+            "VACUUM ANALYZE {SCHEMA}.tasks, {SCHEMA}.task_events, {SCHEMA}.cqrs_events, \
+             {SCHEMA}.esrs_task_events"
+        ),
+        "CHECKPOINT".to_owned(),
+    ] {
+        conn.batch_execute(&statement)
+            .expect("settle the benchmark's tables");
+    }
+}
+
+/// P4: the aggregate loaded.
+const P4_ID: i64 = 90_000_000;
+
+/// P4: loads of one aggregate of [`P4_EVENTS`] events (seeded with [`seed`]).
 fn p4(runtime: &Runtime, systems: &mut Systems) {
-    let id = 90_000_000;
-    seed(runtime, systems, id..id + 1, P4_EVENTS);
+    let id = P4_ID;
     let expected = format!("v{}", P4_EVENTS - 1);
     let rates = interleaved(P4_EVENTS * P4_LOADS, |system, _| {
         for _ in 0..P4_LOADS {
@@ -260,12 +322,7 @@ fn p3(runtime: &Runtime, url: &str, events: usize) {
     let aggregates = events / 10;
     let seeded = Instant::now();
     seed(runtime, &mut systems, 1..aggregates as i64 + 1, 10);
-    let mut conn = PgDb::open(url, SCHEMA).connect();
-    conn.batch_execute(&format!(
-        "ANALYZE {SCHEMA}.tasks, {SCHEMA}.task_events, {SCHEMA}.cqrs_events, \
-         {SCHEMA}.esrs_task_events"
-    ))
-    .expect("analyze the benchmark's tables");
+    settle(url);
     println!(
         "  (P3 data: {events} events over {aggregates} aggregates in each system, seeded in {:.0} s)",
         seeded.elapsed().as_secs_f64()
@@ -290,6 +347,35 @@ fn p3(runtime: &Runtime, url: &str, events: usize) {
     line("P3  ours: replay_all (written back)", replay, "events/s");
 }
 
+/// `BENCH_PARTS=trace`: the server logs (`log_statement = all`, on these sessions only) two
+/// commands of each system on aggregates with 1 and 100 prior events, between marker statements
+/// `SELECT 'trace <system> <prior>'`, to count the statements (round trips) of one command.
+fn trace(runtime: &Runtime, url: &str) {
+    fresh_schema(runtime, url);
+    let mut systems = connect(runtime, url, "on");
+    for (index, prior) in [1, 100].into_iter().enumerate() {
+        let first = 1 + index as i64 * 10;
+        seed(runtime, &mut systems, first..first + 2, prior);
+        for (system, name) in SYSTEMS.iter().enumerate() {
+            systems
+                .ours
+                .execute(&format!("SELECT 'trace {name} {prior} begin'"));
+            for id in [first, first + 1] {
+                let title = format!("trace-{id}");
+                match system {
+                    0 => systems.ours.retitle(id, &title),
+                    1 => runtime.block_on(systems.cqrs.retitle(id, &title)),
+                    _ => runtime.block_on(systems.esrs.retitle(id, &title)),
+                }
+            }
+            systems
+                .ours
+                .execute(&format!("SELECT 'trace {name} {prior} end'"));
+        }
+    }
+    println!("  trace: see the server's log between the 'trace <system> <prior>' markers");
+}
+
 fn main() {
     let Some(url) = es_tests::backend::postgres_url() else {
         println!("peers: SKIPPED (set PG_DATABASE_URL to a PostgreSQL database)");
@@ -310,20 +396,29 @@ fn main() {
     );
     if parts.contains("p1b") || parts.contains("p4") {
         fresh_schema(&runtime, &url);
-        for (index, commit) in ["on", "off"].into_iter().enumerate() {
-            let mut systems = connect(&runtime, &url, commit);
-            if parts.contains("p1b") {
-                p1b(
-                    &runtime,
-                    &mut systems,
-                    commit,
-                    (index as i64 + 1) * 10_000_000,
-                );
-            }
-            if parts.contains("p4") && commit == "on" {
-                p4(&runtime, &mut systems);
-            }
+        let mut on = connect(&runtime, &url, "on");
+        let mut off = connect(&runtime, &url, "off");
+        if parts.contains("p1b") {
+            p1b_seed(&runtime, &mut on, 10_000_000);
+            p1b_seed(&runtime, &mut off, 20_000_000);
         }
+        if parts.contains("p4") {
+            seed(&runtime, &mut on, P4_ID..P4_ID + 1, P4_EVENTS);
+        }
+        settle(&url);
+        if parts.contains("p1b") {
+            p1b(&runtime, &mut on, "on", 10_000_000);
+        }
+        if parts.contains("p4") {
+            p4(&runtime, &mut on);
+        }
+        if parts.contains("p1b") {
+            p1b(&runtime, &mut off, "off", 20_000_000);
+        }
+    }
+    if parts.contains("trace") {
+        trace(&runtime, &url);
+        return;
     }
     if parts.contains("p3") {
         p3(&runtime, &url, replay_events);

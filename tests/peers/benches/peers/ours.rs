@@ -74,6 +74,11 @@ impl Ours {
         Self { conn }
     }
 
+    /// Runs `sql` on our connection.
+    pub(crate) fn execute(&mut self, sql: &str) {
+        self.conn.batch_execute(sql).expect(sql);
+    }
+
     /// Creates aggregates `ids`, each with `events` events, through the framework (no reactor).
     pub(crate) fn seed(&mut self, ids: Range<i64>, events: usize) {
         let mut store = DieselStore::new(&mut self.conn);
