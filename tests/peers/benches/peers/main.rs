@@ -15,7 +15,8 @@
 //!   `load_aggregate`, and our `EventStore::state_as_of` (time travel to its last version).
 //!
 //! Everything lives in the schema `bench_peers` of `PG_DATABASE_URL`, dropped and created again
-//! (before P1b/P4, and again before P3). Run it with
+//! (before P1b/P4, and again before P3). Every case is seeded before any is measured, then the
+//! tables are vacuumed and analyzed and the server checkpoints. Run it with
 //!
 //! ```sh
 //! PG_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
