@@ -1,0 +1,1 @@
+//! Never built: sqlx-sqlite, its only dependent, is not enabled in this benchmark.
