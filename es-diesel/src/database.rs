@@ -241,13 +241,16 @@ impl<'a, DB: diesel::backend::Backend> Query<'a, DB> {
 pub struct Records<Id> {
     rows: std::vec::IntoIter<EventRow<Id>>,
     table: &'static str,
+    metadata: MetadataCache,
 }
 
 impl<Id> Iterator for Records<Id> {
     type Item = Result<RecordedEvent<Id>, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.rows.next().map(|row| row.into_record(self.table))
+        self.rows
+            .next()
+            .map(|row| row.into_record(self.table, &mut self.metadata))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -269,14 +272,38 @@ struct EventRow<Id> {
     created_at: DateTime<Utc>,
 }
 
+/// The last `metadata` decoded, with its JSON: the events of one append share their metadata, so
+/// a run of rows with the same JSON is decoded once and cloned.
+#[derive(Debug, Default)]
+struct MetadataCache(Option<(String, Metadata)>);
+
+impl MetadataCache {
+    fn decode(
+        &mut self,
+        json: String,
+        table: &'static str,
+        event_id: i64,
+    ) -> Result<Metadata, Error> {
+        if let Some((_, metadata)) = self.0.as_ref().filter(|(last, _)| *last == json) {
+            return Ok(metadata.clone());
+        }
+        let metadata = Metadata::from_json(&json).map_err(|source| Error::DecodeMetadata {
+            table,
+            event_id,
+            source,
+        })?;
+        self.0 = Some((json, metadata.clone()));
+        Ok(metadata)
+    }
+}
+
 impl<Id> EventRow<Id> {
-    fn into_record(self, table: &'static str) -> Result<RecordedEvent<Id>, Error> {
-        let metadata =
-            Metadata::from_json(&self.metadata).map_err(|source| Error::DecodeMetadata {
-                table,
-                event_id: self.id,
-                source,
-            })?;
+    fn into_record(
+        self,
+        table: &'static str,
+        cache: &mut MetadataCache,
+    ) -> Result<RecordedEvent<Id>, Error> {
+        let metadata = cache.decode(self.metadata, table, self.id)?;
         Ok(RecordedEvent {
             id: self.id,
             aggregate_id: self.aggregate_id,
@@ -296,8 +323,8 @@ struct AnyRow {
 }
 
 impl AnyRow {
-    fn into_event(self) -> Result<AnyEvent, Error> {
-        let record = self.row.into_record("events")?;
+    fn into_event(self, cache: &mut MetadataCache) -> Result<AnyEvent, Error> {
+        let record = self.row.into_record("events", cache)?;
         Ok(AnyEvent {
             events_table: self.events_table,
             aggregate_id: record.aggregate_id,
@@ -477,6 +504,7 @@ macro_rules! database {
                 Ok(Records {
                     rows: rows.into_iter(),
                     table,
+                    metadata: MetadataCache::default(),
                 })
             }
 
@@ -539,7 +567,7 @@ macro_rules! database {
                 let row: Option<EventRow<String>> =
                     query.query.get_result(self).optional().map_err(storage("jobs"))?;
                 let Some(row) = row else { return Ok(None) };
-                let record = row.into_record("jobs")?;
+                let record = row.into_record("jobs", &mut MetadataCache::default())?;
                 Ok(Some(AnyEvent {
                     events_table: table.to_owned(),
                     aggregate_id: record.aggregate_id,
@@ -576,7 +604,8 @@ macro_rules! database {
                     .sql(" ORDER BY id LIMIT ")
                     .bind::<diesel::sql_types::BigInt, _>(limit);
                 let rows: Vec<AnyRow> = query.query.load(self).map_err(storage("events"))?;
-                rows.into_iter().map(AnyRow::into_event).collect()
+                let mut cache = MetadataCache::default();
+                rows.into_iter().map(|row| row.into_event(&mut cache)).collect()
             }
 
             fn insert_jobs(&mut self, jobs: &[NewJob]) -> Result<(), Error> {
