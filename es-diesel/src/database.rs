@@ -354,7 +354,8 @@ struct Number {
 
 /// Implements [`Database`] for one connection type. `$dialect` is a module providing the
 /// backend's differences: `NUMBERED`, `SELECT_COLUMNS`, `JSON_PLACEHOLDER_SUFFIX`,
-/// `bind_time`, `read_time`, `begin_write`, `insert_events`, `notify_jobs`, `before_claim`,
+/// `WAKE_WORKERS` (SQL around the jobs' `INSERT` that wakes idle workers), `bind_time`,
+/// `read_time`, `begin_write`, `insert_events`, `before_claim`,
 /// `listen_for_jobs`, `wait_for_jobs`, `framework_ddl`,
 /// `events_table_ddl`.
 macro_rules! database {
@@ -614,9 +615,12 @@ macro_rules! database {
                     return Ok(());
                 }
                 let now = es_core::now();
+                let [wake_before, wake_after] = $dialect::WAKE_WORKERS;
                 let mut query = Query::<$db>::new(
-                    "INSERT INTO es_jobs (events_table, event_id, reactor, state, attempts, \
-                     run_at, created_at) VALUES ",
+                    format!(
+                        "{wake_before}INSERT INTO es_jobs (events_table, event_id, reactor, state, \
+                         attempts, run_at, created_at) VALUES "
+                    ),
                     $dialect::NUMBERED,
                 );
                 for (index, job) in jobs.iter().enumerate() {
@@ -631,8 +635,12 @@ macro_rules! database {
                     query = $dialect::bind_time(query, now).sql(", ");
                     query = $dialect::bind_time(query, now).sql(")");
                 }
-                query.query.execute(self).map_err(storage("es_jobs"))?;
-                $dialect::notify_jobs(self)
+                query
+                    .sql(wake_after)
+                    .query
+                    .execute(self)
+                    .map_err(storage("es_jobs"))?;
+                Ok(())
             }
 
             fn claim_jobs(
@@ -950,9 +958,7 @@ mod sqlite {
     pub(super) const CLAIM_LOCK: &str = "";
     const FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
 
-    pub(super) fn notify_jobs(_: &mut SqliteConnection) -> Result<(), Error> {
-        Ok(())
-    }
+    pub(super) const WAKE_WORKERS: [&str; 2] = ["", ""];
 
     pub(super) fn before_claim(_: &mut SqliteConnection) -> Result<(), Error> {
         Ok(())
@@ -1154,11 +1160,13 @@ mod postgres {
         Ok(())
     }
 
-    pub(super) fn notify_jobs(conn: &mut PgConnection) -> Result<(), Error> {
-        use diesel::connection::SimpleConnection;
-        conn.batch_execute("NOTIFY es_jobs")
-            .map_err(storage("es_jobs"))
-    }
+    /// Wraps the jobs' `INSERT` in a statement that also notifies `es_jobs` (delivered at commit,
+    /// as `NOTIFY` is): one round trip where `INSERT` then `NOTIFY` took two. A data-modifying
+    /// `WITH` runs to completion whether or not the outer `SELECT` reads it.
+    pub(super) const WAKE_WORKERS: [&str; 2] = [
+        "WITH jobs AS (",
+        ") SELECT pg_notify('es_jobs', '') AS woken",
+    ];
 
     pub(super) fn listen_for_jobs(conn: &mut PgConnection) -> Result<(), Error> {
         use diesel::connection::SimpleConnection;
@@ -1271,9 +1279,7 @@ mod mysql {
          version, type, data, metadata, created_at";
     pub(super) const CLAIM_LOCK: &str = " FOR UPDATE SKIP LOCKED";
 
-    pub(super) fn notify_jobs(_: &mut MysqlConnection) -> Result<(), Error> {
-        Ok(())
-    }
+    pub(super) const WAKE_WORKERS: [&str; 2] = ["", ""];
 
     /// Claims read committed rows only: under REPEATABLE READ, InnoDB's gap locks on the jobs
     /// index make claims deadlock with concurrent inserts of new jobs.
