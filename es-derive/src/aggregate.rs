@@ -354,16 +354,16 @@ fn generate(model: &AggregateModel<'_>) -> TokenStream {
 
 /// How `AggregateTable::save` writes rows on one backend.
 #[derive(Clone, Copy)]
-enum Save {
+enum Upsert {
     /// One multi-row upsert (`ON CONFLICT ... DO UPDATE SET column = excluded.column`): PostgreSQL.
-    BatchUpsert,
+    Batch,
     /// One upsert per row (MySQL: diesel has no `excluded` there, so no multi-row upsert).
-    RowUpsert,
+    PerRow,
     /// One multi-row upsert of explicit `column = value` tuples: SQLite, where diesel turns a batch
     /// of `Insertable` structs into one statement per row (for their `DEFAULT` values), each
     /// prepared anew (diesel never caches an upsert). A `None` field is stored as `NULL`, as the
     /// update half of the upsert always did. Chunked below SQLite's 32,766 bound parameters.
-    TupleUpsert,
+    Tuples,
 }
 
 /// `es_diesel::AggregateTable` for each backend feature enabled in `es-diesel`: concrete diesel
@@ -390,7 +390,7 @@ fn generate_table(
             quote!(::es_diesel::__private::diesel::sqlite::SqliteConnection),
             quote!(::es_diesel::__private::diesel::sqlite::Sqlite),
             false,
-            Save::TupleUpsert,
+            Upsert::Tuples,
             quote!(.on_conflict(#table::#id_column)),
         ),
         (
@@ -399,7 +399,7 @@ fn generate_table(
             quote!(::es_diesel::__private::diesel::pg::PgConnection),
             quote!(::es_diesel::__private::diesel::pg::Pg),
             true,
-            Save::BatchUpsert,
+            Upsert::Batch,
             quote!(.on_conflict(#table::#id_column)),
         ),
         (
@@ -408,7 +408,7 @@ fn generate_table(
             quote!(::es_diesel::__private::diesel::mysql::MysqlConnection),
             quote!(::es_diesel::__private::diesel::mysql::Mysql),
             true,
-            Save::RowUpsert,
+            Upsert::PerRow,
             quote!(.on_conflict(::es_diesel::__private::diesel::dsl::DuplicatedKeys)),
         ),
     ];
@@ -473,7 +473,7 @@ fn generate_table(
                     .execute(conn)
                     .map(|_| ())
             },
-            (Save::BatchUpsert, false) => quote! {
+            (Upsert::Batch, false) => quote! {
                 ::es_diesel::__private::diesel::insert_into(#table::table)
                     .values(aggregates)
                     #on_conflict
@@ -482,8 +482,8 @@ fn generate_table(
                     .execute(conn)
                     .map(|_| ())
             },
-            (Save::TupleUpsert, false) => tuple_upsert,
-            (Save::RowUpsert, false) => quote! {
+            (Upsert::Tuples, false) => tuple_upsert,
+            (Upsert::PerRow, false) => quote! {
                 for aggregate in aggregates {
                     ::es_diesel::__private::diesel::insert_into(#table::table)
                         .values(aggregate)
