@@ -352,6 +352,20 @@ fn generate(model: &AggregateModel<'_>) -> TokenStream {
     }
 }
 
+/// How `AggregateTable::save` writes rows on one backend.
+#[derive(Clone, Copy)]
+enum Upsert {
+    /// One multi-row upsert (`ON CONFLICT ... DO UPDATE SET column = excluded.column`): PostgreSQL.
+    Batch,
+    /// One upsert per row (MySQL: diesel has no `excluded` there, so no multi-row upsert).
+    PerRow,
+    /// One multi-row upsert of explicit `column = value` tuples: SQLite, where diesel turns a batch
+    /// of `Insertable` structs into one statement per row (for their `DEFAULT` values), each
+    /// prepared anew (diesel never caches an upsert). A `None` field is stored as `NULL`, as the
+    /// update half of the upsert always did. Chunked below SQLite's 32,766 bound parameters.
+    Tuples,
+}
+
 /// `es_diesel::AggregateTable` for each backend feature enabled in `es-diesel`: concrete diesel
 /// queries per connection type, so that row locking and batch upserts stay typed.
 fn generate_table(
@@ -365,7 +379,8 @@ fn generate_table(
         .last()
         .map(|segment| segment.ident.to_string())
         .unwrap_or_default();
-    let ((_, id_column), others) = columns.split_first().expect("the id is the first column");
+    let ((id_field, id_column), others) =
+        columns.split_first().expect("the id is the first column");
     let other_fields: Vec<&Ident> = others.iter().map(|(field, _)| field).collect();
     let other_columns: Vec<&Ident> = others.iter().map(|(_, column)| column).collect();
     let backends = [
@@ -375,7 +390,7 @@ fn generate_table(
             quote!(::es_diesel::__private::diesel::sqlite::SqliteConnection),
             quote!(::es_diesel::__private::diesel::sqlite::Sqlite),
             false,
-            false,
+            Upsert::Tuples,
             quote!(.on_conflict(#table::#id_column)),
         ),
         (
@@ -384,7 +399,7 @@ fn generate_table(
             quote!(::es_diesel::__private::diesel::pg::PgConnection),
             quote!(::es_diesel::__private::diesel::pg::Pg),
             true,
-            true,
+            Upsert::Batch,
             quote!(.on_conflict(#table::#id_column)),
         ),
         (
@@ -393,7 +408,7 @@ fn generate_table(
             quote!(::es_diesel::__private::diesel::mysql::MysqlConnection),
             quote!(::es_diesel::__private::diesel::mysql::Mysql),
             true,
-            false,
+            Upsert::PerRow,
             quote!(.on_conflict(::es_diesel::__private::diesel::dsl::DuplicatedKeys)),
         ),
     ];
@@ -428,8 +443,27 @@ fn generate_table(
             ),)*
         )));
         let row_update = quote!(.set((#(#table::#other_columns.eq(&aggregate.#other_fields),)*)));
-        // diesel expresses a multi-row upsert on PostgreSQL only; elsewhere one statement per row,
-        // inside the caller's transaction.
+        let rows_per_statement = 32_766 / columns.len();
+        let tuple_upsert = quote! {
+            for __chunk in aggregates.chunks(#rows_per_statement) {
+                let __rows: ::std::vec::Vec<_> = __chunk
+                    .iter()
+                    .map(|aggregate| {
+                        (
+                            #table::#id_column.eq(&aggregate.#id_field),
+                            #(#table::#other_columns.eq(&aggregate.#other_fields),)*
+                        )
+                    })
+                    .collect();
+                ::es_diesel::__private::diesel::insert_into(#table::table)
+                    .values(__rows)
+                    #on_conflict
+                    .do_update()
+                    #batch_update
+                    .execute(conn)?;
+            }
+            ::core::result::Result::Ok(())
+        };
         let save = match (batch_upsert, other_columns.is_empty()) {
             (_, true) => quote! {
                 ::es_diesel::__private::diesel::insert_into(#table::table)
@@ -439,7 +473,7 @@ fn generate_table(
                     .execute(conn)
                     .map(|_| ())
             },
-            (true, false) => quote! {
+            (Upsert::Batch, false) => quote! {
                 ::es_diesel::__private::diesel::insert_into(#table::table)
                     .values(aggregates)
                     #on_conflict
@@ -448,7 +482,8 @@ fn generate_table(
                     .execute(conn)
                     .map(|_| ())
             },
-            (false, false) => quote! {
+            (Upsert::Tuples, false) => tuple_upsert,
+            (Upsert::PerRow, false) => quote! {
                 for aggregate in aggregates {
                     ::es_diesel::__private::diesel::insert_into(#table::table)
                         .values(aggregate)

@@ -13,7 +13,8 @@
 //! PostgreSQL with synchronous commit on and off when `PG_DATABASE_URL` is set.
 //!
 //! `cargo bench -p es-tests --bench workloads` (`BENCH_REPLAY_EVENTS=200000` for a shorter P3;
-//! the default is the 1,000,000 events over 100,000 aggregates).
+//! the default is the 1,000,000 events over 100,000 aggregates; `BENCH_ONLY=P1,P3` runs
+//! only those workloads, to profile one).
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -576,11 +577,29 @@ where
 {
     println!("{label}");
     let mut conn = connect();
-    p1(&mut conn);
-    p2(&mut conn);
-    p4(&mut conn);
-    p6(connect);
-    p3(&mut conn, replay_events);
+    if selected("P1") {
+        p1(&mut conn);
+    }
+    if selected("P2") {
+        p2(&mut conn);
+    }
+    if selected("P4") {
+        p4(&mut conn);
+    }
+    if selected("P6") {
+        p6(connect);
+    }
+    if selected("P3") {
+        p3(&mut conn, replay_events);
+    }
+}
+
+/// Whether workload `id` runs: all of them unless `BENCH_ONLY` lists some (`P1,P3`).
+fn selected(id: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| {
+        only.split(',')
+            .any(|wanted| wanted.trim().eq_ignore_ascii_case(id))
+    })
 }
 
 fn main() {
