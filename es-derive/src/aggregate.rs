@@ -390,6 +390,7 @@ fn generate_table(
             quote!(::es_diesel::__private::diesel::sqlite::SqliteConnection),
             quote!(::es_diesel::__private::diesel::sqlite::Sqlite),
             false,
+            true,
             Upsert::Tuples,
             quote!(.on_conflict(#table::#id_column)),
         ),
@@ -398,6 +399,7 @@ fn generate_table(
             quote!(::es_diesel::__with_postgres),
             quote!(::es_diesel::__private::diesel::pg::PgConnection),
             quote!(::es_diesel::__private::diesel::pg::Pg),
+            true,
             true,
             Upsert::Batch,
             quote!(.on_conflict(#table::#id_column)),
@@ -408,6 +410,7 @@ fn generate_table(
             quote!(::es_diesel::__private::diesel::mysql::MysqlConnection),
             quote!(::es_diesel::__private::diesel::mysql::Mysql),
             true,
+            false,
             Upsert::PerRow,
             quote!(.on_conflict(::es_diesel::__private::diesel::dsl::DuplicatedKeys)),
         ),
@@ -416,12 +419,42 @@ fn generate_table(
         .into_iter()
         .filter(|backend| only.is_empty() || only.iter().any(|name| name == backend.0))
         .map(
-            |(_, with, connection, backend, locks, batch_upsert, on_conflict)| {
-                (with, connection, backend, locks, batch_upsert, on_conflict)
+            |(_, with, connection, backend, locks, head_in_lock, batch_upsert, on_conflict)| {
+                (
+                    with,
+                    connection,
+                    backend,
+                    locks,
+                    head_in_lock,
+                    batch_upsert,
+                    on_conflict,
+                )
             },
         );
-    let impls = chosen.map(|(with, connection, backend, locks, batch_upsert, on_conflict)| {
+    let impls = chosen.map(|(with, connection, backend, locks, head_in_lock, batch_upsert, on_conflict)| {
         let for_update = locks.then(|| quote!(.for_update()));
+        let lock = if head_in_lock {
+            quote! {
+                let __head = ::es_diesel::__private::HeadColumns::<Self, #connection>::new();
+                #table::table
+                    .find(::core::clone::Clone::clone(id))
+                    .select((<Self as SelectableHelper<#backend>>::as_select(), __head))
+                    #for_update
+                    .first(conn)
+                    .optional()
+                    .map(::es_diesel::__private::locked)
+            }
+        } else {
+            quote! {
+                #table::table
+                    .find(::core::clone::Clone::clone(id))
+                    .select(<Self as SelectableHelper<#backend>>::as_select())
+                    #for_update
+                    .first(conn)
+                    .optional()
+                    .map(::es_diesel::Locked::Row)
+            }
+        };
         let lock_many = if locks {
             quote! {
                 #table::table
@@ -500,6 +533,8 @@ fn generate_table(
                 #[automatically_derived]
                 impl ::es_diesel::AggregateTable<#connection> for #ident {
                     const TABLE: &'static str = #table_name;
+                    const ID_COLUMN: &'static str =
+                        <#table::#id_column as ::es_diesel::__private::diesel::Column>::NAME;
 
                     fn load(
                         conn: &mut #connection,
@@ -527,14 +562,9 @@ fn generate_table(
                     fn lock(
                         conn: &mut #connection,
                         id: &Self::Id,
-                    ) -> ::es_diesel::__private::diesel::QueryResult<::core::option::Option<Self>> {
+                    ) -> ::es_diesel::__private::diesel::QueryResult<::es_diesel::Locked<Self>> {
                         use ::es_diesel::__private::diesel::prelude::*;
-                        #table::table
-                            .find(::core::clone::Clone::clone(id))
-                            .select(<Self as SelectableHelper<#backend>>::as_select())
-                            #for_update
-                            .first(conn)
-                            .optional()
+                        #lock
                     }
 
                     fn lock_many(

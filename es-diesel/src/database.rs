@@ -5,7 +5,6 @@
 
 use chrono::{DateTime, Utc};
 use diesel::connection::Connection;
-use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use es_core::{AsOf, Error, EventFilter, Metadata, RecordedEvent, Staged};
 
 use crate::dispatch::{AnyEvent, NewJob};
@@ -190,54 +189,92 @@ pub(crate) fn storage(table: &'static str) -> impl FnOnce(diesel::result::Error)
     }
 }
 
-/// A raw SQL query whose placeholders are numbered as the backend wants (`?` or `$1`).
+/// Statements with at most this many parameters are prepared once per connection and reused
+/// (diesel's statement cache, keyed by their SQL text); longer ones are batches whose text varies
+/// with their length, sent unprepared so that the cache holds only the small fixed shapes.
+const MAX_PREPARED_BINDS: usize = 64;
+
+/// A raw SQL query: text, and values bound where diesel writes the backend's placeholders (`?` or
+/// `$1`). Unlike `diesel::sql_query`, which is never prepared ahead, a short one is prepared once
+/// per connection ([`MAX_PREPARED_BINDS`]).
 struct Query<'a, DB: diesel::backend::Backend> {
-    query: BoxedSqlQuery<'a, DB, SqlQuery>,
+    pieces: Vec<Piece<'a, DB>>,
     binds: usize,
-    numbered: bool,
+}
+
+enum Piece<'a, DB> {
+    Sql(String),
+    Bind(Box<dyn diesel::query_builder::QueryFragment<DB> + Send + 'a>),
 }
 
 impl<'a, DB: diesel::backend::Backend> Query<'a, DB> {
-    fn new(sql: impl Into<String>, numbered: bool) -> Self {
+    fn new(sql: impl Into<String>) -> Self {
         Self {
-            query: diesel::sql_query(sql).into_boxed(),
+            pieces: vec![Piece::Sql(sql.into())],
             binds: 0,
-            numbered,
         }
     }
 
     fn sql(mut self, sql: &str) -> Self {
-        self.query = self.query.sql(sql);
-        self
-    }
-
-    fn placeholder(mut self) -> Self {
-        self.binds += 1;
-        self.query = if self.numbered {
-            self.query.sql(format!("${}", self.binds))
-        } else {
-            self.query.sql("?")
-        };
+        match self.pieces.last_mut() {
+            Some(Piece::Sql(text)) => text.push_str(sql),
+            _ => self.pieces.push(Piece::Sql(sql.to_owned())),
+        }
         self
     }
 
     fn bind<ST, V>(self, value: V) -> Self
     where
-        DB: diesel::sql_types::HasSqlType<ST>,
-        ST: Send + 'a,
-        V: diesel::serialize::ToSql<ST, DB> + Send + 'a,
+        V: diesel::expression::AsExpression<ST>,
+        V::Expression: diesel::query_builder::QueryFragment<DB> + Send + 'a,
+        ST: diesel::sql_types::SqlType + diesel::expression::TypedExpressionType,
     {
-        let mut this = self.placeholder();
-        this.query = this.query.bind::<ST, V>(value);
-        this
+        self.bind_fragment(Box::new(value.as_expression()))
     }
 
     fn bind_id<Id: IdColumn<DB>>(self, id: &Id) -> Self {
-        let mut this = self.placeholder();
-        this.query = id.bind(this.query);
-        this
+        self.bind_fragment(id.bind_value())
+    }
+
+    fn bind_fragment(
+        mut self,
+        value: Box<dyn diesel::query_builder::QueryFragment<DB> + Send + 'a>,
+    ) -> Self {
+        self.binds += 1;
+        self.pieces.push(Piece::Bind(value));
+        self
     }
 }
+
+impl<DB: diesel::backend::Backend> diesel::query_builder::QueryFragment<DB> for Query<'_, DB> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> diesel::QueryResult<()> {
+        if self.binds > MAX_PREPARED_BINDS {
+            out.unsafe_to_cache_prepared();
+        }
+        for piece in &self.pieces {
+            match piece {
+                Piece::Sql(text) => out.push_sql(text),
+                Piece::Bind(value) => value.walk_ast(out.reborrow())?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// No static id: diesel keys the prepared statement by its SQL text.
+impl<DB: diesel::backend::Backend> diesel::query_builder::QueryId for Query<'_, DB> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<DB: diesel::backend::Backend> diesel::query_builder::Query for Query<'_, DB> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl<DB: diesel::backend::Backend, C> diesel::RunQueryDsl<C> for Query<'_, DB> {}
 
 /// Events read from an events table, decoded one by one.
 #[doc(hidden)]
@@ -373,7 +410,7 @@ struct Number {
 }
 
 /// Implements [`Database`] for one connection type. `$dialect` is a module providing the
-/// backend's differences: `NUMBERED`, `SELECT_COLUMNS`, `JSON_PLACEHOLDER_SUFFIX`,
+/// backend's differences: `SELECT_COLUMNS`, `JSON_PLACEHOLDER_SUFFIX`,
 /// `WAKE_WORKERS` (SQL around the jobs' `INSERT` that wakes idle workers), `bind_time`,
 /// `read_time`, `begin_write`, `insert_events`, `before_claim`,
 /// `listen_for_jobs`, `wait_for_jobs`, `framework_ddl`,
@@ -426,13 +463,11 @@ macro_rules! database {
             ) -> Result<Option<(i64, String)>, Error> {
                 use diesel::{OptionalExtension, RunQueryDsl};
                 let query = Query::<$db>::new(
-                    format!("SELECT version, type FROM {table} WHERE aggregate_id = "),
-                    $dialect::NUMBERED,
+                    format!("SELECT version, type FROM {table} WHERE aggregate_id = ")
                 )
                 .bind_id(id)
                 .sql(" ORDER BY version DESC LIMIT 1");
                 let last: Option<LastEvent> = query
-                    .query
                     .get_result(self)
                     .optional()
                     .map_err(storage(table))?;
@@ -455,8 +490,7 @@ macro_rules! database {
             ) -> Result<Records<Id>, Error> {
                 use diesel::RunQueryDsl;
                 let mut query = Query::<$db>::new(
-                    format!("SELECT {} FROM {table} WHERE ", $dialect::SELECT_COLUMNS),
-                    $dialect::NUMBERED,
+                    format!("SELECT {} FROM {table} WHERE ", $dialect::SELECT_COLUMNS)
                 );
                 match selection {
                     Selection::Aggregate { id, as_of } => {
@@ -521,7 +555,7 @@ macro_rules! database {
                         }
                     }
                 }
-                let rows: Vec<EventRow<Id>> = query.query.load(self).map_err(storage(table))?;
+                let rows: Vec<EventRow<Id>> = query.load(self).map_err(storage(table))?;
                 Ok(Records {
                     rows: rows.into_iter(),
                     table,
@@ -551,8 +585,7 @@ macro_rules! database {
                     format!(
                         "WITH RECURSIVE ids (aggregate_id, n) AS (SELECT (SELECT aggregate_id \
                          FROM {table}"
-                    ),
-                    $dialect::NUMBERED,
+                    )
                 );
                 if let Some(after) = after {
                     query = query.sql(" WHERE aggregate_id > ").bind_id(after);
@@ -567,7 +600,7 @@ macro_rules! database {
                     ))
                     .bind::<diesel::sql_types::BigInt, _>(limit)
                     .sql(") SELECT aggregate_id FROM ids WHERE aggregate_id IS NOT NULL");
-                let rows: Vec<IdRow<Id>> = query.query.load(self).map_err(storage(table))?;
+                let rows: Vec<IdRow<Id>> = query.load(self).map_err(storage(table))?;
                 Ok(rows.into_iter().map(|row| row.0).collect())
             }
 
@@ -592,12 +625,11 @@ macro_rules! database {
                     return Ok(None);
                 }
                 let query = Query::<$db>::new(
-                    format!("SELECT {} FROM {table} WHERE id = ", $dialect::SELECT_ANY_COLUMNS),
-                    $dialect::NUMBERED,
+                    format!("SELECT {} FROM {table} WHERE id = ", $dialect::SELECT_ANY_COLUMNS)
                 )
                 .bind::<diesel::sql_types::BigInt, _>(event_id);
                 let row: Option<EventRow<String>> =
-                    query.query.get_result(self).optional().map_err(storage("jobs"))?;
+                    query.get_result(self).optional().map_err(storage("jobs"))?;
                 let Some(row) = row else { return Ok(None) };
                 let record = row.into_record("jobs", &mut MetadataCache::default())?;
                 Ok(Some(AnyEvent {
@@ -619,7 +651,7 @@ macro_rules! database {
                 limit: usize,
             ) -> Result<Vec<AnyEvent>, Error> {
                 use diesel::RunQueryDsl;
-                let mut query = Query::<$db>::new(String::new(), $dialect::NUMBERED);
+                let mut query = Query::<$db>::new(String::new());
                 for (index, table) in tables.iter().enumerate() {
                     if index > 0 {
                         query = query.sql(" UNION ALL ");
@@ -635,7 +667,7 @@ macro_rules! database {
                 query = query
                     .sql(" ORDER BY id LIMIT ")
                     .bind::<diesel::sql_types::BigInt, _>(limit);
-                let rows: Vec<AnyRow> = query.query.load(self).map_err(storage("events"))?;
+                let rows: Vec<AnyRow> = query.load(self).map_err(storage("events"))?;
                 let mut cache = MetadataCache::default();
                 rows.into_iter().map(|row| row.into_event(&mut cache)).collect()
             }
@@ -651,8 +683,7 @@ macro_rules! database {
                     format!(
                         "{wake_before}INSERT INTO es_jobs (events_table, event_id, reactor, state, \
                          attempts, run_at, created_at) VALUES "
-                    ),
-                    $dialect::NUMBERED,
+                    )
                 );
                 for (index, job) in jobs.iter().enumerate() {
                     query = query
@@ -668,7 +699,6 @@ macro_rules! database {
                 }
                 query
                     .sql(wake_after)
-                    .query
                     .execute(self)
                     .map_err(storage("es_jobs"))?;
                 Ok(())
@@ -687,8 +717,7 @@ macro_rules! database {
                 self.write_transaction(|conn| {
                     let mut query = Query::<$db>::new(
                         "SELECT id, events_table, event_id, reactor, attempts FROM es_jobs \
-                         WHERE (state = 'pending' AND run_at <= ",
-                        $dialect::NUMBERED,
+                         WHERE (state = 'pending' AND run_at <= "
                     );
                     query = $dialect::bind_time(query, now)
                         .sql(") OR (state = 'running' AND locked_until < ");
@@ -697,13 +726,12 @@ macro_rules! database {
                         .bind::<diesel::sql_types::BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
                         .sql($dialect::CLAIM_LOCK);
                     let mut claimed: Vec<ClaimedJob> =
-                        query.query.load(conn).map_err(storage("es_jobs"))?;
+                        query.load(conn).map_err(storage("es_jobs"))?;
                     if claimed.is_empty() {
                         return Ok(claimed);
                     }
                     let mut update = Query::<$db>::new(
-                        "UPDATE es_jobs SET state = 'running', attempts = attempts + 1, locked_by = ",
-                        $dialect::NUMBERED,
+                        "UPDATE es_jobs SET state = 'running', attempts = attempts + 1, locked_by = "
                     )
                     .bind::<diesel::sql_types::Text, _>(worker.clone())
                     .sql(", locked_until = ");
@@ -714,7 +742,7 @@ macro_rules! database {
                         }
                         update = update.bind::<diesel::sql_types::BigInt, _>(job.id);
                     }
-                    update.sql(")").query.execute(conn).map_err(storage("es_jobs"))?;
+                    update.sql(")").execute(conn).map_err(storage("es_jobs"))?;
                     for job in &mut claimed {
                         job.attempts += 1;
                     }
@@ -730,7 +758,7 @@ macro_rules! database {
                 now: DateTime<Utc>,
             ) -> Result<(), Error> {
                 use diesel::RunQueryDsl;
-                let mut query = Query::<$db>::new("UPDATE es_jobs SET state = ", $dialect::NUMBERED);
+                let mut query = Query::<$db>::new("UPDATE es_jobs SET state = ");
                 query = match outcome {
                     JobOutcome::Done => $dialect::bind_time(
                         query.sql("'done', last_error = NULL, finished_at = "),
@@ -756,7 +784,6 @@ macro_rules! database {
                     .bind::<diesel::sql_types::BigInt, _>(job.id)
                     .sql(" AND state = 'running' AND locked_by = ")
                     .bind::<diesel::sql_types::Text, _>(worker.to_owned())
-                    .query
                     .execute(self)
                     .map_err(storage("es_jobs"))?;
                 Ok(())
@@ -775,8 +802,7 @@ macro_rules! database {
                 let mut query = $dialect::bind_time(
                     Query::<$db>::new(
                         "UPDATE es_jobs SET state = 'done', last_error = NULL, locked_by = NULL, \
-                         locked_until = NULL, finished_at = ",
-                        $dialect::NUMBERED,
+                         locked_until = NULL, finished_at = "
                     ),
                     now,
                 )
@@ -789,7 +815,7 @@ macro_rules! database {
                     }
                     query = query.bind::<diesel::sql_types::BigInt, _>(*id);
                 }
-                query.sql(")").query.execute(self).map_err(storage("es_jobs"))?;
+                query.sql(")").execute(self).map_err(storage("es_jobs"))?;
                 Ok(())
             }
 
@@ -800,8 +826,7 @@ macro_rules! database {
                 }
                 let mut query = Query::<$db>::new(
                     "UPDATE es_jobs SET state = 'pending', attempts = attempts - 1, \
-                     locked_by = NULL, locked_until = NULL WHERE state = 'running' AND locked_by = ",
-                    $dialect::NUMBERED,
+                     locked_by = NULL, locked_until = NULL WHERE state = 'running' AND locked_by = "
                 )
                 .bind::<diesel::sql_types::Text, _>(worker.to_owned())
                 .sql(" AND id IN (");
@@ -811,7 +836,7 @@ macro_rules! database {
                     }
                     query = query.bind::<diesel::sql_types::BigInt, _>(*id);
                 }
-                query.sql(")").query.execute(self).map_err(storage("es_jobs"))?;
+                query.sql(")").execute(self).map_err(storage("es_jobs"))?;
                 Ok(())
             }
 
@@ -820,8 +845,7 @@ macro_rules! database {
                 let mut query = $dialect::bind_time(
                     Query::<$db>::new(
                         "UPDATE es_jobs SET state = 'pending', attempts = 0, finished_at = NULL, \
-                         run_at = ",
-                        $dialect::NUMBERED,
+                         run_at = "
                     ),
                     now,
                 )
@@ -829,7 +853,7 @@ macro_rules! database {
                 if let Some(id) = id {
                     query = query.sql(" AND id = ").bind::<diesel::sql_types::BigInt, _>(id);
                 }
-                query.query.execute(self).map_err(storage("es_jobs"))
+                query.execute(self).map_err(storage("es_jobs"))
             }
 
             fn job_counts(&mut self) -> Result<Vec<(String, i64)>, Error> {
@@ -853,11 +877,9 @@ macro_rules! database {
                 use diesel::RunQueryDsl;
                 Query::<$db>::new(
                     "SELECT id, events_table, event_id, reactor, attempts, last_error FROM es_jobs \
-                     WHERE state = 'dead' ORDER BY id LIMIT ",
-                    $dialect::NUMBERED,
+                     WHERE state = 'dead' ORDER BY id LIMIT "
                 )
                 .bind::<diesel::sql_types::BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
-                .query
                 .load(self)
                 .map_err(storage("es_jobs"))
             }
@@ -888,7 +910,6 @@ fn insert_query<'a, DB, Id>(
     id: &Id,
     staged: &Staged<impl Sized>,
     first_position: Option<i64>,
-    numbered: bool,
     json_suffix: &str,
     bind_time: fn(Query<'a, DB>, DateTime<Utc>) -> Query<'a, DB>,
 ) -> Query<'a, DB>
@@ -905,7 +926,7 @@ where
     } else {
         "aggregate_id, version, type, data, metadata, created_at"
     };
-    let mut query = Query::new(format!("INSERT INTO {table} ({columns}) VALUES "), numbered);
+    let mut query = Query::new(format!("INSERT INTO {table} ({columns}) VALUES "));
     for (index, event) in staged.events.iter().enumerate() {
         query = query.sql(if index == 0 { "(" } else { ", (" });
         if let Some(first) = first_position {
@@ -980,8 +1001,6 @@ mod sqlite {
     use super::*;
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
     use diesel::sqlite::{Sqlite, SqliteConnection};
-
-    pub(super) const NUMBERED: bool = false;
     pub(super) const SELECT_COLUMNS: &str =
         "id, aggregate_id, version, type, data, metadata, created_at";
     pub(super) const SELECT_ANY_COLUMNS: &str = "id, CAST(aggregate_id AS TEXT) AS aggregate_id, \
@@ -1086,8 +1105,7 @@ mod sqlite {
         .map_err(storage("es_positions"))?;
         let first = last.value - count + 1;
         let first_version = staged.events.first().map_or(1, |event| event.version);
-        insert_query(table, id, staged, Some(first), NUMBERED, "", bind_time)
-            .query
+        insert_query(table, id, staged, Some(first), "", bind_time)
             .execute(conn)
             .map_err(insert_error(table, A::NAME, id, first_version))?;
         Ok((first..=last.value).collect())
@@ -1141,6 +1159,14 @@ mod sqlite {
 
     database!(SqliteConnection, Sqlite, sqlite);
 
+    /// A write transaction holds SQLite's only write lock from `BEGIN IMMEDIATE` on: nothing can
+    /// append between its statements, so the head read with the row is always current.
+    impl crate::table::HeadInLock for SqliteConnection {
+        fn head_is_current(_table: &str, _id_column: &str) -> String {
+            "1".to_owned()
+        }
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;
@@ -1180,8 +1206,6 @@ mod sqlite {
 mod postgres {
     use super::*;
     use diesel::pg::{Pg, PgConnection};
-
-    pub(super) const NUMBERED: bool = true;
     pub(super) const SELECT_COLUMNS: &str = "id, aggregate_id, version, type, data::text AS data, \
          metadata::text AS metadata, created_at";
     pub(super) const SELECT_ANY_COLUMNS: &str = "id, aggregate_id::text AS aggregate_id, version, \
@@ -1248,12 +1272,10 @@ mod postgres {
     ) -> Result<Vec<i64>, Error> {
         use diesel::RunQueryDsl;
         let first_version = staged.events.first().map_or(1, |event| event.version);
-        let rows: Vec<Number> =
-            insert_query(table, id, staged, None, NUMBERED, "::jsonb", bind_time)
-                .sql(" RETURNING id AS value")
-                .query
-                .load(conn)
-                .map_err(insert_error(table, A::NAME, id, first_version))?;
+        let rows: Vec<Number> = insert_query(table, id, staged, None, "::jsonb", bind_time)
+            .sql(" RETURNING id AS value")
+            .load(conn)
+            .map_err(insert_error(table, A::NAME, id, first_version))?;
         Ok(rows.into_iter().map(|row| row.value).collect())
     }
 
@@ -1299,14 +1321,28 @@ mod postgres {
     }
 
     database!(PgConnection, Pg, postgres);
+
+    /// The subqueries of a `SELECT ... FOR UPDATE` read with the statement's snapshot, taken
+    /// before the row lock is granted. If a writer changed the row after that snapshot (the lock
+    /// waited for it, or it committed between the snapshot and the lock), PostgreSQL locks the
+    /// row's newest version, but the head the subqueries read misses that writer's events. Every
+    /// append writes its aggregate's row, so the head is current exactly when the locked version
+    /// is the one the snapshot sees: the same `ctid`. Otherwise the store reads the head again.
+    impl crate::table::HeadInLock for PgConnection {
+        fn head_is_current(table: &str, id_column: &str) -> String {
+            format!(
+                "COALESCE((SELECT es_snapshot.ctid FROM \"{table}\" AS es_snapshot \
+                 WHERE es_snapshot.\"{id_column}\" = \"{table}\".\"{id_column}\") \
+                 = \"{table}\".ctid, FALSE)"
+            )
+        }
+    }
 }
 
 #[cfg(feature = "mysql")]
 mod mysql {
     use super::*;
     use diesel::mysql::{Mysql, MysqlConnection};
-
-    pub(super) const NUMBERED: bool = false;
     pub(super) const SELECT_COLUMNS: &str =
         "id, aggregate_id, version, type, data, metadata, created_at";
     pub(super) const SELECT_ANY_COLUMNS: &str = "id, CAST(aggregate_id AS CHAR) AS aggregate_id, \
@@ -1370,8 +1406,7 @@ mod mysql {
             .map_err(storage("es_positions"))?;
         let first = last.value - count + 1;
         let first_version = staged.events.first().map_or(1, |event| event.version);
-        insert_query(table, id, staged, Some(first), NUMBERED, "", bind_time)
-            .query
+        insert_query(table, id, staged, Some(first), "", bind_time)
             .execute(conn)
             .map_err(insert_error(table, A::NAME, id, first_version))?;
         Ok((first..=last.value).collect())

@@ -1,7 +1,7 @@
 //! How aggregate ids are stored in the `aggregate_id` column of each backend.
 
 use diesel::deserialize;
-use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::query_builder::QueryFragment;
 use diesel::row::NamedRow;
 use es_core::AggregateId;
 
@@ -12,8 +12,9 @@ pub trait IdColumn<DB: diesel::backend::Backend>: AggregateId {
     /// The column type in `CREATE TABLE`.
     const DDL: &'static str;
 
-    /// Binds this id to the next placeholder of `query`.
-    fn bind<'a>(&self, query: BoxedSqlQuery<'a, DB, SqlQuery>) -> BoxedSqlQuery<'a, DB, SqlQuery>;
+    /// This id as a value bound to a query, in the column's SQL type.
+    #[doc(hidden)]
+    fn bind_value(&self) -> Box<dyn QueryFragment<DB> + Send>;
 
     /// Reads an id from `column` of a result row.
     fn read<'a>(row: &impl NamedRow<'a, DB>, column: &str) -> deserialize::Result<Self>;
@@ -24,12 +25,9 @@ macro_rules! id_column {
         impl IdColumn<$db> for $id {
             const DDL: &'static str = $ddl;
 
-            fn bind<'a>(
-                &self,
-                query: BoxedSqlQuery<'a, $db, SqlQuery>,
-            ) -> BoxedSqlQuery<'a, $db, SqlQuery> {
+            fn bind_value(&self) -> Box<dyn QueryFragment<$db> + Send> {
                 let $this = self;
-                query.bind::<$sql, _>($to)
+                Box::new(diesel::expression::AsExpression::<$sql>::as_expression($to))
             }
 
             fn read<'a>(row: &impl NamedRow<'a, $db>, column: &str) -> deserialize::Result<Self> {

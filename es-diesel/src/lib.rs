@@ -227,12 +227,13 @@ pub use jobs::{
 pub use projection::{PROJECTION_BATCH, rebuild_projection};
 pub use schema::{create_tables, ddl, migration_sql};
 pub use store::{DEFAULT_REPLAY_BATCH, DieselStore};
-pub use table::AggregateTable;
+pub use table::{AggregateTable, Locked};
 pub use text_uuid::TextUuid;
 
 #[doc(hidden)]
 pub mod __private {
     pub use crate::dispatch::{Dispatched, run_projection, typed_from_any};
+    pub use crate::table::{HeadColumns, HeadInLock, locked};
     pub use diesel;
     pub use es_core;
 

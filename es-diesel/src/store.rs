@@ -11,7 +11,7 @@ use es_core::{
 
 use crate::database::{Database, Selection, finish_write, storage};
 use crate::dispatch::{Dispatch, Dispatched, TriggerContext, UnitOfWork};
-use crate::table::AggregateTable;
+use crate::table::{AggregateTable, Locked};
 
 /// How many aggregates a replay rebuilds per transaction unless told otherwise.
 pub const DEFAULT_REPLAY_BATCH: usize = 500;
@@ -175,8 +175,10 @@ fn lock_head<C: Database, A: AggregateTable<C>>(
     id: &A::Id,
     options: &AppendOptions,
 ) -> Result<(Option<A>, Head), Error> {
-    let current = A::lock(conn, id).map_err(storage(A::TABLE))?;
-    let last = conn.last_event(A::EVENTS_TABLE, id)?;
+    let (current, last) = match A::lock(conn, id).map_err(storage(A::TABLE))? {
+        Locked::WithHead(row, last) => (Some(row), last),
+        Locked::Row(row) => (row, conn.last_event(A::EVENTS_TABLE, id)?),
+    };
     let head = Head::new::<A>(
         last.as_ref().map_or(0, |(version, _)| *version),
         last.as_ref().map(|(_, tag)| tag.as_str()),

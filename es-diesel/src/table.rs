@@ -1,6 +1,13 @@
 //! The aggregate's own table: an ordinary diesel table, read and written by generated code.
 
+use std::marker::PhantomData;
+
 use diesel::QueryResult;
+use diesel::expression::{
+    AppearsOnTable, Expression, SelectableExpression, ValidGrouping, is_aggregate,
+};
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use es_core::Aggregate;
 
 use crate::database::Database;
@@ -15,6 +22,9 @@ pub trait AggregateTable<C: Database>: Aggregate<Id: IdColumn<C::Backend>> {
     /// The name of the aggregate's table (`tasks`).
     const TABLE: &'static str;
 
+    /// The name of the table's id column (`id`).
+    const ID_COLUMN: &'static str;
+
     /// Reads the row of aggregate `id`.
     fn load(conn: &mut C, id: &Self::Id) -> QueryResult<Option<Self>>;
 
@@ -22,8 +32,10 @@ pub trait AggregateTable<C: Database>: Aggregate<Id: IdColumn<C::Backend>> {
     fn load_many(conn: &mut C, ids: &[Self::Id]) -> QueryResult<Vec<Self>>;
 
     /// Reads and locks the row of aggregate `id` until the end of the transaction
-    /// (`SELECT ... FOR UPDATE`; on SQLite the transaction already holds the write lock).
-    fn lock(conn: &mut C, id: &Self::Id) -> QueryResult<Option<Self>>;
+    /// (`SELECT ... FOR UPDATE`; on SQLite the transaction already holds the write lock). The
+    /// generated code also reads the head of the aggregate's events in the same statement where
+    /// that is sound (SQLite, PostgreSQL); a hand-written one may return [`Locked::Row`].
+    fn lock(conn: &mut C, id: &Self::Id) -> QueryResult<Locked<Self>>;
 
     /// Locks the existing rows among `ids` until the end of the transaction.
     fn lock_many(conn: &mut C, ids: &[Self::Id]) -> QueryResult<()>;
@@ -33,4 +45,90 @@ pub trait AggregateTable<C: Database>: Aggregate<Id: IdColumn<C::Backend>> {
 
     /// Deletes the rows of `ids`.
     fn delete(conn: &mut C, ids: &[Self::Id]) -> QueryResult<()>;
+}
+
+/// What [`AggregateTable::lock`] read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Locked<A> {
+    /// The row, with the version and type tag of the aggregate's last event (`None`: it has
+    /// none), read by the locking statement itself: one round trip instead of two.
+    WithHead(A, Option<(i64, String)>),
+    /// The row if it exists; the store reads the head with a statement of its own, after the lock.
+    Row(Option<A>),
+}
+
+/// A connection whose locking `SELECT` of an aggregate's row can read the head of its events in
+/// the same statement. Not MySQL: there the head is read by a consistent read after the lock, and
+/// a consistent read inside the locking statement would fix the transaction's snapshot before the
+/// lock is granted.
+#[doc(hidden)]
+pub trait HeadInLock: Database {
+    /// An SQL boolean: true when the head read by the locking statement of `table` is current.
+    fn head_is_current(table: &str, id_column: &str) -> String;
+}
+
+/// The three columns the generated [`AggregateTable::lock`] selects beside the row of `A`: its
+/// last event's version, that event's type tag, and whether the two are current
+/// ([`HeadInLock`]). A diesel expression with a static query id, so that the locking statement is
+/// prepared once per connection and reused.
+#[doc(hidden)]
+pub struct HeadColumns<A, C>(PhantomData<fn() -> (A, C)>);
+
+impl<A, C> HeadColumns<A, C> {
+    /// The columns.
+    pub fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<A, C> Default for HeadColumns<A, C> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<A, C> Expression for HeadColumns<A, C> {
+    type SqlType = (Nullable<BigInt>, Nullable<Text>, Bool);
+}
+
+impl<A, C, QS> AppearsOnTable<QS> for HeadColumns<A, C> {}
+
+impl<A, C, QS> SelectableExpression<QS> for HeadColumns<A, C> {}
+
+impl<A, C, GroupBy> ValidGrouping<GroupBy> for HeadColumns<A, C> {
+    type IsAggregate = is_aggregate::Never;
+}
+
+impl<A: 'static, C: 'static> QueryId for HeadColumns<A, C> {
+    type QueryId = Self;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<A: AggregateTable<C>, C: HeadInLock> QueryFragment<C::Backend> for HeadColumns<A, C> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, C::Backend>) -> QueryResult<()> {
+        for column in ["version", "type"] {
+            out.push_sql(&format!(
+                "(SELECT {column} FROM {} WHERE aggregate_id = \"{}\".\"{}\" \
+                 ORDER BY version DESC LIMIT 1), ",
+                A::EVENTS_TABLE,
+                A::TABLE,
+                A::ID_COLUMN
+            ));
+        }
+        out.push_sql(&C::head_is_current(A::TABLE, A::ID_COLUMN));
+        Ok(())
+    }
+}
+
+/// What [`HeadColumns`] read: the last event's version and tag, and whether they are current.
+type HeadRead = (Option<i64>, Option<String>, bool);
+
+/// What the generated [`AggregateTable::lock`] makes of the row and [`HeadColumns`] it read.
+#[doc(hidden)]
+pub fn locked<A>(row: Option<(A, HeadRead)>) -> Locked<A> {
+    match row {
+        Some((row, (version, tag, true))) => Locked::WithHead(row, version.zip(tag)),
+        Some((row, (_, _, false))) => Locked::Row(Some(row)),
+        None => Locked::Row(None),
+    }
 }

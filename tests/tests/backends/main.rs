@@ -112,6 +112,10 @@ fn postgres_trials() -> Vec<Trial> {
         vec![
             ("native_uuid_ids_work", store::native_uuid_ids_work),
             (
+                "a_writer_that_waited_for_the_lock_appends_after_the_head",
+                store::a_writer_that_waited_for_the_lock_appends_after_the_head,
+            ),
+            (
                 "notifications_wake_idle_workers",
                 dispatcher::notifications_wake_idle_workers,
             ),

@@ -625,3 +625,65 @@ pub(crate) fn native_uuid_ids_work(db: &es_tests::backend::PgDb) {
     execute::<es_tests::backend::PgDb>(store.connection(), "DELETE FROM cards");
     assert_eq!(store.replay(&id).unwrap(), Some(card));
 }
+
+/// A writer that waited for another's row lock appends after that writer's events. PostgreSQL
+/// reads the head in the locking statement with a snapshot taken before the wait, so the store
+/// must see that it is stale and read it again; otherwise the second append would reuse version 3.
+#[cfg(feature = "postgres")]
+pub(crate) fn a_writer_that_waited_for_the_lock_appends_after_the_head(
+    db: &es_tests::backend::PgDb,
+) {
+    use diesel::RunQueryDsl;
+    use es_core::Transactional;
+    let mut conn = db.connect();
+    let mut store = DieselStore::new(&mut conn);
+    store
+        .append(&1, Created { title: "t".into() }, &by("ann"))
+        .unwrap();
+    let first_pid = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+        "pg_backend_pid()",
+    ))
+    .get_result::<i32>(store.connection())
+    .unwrap();
+    let waiting_for_first = diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+        "(SELECT COUNT(*) FROM pg_stat_activity WHERE {first_pid} = ANY(pg_blocking_pids(pid)))"
+    ));
+    let second = thread::scope(|scope| {
+        let waiting = store
+            .transaction(|store| {
+                store.append(
+                    &1,
+                    TitleUpdated {
+                        title: "first".into(),
+                    },
+                    &by("ann"),
+                )?;
+                let waiting = scope.spawn(|| {
+                    let mut conn = db.connect();
+                    DieselStore::new(&mut conn).append(
+                        &1,
+                        TitleUpdated {
+                            title: "second".into(),
+                        },
+                        &by("bob"),
+                    )
+                });
+                let mut observer = db.connect();
+                while diesel::select(waiting_for_first.clone())
+                    .get_result::<i64>(&mut observer)
+                    .unwrap()
+                    == 0
+                {
+                    thread::yield_now();
+                }
+                Ok::<_, Error>(waiting)
+            })
+            .unwrap();
+        waiting.join().unwrap().unwrap()
+    });
+    let versions: Vec<i64> = second.events.iter().map(|event| event.version).collect();
+    assert_eq!(versions, [3]);
+    assert_eq!(second.state.unwrap().title, "second");
+    let history = EventStore::<Task>::history(&mut store, &1).unwrap();
+    assert_eq!(history.len(), 3);
+}
