@@ -353,17 +353,15 @@ fn generate(model: &AggregateModel<'_>) -> TokenStream {
 }
 
 /// How `AggregateTable::save` writes rows on one backend.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Upsert {
-    /// One multi-row upsert (`ON CONFLICT ... DO UPDATE SET column = excluded.column`): PostgreSQL.
-    Batch,
-    /// One upsert per row (MySQL: diesel has no `excluded` there, so no multi-row upsert).
+    /// es-diesel's multi-row upsert (`ON CONFLICT ... DO UPDATE SET column = excluded.column`),
+    /// prepared once per connection when short, which the store sends with the insert of the
+    /// events on PostgreSQL (SQLite, PostgreSQL; diesel never prepares an upsert ahead, and on
+    /// SQLite it turns a batch into one statement per row). A `None` field is stored as `NULL`.
+    Statement,
+    /// One diesel upsert per row (MySQL: diesel has no `excluded` there, so no multi-row upsert).
     PerRow,
-    /// One multi-row upsert of explicit `column = value` tuples: SQLite, where diesel turns a batch
-    /// of `Insertable` structs into one statement per row (for their `DEFAULT` values), each
-    /// prepared anew (diesel never caches an upsert). A `None` field is stored as `NULL`, as the
-    /// update half of the upsert always did. Chunked below SQLite's 32,766 bound parameters.
-    Tuples,
 }
 
 /// `es_diesel::AggregateTable` for each backend feature enabled in `es-diesel`: concrete diesel
@@ -379,10 +377,11 @@ fn generate_table(
         .last()
         .map(|segment| segment.ident.to_string())
         .unwrap_or_default();
-    let ((id_field, id_column), others) =
-        columns.split_first().expect("the id is the first column");
+    let ((_, id_column), others) = columns.split_first().expect("the id is the first column");
     let other_fields: Vec<&Ident> = others.iter().map(|(field, _)| field).collect();
     let other_columns: Vec<&Ident> = others.iter().map(|(_, column)| column).collect();
+    let all_fields: Vec<&Ident> = columns.iter().map(|(field, _)| field).collect();
+    let all_columns: Vec<&Ident> = columns.iter().map(|(_, column)| column).collect();
     let backends = [
         (
             "sqlite",
@@ -391,7 +390,7 @@ fn generate_table(
             quote!(::es_diesel::__private::diesel::sqlite::Sqlite),
             false,
             true,
-            Upsert::Tuples,
+            Upsert::Statement,
             quote!(.on_conflict(#table::#id_column)),
         ),
         (
@@ -401,7 +400,7 @@ fn generate_table(
             quote!(::es_diesel::__private::diesel::pg::Pg),
             true,
             true,
-            Upsert::Batch,
+            Upsert::Statement,
             quote!(.on_conflict(#table::#id_column)),
         ),
         (
@@ -470,63 +469,80 @@ fn generate_table(
                 ::core::result::Result::Ok(())
             })
         };
-        let batch_update = quote!(.set((
-            #(#table::#other_columns.eq(
-                ::es_diesel::__private::diesel::upsert::excluded(#table::#other_columns)
-            ),)*
-        )));
         let row_update = quote!(.set((#(#table::#other_columns.eq(&aggregate.#other_fields),)*)));
-        let rows_per_statement = 32_766 / columns.len();
-        let tuple_upsert = quote! {
-            for __chunk in aggregates.chunks(#rows_per_statement) {
-                let __rows: ::std::vec::Vec<_> = __chunk
-                    .iter()
-                    .map(|aggregate| {
-                        (
-                            #table::#id_column.eq(&aggregate.#id_field),
-                            #(#table::#other_columns.eq(&aggregate.#other_fields),)*
-                        )
-                    })
-                    .collect();
-                ::es_diesel::__private::diesel::insert_into(#table::table)
-                    .values(__rows)
-                    #on_conflict
-                    .do_update()
-                    #batch_update
-                    .execute(conn)?;
-            }
-            ::core::result::Result::Ok(())
+        let column_names = quote! {
+            &[
+                <#table::#id_column as ::es_diesel::__private::diesel::Column>::NAME,
+                #(<#table::#other_columns as ::es_diesel::__private::diesel::Column>::NAME,)*
+            ]
         };
-        let save = match (batch_upsert, other_columns.is_empty()) {
-            (_, true) => quote! {
-                ::es_diesel::__private::diesel::insert_into(#table::table)
-                    .values(aggregates)
-                    #on_conflict
-                    .do_nothing()
-                    .execute(conn)
-                    .map(|_| ())
-            },
-            (Upsert::Batch, false) => quote! {
-                ::es_diesel::__private::diesel::insert_into(#table::table)
-                    .values(aggregates)
-                    #on_conflict
-                    .do_update()
-                    #batch_update
-                    .execute(conn)
-                    .map(|_| ())
-            },
-            (Upsert::Tuples, false) => tuple_upsert,
-            (Upsert::PerRow, false) => quote! {
-                for aggregate in aggregates {
-                    ::es_diesel::__private::diesel::insert_into(#table::table)
-                        .values(aggregate)
-                        #on_conflict
-                        .do_update()
-                        #row_update
-                        .execute(conn)?;
-                }
-                ::core::result::Result::Ok(())
-            },
+        let row = quote! {
+            |aggregate: &'__a #ident| -> ::std::vec::Vec<::es_diesel::__private::Bound<'__a, #backend>> {
+                ::std::vec![
+                    #(::std::boxed::Box::new(
+                        ::es_diesel::__private::diesel::expression::AsExpression::<
+                            ::es_diesel::__private::diesel::dsl::SqlTypeOf<#table::#all_columns>,
+                        >::as_expression(&aggregate.#all_fields),
+                    ),)*
+                ]
+            }
+        };
+        let (save, upsert) = match batch_upsert {
+            Upsert::Statement => (
+                quote! {
+                    fn __save<'__a>(
+                        conn: &mut #connection,
+                        aggregates: &'__a [#ident],
+                    ) -> ::es_diesel::__private::diesel::QueryResult<()> {
+                        let __statements = ::es_diesel::__private::upserts(
+                            <#ident as ::es_diesel::AggregateTable<#connection>>::TABLE,
+                            #column_names,
+                            aggregates.iter().map(#row),
+                        );
+                        for __statement in __statements {
+                            __statement.execute(conn)?;
+                        }
+                        ::core::result::Result::Ok(())
+                    }
+                    __save(conn, aggregates)
+                },
+                quote! {
+                    fn upsert<'__a>(
+                        aggregate: &'__a Self,
+                    ) -> ::core::option::Option<::es_diesel::__private::Query<'__a, #backend>> {
+                        ::core::option::Option::Some(::es_diesel::__private::upsert(
+                            <Self as ::es_diesel::AggregateTable<#connection>>::TABLE,
+                            #column_names,
+                            [(#row)(aggregate)],
+                        ))
+                    }
+                },
+            ),
+            Upsert::PerRow => (
+                if other_columns.is_empty() {
+                    quote! {
+                        ::es_diesel::__private::diesel::insert_into(#table::table)
+                            .values(aggregates)
+                            #on_conflict
+                            .do_nothing()
+                            .execute(conn)
+                            .map(|_| ())
+                    }
+                } else {
+                    quote! {
+                        for aggregate in aggregates {
+                            ::es_diesel::__private::diesel::insert_into(#table::table)
+                                .values(aggregate)
+                                #on_conflict
+                                .do_update()
+                                #row_update
+                                .execute(conn)?;
+                        }
+                        ::core::result::Result::Ok(())
+                    }
+                },
+                TokenStream::new(),
+            ),
         };
         quote! {
             #with! {
@@ -582,6 +598,8 @@ fn generate_table(
                         use ::es_diesel::__private::diesel::prelude::*;
                         #save
                     }
+
+                    #upsert
 
                     fn delete(
                         conn: &mut #connection,

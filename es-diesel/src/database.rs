@@ -10,6 +10,7 @@ use es_core::{AsOf, Error, EventFilter, Metadata, RecordedEvent, Staged};
 use crate::dispatch::{AnyEvent, NewJob};
 use crate::id::IdColumn;
 use crate::jobs::{ClaimedJob, DeadJob, JobOutcome};
+use crate::statement::Query;
 
 /// A diesel connection the store can use: `SqliteConnection` (feature `sqlite`), `PgConnection`
 /// (feature `postgres`), `MysqlConnection` (feature `mysql`). Sealed.
@@ -40,13 +41,16 @@ pub trait Database: Connection + Sized + 'static + sealed::Sealed {
         id: &Id,
     ) -> Result<Option<(i64, String)>, Error>;
 
-    /// Inserts staged events with one multi-row `INSERT`, returning their ids in order.
+    /// Inserts staged events with one multi-row `INSERT`, returning their ids in order, and runs
+    /// `save`, the upsert of the aggregate's row (its table, the statement), if any: on
+    /// PostgreSQL in the same statement (`WITH saved AS (upsert) INSERT ...`), one round trip.
     #[doc(hidden)]
     fn insert_events<Id: IdColumn<Self::Backend>, A: es_core::Aggregate>(
         &mut self,
         table: &'static str,
         id: &Id,
         staged: &Staged<A>,
+        save: Option<(&'static str, Query<'_, Self::Backend>)>,
     ) -> Result<Vec<i64>, Error>;
 
     /// Reads events; each is decoded as the iterator reaches it, so errors come in event order.
@@ -188,93 +192,6 @@ pub(crate) fn storage(table: &'static str) -> impl FnOnce(diesel::result::Error)
         source: Box::new(source),
     }
 }
-
-/// Statements with at most this many parameters are prepared once per connection and reused
-/// (diesel's statement cache, keyed by their SQL text); longer ones are batches whose text varies
-/// with their length, sent unprepared so that the cache holds only the small fixed shapes.
-const MAX_PREPARED_BINDS: usize = 64;
-
-/// A raw SQL query: text, and values bound where diesel writes the backend's placeholders (`?` or
-/// `$1`). Unlike `diesel::sql_query`, which is never prepared ahead, a short one is prepared once
-/// per connection ([`MAX_PREPARED_BINDS`]).
-struct Query<'a, DB: diesel::backend::Backend> {
-    pieces: Vec<Piece<'a, DB>>,
-    binds: usize,
-}
-
-enum Piece<'a, DB> {
-    Sql(String),
-    Bind(Box<dyn diesel::query_builder::QueryFragment<DB> + Send + 'a>),
-}
-
-impl<'a, DB: diesel::backend::Backend> Query<'a, DB> {
-    fn new(sql: impl Into<String>) -> Self {
-        Self {
-            pieces: vec![Piece::Sql(sql.into())],
-            binds: 0,
-        }
-    }
-
-    fn sql(mut self, sql: &str) -> Self {
-        match self.pieces.last_mut() {
-            Some(Piece::Sql(text)) => text.push_str(sql),
-            _ => self.pieces.push(Piece::Sql(sql.to_owned())),
-        }
-        self
-    }
-
-    fn bind<ST, V>(self, value: V) -> Self
-    where
-        V: diesel::expression::AsExpression<ST>,
-        V::Expression: diesel::query_builder::QueryFragment<DB> + Send + 'a,
-        ST: diesel::sql_types::SqlType + diesel::expression::TypedExpressionType,
-    {
-        self.bind_fragment(Box::new(value.as_expression()))
-    }
-
-    fn bind_id<Id: IdColumn<DB>>(self, id: &Id) -> Self {
-        self.bind_fragment(id.bind_value())
-    }
-
-    fn bind_fragment(
-        mut self,
-        value: Box<dyn diesel::query_builder::QueryFragment<DB> + Send + 'a>,
-    ) -> Self {
-        self.binds += 1;
-        self.pieces.push(Piece::Bind(value));
-        self
-    }
-}
-
-impl<DB: diesel::backend::Backend> diesel::query_builder::QueryFragment<DB> for Query<'_, DB> {
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
-    ) -> diesel::QueryResult<()> {
-        if self.binds > MAX_PREPARED_BINDS {
-            out.unsafe_to_cache_prepared();
-        }
-        for piece in &self.pieces {
-            match piece {
-                Piece::Sql(text) => out.push_sql(text),
-                Piece::Bind(value) => value.walk_ast(out.reborrow())?,
-            }
-        }
-        Ok(())
-    }
-}
-
-/// No static id: diesel keys the prepared statement by its SQL text.
-impl<DB: diesel::backend::Backend> diesel::query_builder::QueryId for Query<'_, DB> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl<DB: diesel::backend::Backend> diesel::query_builder::Query for Query<'_, DB> {
-    type SqlType = diesel::sql_types::Untyped;
-}
-
-impl<DB: diesel::backend::Backend, C> diesel::RunQueryDsl<C> for Query<'_, DB> {}
 
 /// Events read from an events table, decoded one by one.
 #[doc(hidden)]
@@ -479,8 +396,9 @@ macro_rules! database {
                 table: &'static str,
                 id: &Id,
                 staged: &Staged<A>,
+                save: Option<(&'static str, Query<'_, $db>)>,
             ) -> Result<Vec<i64>, Error> {
-                $dialect::insert_events(self, table, id, staged)
+                $dialect::insert_events(self, table, id, staged, save)
             }
 
             fn select_events<Id: IdColumn<$db>>(
@@ -953,6 +871,22 @@ where
     query
 }
 
+/// Runs the upsert of an aggregate's row that [`Database::insert_events`] was given, if any.
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+fn run_save<C: Connection>(
+    conn: &mut C,
+    save: Option<(&'static str, Query<'_, C::Backend>)>,
+) -> Result<(), Error>
+where
+    for<'a> Query<'a, C::Backend>: diesel::query_dsl::methods::ExecuteDsl<C>,
+{
+    use diesel::RunQueryDsl;
+    if let Some((table, upsert)) = save {
+        upsert.execute(conn).map_err(storage(table))?;
+    }
+    Ok(())
+}
+
 /// Maps the unique violation of `(aggregate_id, version)` to a concurrency conflict.
 fn insert_error<Id: std::fmt::Display>(
     table: &'static str,
@@ -1093,21 +1027,21 @@ mod sqlite {
         table: &'static str,
         id: &Id,
         staged: &Staged<A>,
+        save: Option<(&'static str, Query<'_, Sqlite>)>,
     ) -> Result<Vec<i64>, Error> {
         use diesel::RunQueryDsl;
         let count = i64::try_from(staged.events.len()).unwrap_or(i64::MAX);
-        let last: Number = diesel::sql_query(
-            "UPDATE es_positions SET position = position + ? WHERE name = 'events' \
-             RETURNING position AS value",
-        )
-        .bind::<diesel::sql_types::BigInt, _>(count)
-        .get_result(conn)
-        .map_err(storage("es_positions"))?;
+        let last: Number = Query::new("UPDATE es_positions SET position = position + ")
+            .bind::<diesel::sql_types::BigInt, _>(count)
+            .sql(" WHERE name = 'events' RETURNING position AS value")
+            .get_result(conn)
+            .map_err(storage("es_positions"))?;
         let first = last.value - count + 1;
         let first_version = staged.events.first().map_or(1, |event| event.version);
         insert_query(table, id, staged, Some(first), "", bind_time)
             .execute(conn)
             .map_err(insert_error(table, A::NAME, id, first_version))?;
+        run_save(conn, save)?;
         Ok((first..=last.value).collect())
     }
 
@@ -1269,13 +1203,32 @@ mod postgres {
         table: &'static str,
         id: &Id,
         staged: &Staged<A>,
+        save: Option<(&'static str, Query<'_, Pg>)>,
     ) -> Result<Vec<i64>, Error> {
         use diesel::RunQueryDsl;
         let first_version = staged.events.first().map_or(1, |event| event.version);
-        let rows: Vec<Number> = insert_query(table, id, staged, None, "::jsonb", bind_time)
-            .sql(" RETURNING id AS value")
-            .load(conn)
-            .map_err(insert_error(table, A::NAME, id, first_version))?;
+        let insert = insert_query(table, id, staged, None, "::jsonb", bind_time)
+            .sql(" RETURNING id AS value");
+        let (query, saved_table) = match save {
+            Some((saved_table, upsert)) => (
+                Query::new("WITH es_saved AS (")
+                    .append(upsert)
+                    .sql(") ")
+                    .append(insert),
+                Some(saved_table),
+            ),
+            None => (insert, None),
+        };
+        let rows: Vec<Number> = query.load(conn).map_err(|error| {
+            let from_save = matches!(
+                &error,
+                diesel::result::Error::DatabaseError(_, info) if info.table_name().is_some() && info.table_name() == saved_table
+            );
+            match saved_table {
+                Some(saved_table) if from_save => storage(saved_table)(error),
+                _ => insert_error(table, A::NAME, id, first_version)(error),
+            }
+        })?;
         Ok(rows.into_iter().map(|row| row.value).collect())
     }
 
@@ -1392,16 +1345,16 @@ mod mysql {
         table: &'static str,
         id: &Id,
         staged: &Staged<A>,
+        save: Option<(&'static str, Query<'_, Mysql>)>,
     ) -> Result<Vec<i64>, Error> {
         use diesel::RunQueryDsl;
         let count = i64::try_from(staged.events.len()).unwrap_or(i64::MAX);
-        diesel::sql_query(
-            "UPDATE es_positions SET position = LAST_INSERT_ID(position + ?) WHERE name = 'events'",
-        )
-        .bind::<diesel::sql_types::BigInt, _>(count)
-        .execute(conn)
-        .map_err(storage("es_positions"))?;
-        let last: Number = diesel::sql_query("SELECT CAST(LAST_INSERT_ID() AS SIGNED) AS value")
+        Query::new("UPDATE es_positions SET position = LAST_INSERT_ID(position + ")
+            .bind::<diesel::sql_types::BigInt, _>(count)
+            .sql(") WHERE name = 'events'")
+            .execute(conn)
+            .map_err(storage("es_positions"))?;
+        let last: Number = Query::<Mysql>::new("SELECT CAST(LAST_INSERT_ID() AS SIGNED) AS value")
             .get_result(conn)
             .map_err(storage("es_positions"))?;
         let first = last.value - count + 1;
@@ -1409,6 +1362,7 @@ mod mysql {
         insert_query(table, id, staged, Some(first), "", bind_time)
             .execute(conn)
             .map_err(insert_error(table, A::NAME, id, first_version))?;
+        run_save(conn, save)?;
         Ok((first..=last.value).collect())
     }
 

@@ -201,12 +201,21 @@ fn write_events<C: Database, A: AggregateTable<C>>(
             tracing::info_span!("apply", aggregate = A::NAME, aggregate_id = %id).entered();
         stage(id, current, head, events, options)?
     };
-    let positions = conn.insert_events(A::EVENTS_TABLE, id, &staged)?;
-    match &staged.state {
-        Some(state) => A::save(conn, slice::from_ref(state)),
-        None => A::delete(conn, slice::from_ref(id)),
+    let upsert = staged.state.as_ref().and_then(A::upsert);
+    let saved_with_events = upsert.is_some();
+    let positions = conn.insert_events(
+        A::EVENTS_TABLE,
+        id,
+        &staged,
+        upsert.map(|upsert| (A::TABLE, upsert)),
+    )?;
+    if !saved_with_events {
+        match &staged.state {
+            Some(state) => A::save(conn, slice::from_ref(state)),
+            None => A::delete(conn, slice::from_ref(id)),
+        }
+        .map_err(storage(A::TABLE))?;
     }
-    .map_err(storage(A::TABLE))?;
     Ok(staged.into_committed(id, positions))
 }
 

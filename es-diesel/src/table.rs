@@ -12,6 +12,7 @@ use es_core::Aggregate;
 
 use crate::database::Database;
 use crate::id::IdColumn;
+use crate::statement::Query;
 
 /// How the store reads, locks and writes an aggregate's row on connection `C`.
 ///
@@ -42,6 +43,15 @@ pub trait AggregateTable<C: Database>: Aggregate<Id: IdColumn<C::Backend>> {
 
     /// Inserts or updates the rows of `aggregates` (one multi-row upsert).
     fn save(conn: &mut C, aggregates: &[Self]) -> QueryResult<()>;
+
+    /// The upsert of `aggregate`'s row as a statement the store may send together with the insert
+    /// of its events (on PostgreSQL, one round trip for both). `None`, the default (and MySQL's):
+    /// the store calls [`save`](Self::save).
+    #[doc(hidden)]
+    fn upsert(aggregate: &Self) -> Option<Query<'_, C::Backend>> {
+        let _ = aggregate;
+        None
+    }
 
     /// Deletes the rows of `ids`.
     fn delete(conn: &mut C, ids: &[Self::Id]) -> QueryResult<()>;

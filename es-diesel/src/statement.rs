@@ -1,0 +1,168 @@
+//! The raw SQL statements of the store and of the generated code: text with bound values, prepared
+//! once per connection when short, and the aggregates' multi-row upsert.
+
+use diesel::backend::Backend;
+use diesel::query_builder::QueryFragment;
+
+use crate::id::IdColumn;
+
+/// Statements with at most this many parameters are prepared once per connection and reused
+/// (diesel's statement cache, keyed by their SQL text); longer ones are batches whose text varies
+/// with their length, sent unprepared so that the cache holds only the small fixed shapes.
+const MAX_PREPARED_BINDS: usize = 64;
+
+/// A raw SQL query: text, and values bound where diesel writes the backend's placeholders (`?` or
+/// `$1`). Unlike `diesel::sql_query`, which is never prepared ahead, a short one is prepared once
+/// per connection ([`MAX_PREPARED_BINDS`]).
+pub struct Query<'a, DB: Backend> {
+    pieces: Vec<Piece<'a, DB>>,
+    binds: usize,
+}
+
+enum Piece<'a, DB> {
+    Sql(String),
+    Bind(Bound<'a, DB>),
+}
+
+impl<'a, DB: diesel::backend::Backend> Query<'a, DB> {
+    /// A statement starting with `sql`.
+    pub fn new(sql: impl Into<String>) -> Self {
+        Self {
+            pieces: vec![Piece::Sql(sql.into())],
+            binds: 0,
+        }
+    }
+
+    /// Appends `sql` to the text.
+    pub fn sql(mut self, sql: &str) -> Self {
+        match self.pieces.last_mut() {
+            Some(Piece::Sql(text)) => text.push_str(sql),
+            _ => self.pieces.push(Piece::Sql(sql.to_owned())),
+        }
+        self
+    }
+
+    /// Appends `other`, its text and its values.
+    pub fn append(mut self, other: Query<'a, DB>) -> Self {
+        for piece in other.pieces {
+            match piece {
+                Piece::Sql(text) => self = self.sql(&text),
+                Piece::Bind(value) => self = self.bind_fragment(value),
+            }
+        }
+        self
+    }
+
+    /// Binds `value` as SQL type `ST` where the text has reached.
+    pub fn bind<ST, V>(self, value: V) -> Self
+    where
+        V: diesel::expression::AsExpression<ST>,
+        V::Expression: diesel::query_builder::QueryFragment<DB> + Send + 'a,
+        ST: diesel::sql_types::SqlType + diesel::expression::TypedExpressionType,
+    {
+        self.bind_fragment(Box::new(value.as_expression()))
+    }
+
+    /// Binds the aggregate id `id` where the text has reached.
+    pub fn bind_id<Id: IdColumn<DB>>(self, id: &Id) -> Self {
+        self.bind_fragment(id.bind_value())
+    }
+
+    /// Binds a value already in its SQL type where the text has reached.
+    pub fn bind_fragment(mut self, value: Bound<'a, DB>) -> Self {
+        self.binds += 1;
+        self.pieces.push(Piece::Bind(value));
+        self
+    }
+}
+
+impl<DB: diesel::backend::Backend> diesel::query_builder::QueryFragment<DB> for Query<'_, DB> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> diesel::QueryResult<()> {
+        if self.binds > MAX_PREPARED_BINDS {
+            out.unsafe_to_cache_prepared();
+        }
+        for piece in &self.pieces {
+            match piece {
+                Piece::Sql(text) => out.push_sql(text),
+                Piece::Bind(value) => value.walk_ast(out.reborrow())?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// No static id: diesel keys the prepared statement by its SQL text.
+impl<DB: diesel::backend::Backend> diesel::query_builder::QueryId for Query<'_, DB> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<DB: diesel::backend::Backend> diesel::query_builder::Query for Query<'_, DB> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl<DB: diesel::backend::Backend, C> diesel::RunQueryDsl<C> for Query<'_, DB> {}
+
+/// A value bound to a statement, in its SQL type.
+pub type Bound<'a, DB> = Box<dyn QueryFragment<DB> + Send + 'a>;
+
+/// SQLite's bound on the parameters of one statement (PostgreSQL allows 65,535).
+const MAX_BINDS: usize = 32_766;
+
+/// The upsert of `rows` into `table`: one `INSERT ... ON CONFLICT (key) DO UPDATE SET column =
+/// excluded.column` (SQLite, PostgreSQL). Each row binds the values of `columns` in order; the
+/// first column is the key. `rows` must fit one statement ([`upserts`] splits a batch).
+pub fn upsert<'a, DB: Backend>(
+    table: &str,
+    columns: &[&str],
+    rows: impl IntoIterator<Item = Vec<Bound<'a, DB>>>,
+) -> Query<'a, DB> {
+    let quoted: Vec<String> = columns
+        .iter()
+        .map(|column| format!("\"{column}\""))
+        .collect();
+    let mut query = Query::new(format!(
+        "INSERT INTO \"{table}\" ({}) VALUES ",
+        quoted.join(", ")
+    ));
+    for (index, row) in rows.into_iter().enumerate() {
+        query = query.sql(if index == 0 { "(" } else { ", (" });
+        for (position, value) in row.into_iter().enumerate() {
+            if position > 0 {
+                query = query.sql(", ");
+            }
+            query = query.bind_fragment(value);
+        }
+        query = query.sql(")");
+    }
+    let (key, others) = quoted
+        .split_first()
+        .map_or(("", &[][..]), |(key, others)| (key.as_str(), others));
+    query = query.sql(&format!(" ON CONFLICT ({key}) DO "));
+    if others.is_empty() {
+        return query.sql("NOTHING");
+    }
+    let updates: Vec<String> = others
+        .iter()
+        .map(|column| format!("{column} = excluded.{column}"))
+        .collect();
+    query.sql("UPDATE SET ").sql(&updates.join(", "))
+}
+
+/// Upserts `rows` into `table` ([`upsert`]), as few statements as SQLite's parameter bound allows.
+pub fn upserts<'a, DB: Backend>(
+    table: &str,
+    columns: &[&str],
+    rows: impl IntoIterator<Item = Vec<Bound<'a, DB>>>,
+) -> Vec<Query<'a, DB>> {
+    let per_statement = MAX_BINDS / columns.len().max(1);
+    let mut statements = Vec::new();
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        statements.push(upsert(table, columns, rows.by_ref().take(per_statement)));
+    }
+    statements
+}
