@@ -329,7 +329,7 @@ struct Number {
 /// Implements [`Database`] for one connection type. `$dialect` is a module providing the
 /// backend's differences: `SELECT_COLUMNS`, `JSON_PLACEHOLDER_SUFFIX`,
 /// `WAKE_WORKERS` (SQL around the jobs' `INSERT` that wakes idle workers), `bind_time`,
-/// `read_time`, `begin_write`, `insert_events`, `before_claim`,
+/// `read_time`, `begin_write`, `load_events`, `insert_events`, `before_claim`,
 /// `listen_for_jobs`, `wait_for_jobs`, `framework_ddl`,
 /// `events_table_ddl`.
 macro_rules! database {
@@ -406,7 +406,6 @@ macro_rules! database {
                 table: &'static str,
                 selection: Selection<'_, Id>,
             ) -> Result<Records<Id>, Error> {
-                use diesel::RunQueryDsl;
                 let mut query = Query::<$db>::new(
                     format!("SELECT {} FROM {table} WHERE ", $dialect::SELECT_COLUMNS)
                 );
@@ -473,7 +472,7 @@ macro_rules! database {
                         }
                     }
                 }
-                let rows: Vec<EventRow<Id>> = query.load(self).map_err(storage(table))?;
+                let rows = $dialect::load_events(self, query).map_err(storage(table))?;
                 Ok(Records {
                     rows: rows.into_iter(),
                     table,
@@ -1011,6 +1010,14 @@ mod sqlite {
         Some(time.and_utc())
     }
 
+    pub(super) fn load_events<Id: IdColumn<Sqlite>>(
+        conn: &mut SqliteConnection,
+        query: Query<'_, Sqlite>,
+    ) -> diesel::QueryResult<Vec<EventRow<Id>>> {
+        use diesel::RunQueryDsl;
+        query.load(conn)
+    }
+
     pub(super) fn begin_write(conn: &mut SqliteConnection) -> diesel::QueryResult<()> {
         let nested = AnsiTransactionManager::transaction_manager_status_mut(conn)
             .transaction_depth()?
@@ -1193,6 +1200,18 @@ mod postgres {
         diesel::row::NamedRow::get::<diesel::sql_types::Timestamptz, DateTime<Utc>>(row, column)
     }
 
+    /// Row by row (libpq's single-row mode): the rows are decoded as they arrive, while the
+    /// server is still sending the rest, instead of after the whole result is buffered.
+    pub(super) fn load_events<Id: IdColumn<Pg>>(
+        conn: &mut PgConnection,
+        query: Query<'_, Pg>,
+    ) -> diesel::QueryResult<Vec<EventRow<Id>>> {
+        use diesel::RunQueryDsl;
+        query
+            .load_iter::<EventRow<Id>, diesel::pg::PgRowByRowLoadingMode>(conn)?
+            .collect()
+    }
+
     pub(super) fn begin_write(conn: &mut PgConnection) -> diesel::QueryResult<()> {
         use diesel::connection::{AnsiTransactionManager, TransactionManager};
         AnsiTransactionManager::begin_transaction(conn)
@@ -1333,6 +1352,14 @@ mod mysql {
             row, column,
         )?;
         Ok(naive.and_utc())
+    }
+
+    pub(super) fn load_events<Id: IdColumn<Mysql>>(
+        conn: &mut MysqlConnection,
+        query: Query<'_, Mysql>,
+    ) -> diesel::QueryResult<Vec<EventRow<Id>>> {
+        use diesel::RunQueryDsl;
+        query.load(conn)
     }
 
     pub(super) fn begin_write(conn: &mut MysqlConnection) -> diesel::QueryResult<()> {
