@@ -24,7 +24,7 @@ enum Piece<'a, DB> {
     Bind(Bound<'a, DB>),
 }
 
-impl<'a, DB: diesel::backend::Backend> Query<'a, DB> {
+impl<'a, DB: Backend> Query<'a, DB> {
     /// A statement starting with `sql`.
     pub fn new(sql: impl Into<String>) -> Self {
         Self {
@@ -76,7 +76,7 @@ impl<'a, DB: diesel::backend::Backend> Query<'a, DB> {
     }
 }
 
-impl<DB: diesel::backend::Backend> diesel::query_builder::QueryFragment<DB> for Query<'_, DB> {
+impl<DB: Backend> diesel::query_builder::QueryFragment<DB> for Query<'_, DB> {
     fn walk_ast<'b>(
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
@@ -95,16 +95,16 @@ impl<DB: diesel::backend::Backend> diesel::query_builder::QueryFragment<DB> for 
 }
 
 /// No static id: diesel keys the prepared statement by its SQL text.
-impl<DB: diesel::backend::Backend> diesel::query_builder::QueryId for Query<'_, DB> {
+impl<DB: Backend> diesel::query_builder::QueryId for Query<'_, DB> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl<DB: diesel::backend::Backend> diesel::query_builder::Query for Query<'_, DB> {
+impl<DB: Backend> diesel::query_builder::Query for Query<'_, DB> {
     type SqlType = diesel::sql_types::Untyped;
 }
 
-impl<DB: diesel::backend::Backend, C> diesel::RunQueryDsl<C> for Query<'_, DB> {}
+impl<DB: Backend, C> diesel::RunQueryDsl<C> for Query<'_, DB> {}
 
 /// A value bound to a statement, in its SQL type.
 pub type Bound<'a, DB> = Box<dyn QueryFragment<DB> + Send + 'a>;
@@ -165,4 +165,70 @@ pub fn upserts<'a, DB: Backend>(
         statements.push(upsert(table, columns, rows.by_ref().take(per_statement)));
     }
     statements
+}
+
+#[cfg(all(test, feature = "postgres"))]
+mod tests {
+    use diesel::pg::Pg;
+    use diesel::query_builder::QueryFragment;
+    use diesel::sql_types::{BigInt, Text};
+
+    use super::{Bound, MAX_PREPARED_BINDS, Query, upsert, upserts};
+
+    fn row(id: i64, title: &str) -> Vec<Bound<'static, Pg>> {
+        vec![
+            Box::new(diesel::expression::AsExpression::<BigInt>::as_expression(
+                id,
+            )),
+            Box::new(diesel::expression::AsExpression::<Text>::as_expression(
+                title.to_owned(),
+            )),
+        ]
+    }
+
+    #[test]
+    fn an_upsert_binds_every_row_and_updates_every_other_column() {
+        let query = upsert("tasks", &["id", "title"], [row(1, "a"), row(2, "b")]);
+        assert_eq!(
+            diesel::debug_query::<Pg, _>(&query).to_string(),
+            "INSERT INTO \"tasks\" (\"id\", \"title\") VALUES ($1, $2), ($3, $4) \
+             ON CONFLICT (\"id\") DO UPDATE SET \"title\" = excluded.\"title\" \
+             -- binds: [1, \"a\", 2, \"b\"]"
+        );
+    }
+
+    #[test]
+    fn a_key_only_table_is_left_alone_on_conflict() {
+        let mut key = row(1, "a");
+        key.truncate(1);
+        let query = upsert::<Pg>("tags", &["id"], [key]);
+        assert!(
+            diesel::debug_query::<Pg, _>(&query)
+                .to_string()
+                .starts_with(
+                    "INSERT INTO \"tags\" (\"id\") VALUES ($1) ON CONFLICT (\"id\") DO NOTHING"
+                )
+        );
+    }
+
+    #[test]
+    fn short_statements_are_prepared_and_batches_are_not() {
+        let mut short = Query::<Pg>::new("SELECT 1 WHERE 1 = ");
+        let mut long = Query::<Pg>::new("SELECT 1 WHERE 1 IN (");
+        short = short.bind::<BigInt, _>(1_i64);
+        for value in 0..=MAX_PREPARED_BINDS {
+            long = long
+                .bind::<BigInt, _>(i64::try_from(value).unwrap())
+                .sql(", ");
+        }
+        assert!(short.is_safe_to_cache_prepared(&Pg).unwrap());
+        assert!(!long.sql("0)").is_safe_to_cache_prepared(&Pg).unwrap());
+    }
+
+    #[test]
+    fn a_batch_is_split_below_the_parameter_bound() {
+        let rows = (0..20_000).map(|id| row(id, "t"));
+        let statements = upserts("tasks", &["id", "title"], rows);
+        assert_eq!(statements.len(), 2);
+    }
 }
