@@ -49,7 +49,7 @@ use crate::store::{
 /// # Ok::<(), es_core::Error>(())
 /// ```
 ///
-/// A [`transaction`](EventStore::transaction) works on a copy of the whole store, kept only if the
+/// A [`transaction`](crate::Transactional::transaction) works on a copy of the whole store, kept only if the
 /// work succeeds: fine for tests, not for large data.
 #[derive(Default)]
 pub struct InMemoryStore {

@@ -13,7 +13,7 @@ const MAX_PREPARED_BINDS: usize = 64;
 
 /// A raw SQL query: text, and values bound where diesel writes the backend's placeholders (`?` or
 /// `$1`). Unlike `diesel::sql_query`, which is never prepared ahead, a short one is prepared once
-/// per connection ([`MAX_PREPARED_BINDS`]).
+/// per connection (at most 64 parameters).
 pub struct Query<'a, DB: Backend> {
     pieces: Vec<Piece<'a, DB>>,
     binds: usize,
