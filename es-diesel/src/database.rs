@@ -327,7 +327,8 @@ struct Number {
 }
 
 /// Implements [`Database`] for one connection type. `$dialect` is a module providing the
-/// backend's differences: `SELECT_COLUMNS`, `JSON_PLACEHOLDER_SUFFIX`,
+/// backend's differences: `SELECT_COLUMNS` (id, aggregate_id, version, type, data, metadata,
+/// created_at: `EventRow` reads them by position), `JSON_PLACEHOLDER_SUFFIX`,
 /// `WAKE_WORKERS` (SQL around the jobs' `INSERT` that wakes idle workers), `bind_time`,
 /// `read_time`, `begin_write`, `load_events`, `insert_events`, `before_claim`,
 /// `listen_for_jobs`, `wait_for_jobs`, `framework_ddl`,
@@ -340,16 +341,18 @@ macro_rules! database {
             fn build<'a>(
                 row: &impl diesel::row::NamedRow<'a, $db>,
             ) -> diesel::deserialize::Result<Self> {
-                use diesel::row::NamedRow;
                 use diesel::sql_types::{BigInt, Text};
+                // By position, in the order of `SELECT_COLUMNS` (diesel finds a column by name
+                // by comparing every column's name, and in row-by-row mode it first rebuilds the
+                // names for every row).
                 Ok(Self {
-                    id: NamedRow::get::<BigInt, i64>(row, "id")?,
-                    aggregate_id: Id::read(row, "aggregate_id")?,
-                    version: NamedRow::get::<BigInt, i64>(row, "version")?,
-                    event_type: NamedRow::get::<Text, String>(row, "type")?,
-                    data: NamedRow::get::<Text, String>(row, "data")?,
-                    metadata: NamedRow::get::<Text, String>(row, "metadata")?,
-                    created_at: $dialect::read_time(row, "created_at")?,
+                    id: row.get_value::<BigInt, i64, _>(0)?,
+                    aggregate_id: Id::read(row, 1)?,
+                    version: row.get_value::<BigInt, i64, _>(2)?,
+                    event_type: row.get_value::<Text, String, _>(3)?,
+                    data: row.get_value::<Text, String, _>(4)?,
+                    metadata: row.get_value::<Text, String, _>(5)?,
+                    created_at: $dialect::read_time(row, 6)?,
                 })
             }
         }
@@ -960,11 +963,11 @@ mod sqlite {
         query.bind::<diesel::sql_types::Text, _>(time.format(FORMAT).to_string())
     }
 
-    pub(super) fn read_time<'a>(
-        row: &impl diesel::row::NamedRow<'a, Sqlite>,
-        column: &str,
+    pub(super) fn read_time<'a, I>(
+        row: &(impl diesel::row::Row<'a, Sqlite> + diesel::row::RowIndex<I>),
+        column: I,
     ) -> diesel::deserialize::Result<DateTime<Utc>> {
-        let text = diesel::row::NamedRow::get::<diesel::sql_types::Text, String>(row, column)?;
+        let text = diesel::row::Row::get_value::<diesel::sql_types::Text, String, I>(row, column)?;
         match parse_stored_time(&text) {
             Some(time) => Ok(time),
             None => Ok(DateTime::parse_from_rfc3339(&text)?.with_timezone(&Utc)),
@@ -1193,11 +1196,11 @@ mod postgres {
         query.bind::<diesel::sql_types::Timestamptz, _>(time)
     }
 
-    pub(super) fn read_time<'a>(
-        row: &impl diesel::row::NamedRow<'a, Pg>,
-        column: &str,
+    pub(super) fn read_time<'a, I>(
+        row: &(impl diesel::row::Row<'a, Pg> + diesel::row::RowIndex<I>),
+        column: I,
     ) -> diesel::deserialize::Result<DateTime<Utc>> {
-        diesel::row::NamedRow::get::<diesel::sql_types::Timestamptz, DateTime<Utc>>(row, column)
+        diesel::row::Row::get_value::<diesel::sql_types::Timestamptz, DateTime<Utc>, I>(row, column)
     }
 
     /// Row by row (libpq's single-row mode): the rows are decoded as they arrive, while the
@@ -1344,13 +1347,14 @@ mod mysql {
         query.bind::<diesel::sql_types::Datetime, _>(time.naive_utc())
     }
 
-    pub(super) fn read_time<'a>(
-        row: &impl diesel::row::NamedRow<'a, Mysql>,
-        column: &str,
+    pub(super) fn read_time<'a, I>(
+        row: &(impl diesel::row::Row<'a, Mysql> + diesel::row::RowIndex<I>),
+        column: I,
     ) -> diesel::deserialize::Result<DateTime<Utc>> {
-        let naive = diesel::row::NamedRow::get::<diesel::sql_types::Datetime, chrono::NaiveDateTime>(
-            row, column,
-        )?;
+        let naive =
+            diesel::row::Row::get_value::<diesel::sql_types::Datetime, chrono::NaiveDateTime, I>(
+                row, column,
+            )?;
         Ok(naive.and_utc())
     }
 

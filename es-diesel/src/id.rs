@@ -2,7 +2,7 @@
 
 use diesel::deserialize;
 use diesel::query_builder::QueryFragment;
-use diesel::row::NamedRow;
+use diesel::row::{Row, RowIndex};
 use es_core::AggregateId;
 
 /// An aggregate id type the backend `DB` can store: `i64`, `i32`, `String` and
@@ -16,8 +16,8 @@ pub trait IdColumn<DB: diesel::backend::Backend>: AggregateId {
     #[doc(hidden)]
     fn bind_value(&self) -> Box<dyn QueryFragment<DB> + Send>;
 
-    /// Reads an id from `column` of a result row.
-    fn read<'a>(row: &impl NamedRow<'a, DB>, column: &str) -> deserialize::Result<Self>;
+    /// Reads an id from `column` of a result row: its name, or its position.
+    fn read<'a, I>(row: &(impl Row<'a, DB> + RowIndex<I>), column: I) -> deserialize::Result<Self>;
 }
 
 macro_rules! id_column {
@@ -30,8 +30,11 @@ macro_rules! id_column {
                 Box::new(diesel::expression::AsExpression::<$sql>::as_expression($to))
             }
 
-            fn read<'a>(row: &impl NamedRow<'a, $db>, column: &str) -> deserialize::Result<Self> {
-                let $value: $value_ty = NamedRow::get::<$sql, $value_ty>(row, column)?;
+            fn read<'a, I>(
+                row: &(impl Row<'a, $db> + RowIndex<I>),
+                column: I,
+            ) -> deserialize::Result<Self> {
+                let $value: $value_ty = Row::get_value::<$sql, $value_ty, I>(row, column)?;
                 $from
             }
         }
