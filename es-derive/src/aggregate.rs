@@ -353,7 +353,7 @@ fn generate(model: &AggregateModel<'_>) -> TokenStream {
 }
 
 /// How `AggregateTable::save` writes rows on one backend.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 enum Upsert {
     /// es-diesel's multi-row upsert (`ON CONFLICT ... DO UPDATE SET column = excluded.column`),
     /// prepared once per connection when short, which the store sends with the insert of the
@@ -432,27 +432,22 @@ fn generate_table(
         );
     let impls = chosen.map(|(with, connection, backend, locks, head_in_lock, batch_upsert, on_conflict)| {
         let for_update = locks.then(|| quote!(.for_update()));
-        let lock = if head_in_lock {
-            quote! {
-                let __head = ::es_diesel::__private::HeadColumns::<Self, #connection>::new();
-                #table::table
-                    .find(::core::clone::Clone::clone(id))
-                    .select((<Self as SelectableHelper<#backend>>::as_select(), __head))
-                    #for_update
-                    .first(conn)
-                    .optional()
-                    .map(::es_diesel::__private::locked)
-            }
+        let (head, into_locked) = if head_in_lock {
+            (
+                quote!(, ::es_diesel::__private::HeadColumns::<Self, #connection>::new()),
+                quote!(::es_diesel::__private::locked),
+            )
         } else {
-            quote! {
-                #table::table
-                    .find(::core::clone::Clone::clone(id))
-                    .select(<Self as SelectableHelper<#backend>>::as_select())
-                    #for_update
-                    .first(conn)
-                    .optional()
-                    .map(::es_diesel::Locked::Row)
-            }
+            (TokenStream::new(), quote!(::es_diesel::Locked::Row))
+        };
+        let lock = quote! {
+            #table::table
+                .find(::core::clone::Clone::clone(id))
+                .select((<Self as SelectableHelper<#backend>>::as_select() #head))
+                #for_update
+                .first(conn)
+                .optional()
+                .map(#into_locked)
         };
         let lock_many = if locks {
             quote! {
@@ -477,43 +472,34 @@ fn generate_table(
             ]
         };
         let row = quote! {
-            |aggregate: &'__a #ident| -> ::std::vec::Vec<::es_diesel::__private::Bound<'__a, #backend>> {
+            |aggregate| {
                 ::std::vec![
                     #(::std::boxed::Box::new(
                         ::es_diesel::__private::diesel::expression::AsExpression::<
                             ::es_diesel::__private::diesel::dsl::SqlTypeOf<#table::#all_columns>,
                         >::as_expression(&aggregate.#all_fields),
-                    ),)*
+                    ) as ::es_diesel::__private::Bound<'_, #backend>,)*
                 ]
             }
         };
         let (save, upsert) = match batch_upsert {
             Upsert::Statement => (
                 quote! {
-                    fn __save<'__a>(
-                        conn: &mut #connection,
-                        aggregates: &'__a [#ident],
-                    ) -> ::es_diesel::__private::diesel::QueryResult<()> {
-                        let __statements = ::es_diesel::__private::upserts(
-                            <#ident as ::es_diesel::AggregateTable<#connection>>::TABLE,
-                            #column_names,
-                            aggregates.iter().map(#row),
-                        );
-                        for __statement in __statements {
-                            __statement.execute(conn)?;
-                        }
-                        ::core::result::Result::Ok(())
-                    }
-                    __save(conn, aggregates)
+                    ::es_diesel::__private::save(
+                        conn,
+                        <Self as ::es_diesel::AggregateTable<#connection>>::TABLE,
+                        #column_names,
+                        aggregates.iter().map(#row),
+                    )
                 },
                 quote! {
-                    fn upsert<'__a>(
-                        aggregate: &'__a Self,
-                    ) -> ::core::option::Option<::es_diesel::__private::Query<'__a, #backend>> {
+                    fn upsert(
+                        aggregate: &Self,
+                    ) -> ::core::option::Option<::es_diesel::__private::Query<'_, #backend>> {
                         ::core::option::Option::Some(::es_diesel::__private::upsert(
                             <Self as ::es_diesel::AggregateTable<#connection>>::TABLE,
                             #column_names,
-                            [(#row)(aggregate)],
+                            ::core::iter::once(aggregate).map(#row),
                         ))
                     }
                 },

@@ -1244,7 +1244,8 @@ mod postgres {
         let rows: Vec<Number> = query.load(conn).map_err(|error| {
             let from_save = matches!(
                 &error,
-                diesel::result::Error::DatabaseError(_, info) if info.table_name().is_some() && info.table_name() == saved_table
+                diesel::result::Error::DatabaseError(_, info)
+                    if info.table_name().is_some_and(|name| Some(name) == saved_table)
             );
             match saved_table {
                 Some(saved_table) if from_save => storage(saved_table)(error),

@@ -234,7 +234,7 @@ pub use text_uuid::TextUuid;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::dispatch::{Dispatched, run_projection, typed_from_any};
-    pub use crate::statement::{Bound, Query, upsert, upserts};
+    pub use crate::statement::{Bound, Query, save, upsert};
     pub use crate::table::{HeadColumns, HeadInLock, locked};
     pub use diesel;
     pub use es_core;

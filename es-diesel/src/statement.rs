@@ -2,7 +2,10 @@
 //! once per connection when short, and the aggregates' multi-row upsert.
 
 use diesel::backend::Backend;
+use diesel::connection::Connection;
 use diesel::query_builder::QueryFragment;
+use diesel::query_dsl::methods::ExecuteDsl;
+use diesel::{QueryResult, RunQueryDsl};
 
 use crate::id::IdColumn;
 
@@ -114,7 +117,7 @@ const MAX_BINDS: usize = 32_766;
 
 /// The upsert of `rows` into `table`: one `INSERT ... ON CONFLICT (key) DO UPDATE SET column =
 /// excluded.column` (SQLite, PostgreSQL). Each row binds the values of `columns` in order; the
-/// first column is the key. `rows` must fit one statement ([`upserts`] splits a batch).
+/// first column is the key. `rows` must fit one statement ([`save`] splits a batch).
 pub fn upsert<'a, DB: Backend>(
     table: &str,
     columns: &[&str],
@@ -152,8 +155,25 @@ pub fn upsert<'a, DB: Backend>(
     query.sql("UPDATE SET ").sql(&updates.join(", "))
 }
 
-/// Upserts `rows` into `table` ([`upsert`]), as few statements as SQLite's parameter bound allows.
-pub fn upserts<'a, DB: Backend>(
+/// Upserts `rows` into `table` ([`upsert`]), as few statements as SQLite's parameter bound allows:
+/// the generated `AggregateTable::save` of SQLite and PostgreSQL.
+pub fn save<'a, C: Connection>(
+    conn: &mut C,
+    table: &str,
+    columns: &[&str],
+    rows: impl IntoIterator<Item = Vec<Bound<'a, C::Backend>>>,
+) -> QueryResult<()>
+where
+    Query<'a, C::Backend>: ExecuteDsl<C>,
+{
+    for statement in upserts(table, columns, rows) {
+        statement.execute(conn)?;
+    }
+    Ok(())
+}
+
+/// The statements of [`save`].
+fn upserts<'a, DB: Backend>(
     table: &str,
     columns: &[&str],
     rows: impl IntoIterator<Item = Vec<Bound<'a, DB>>>,
