@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -116,8 +117,9 @@ pub struct RecordedEvent<Id> {
     pub event_type: String,
     /// The data attributes, as JSON text.
     pub data: String,
-    /// Who created the event and from where.
-    pub metadata: Metadata,
+    /// Who created the event and from where: shared, not copied, by the events of one append
+    /// (and by a run of stored events with the same metadata when they are read).
+    pub metadata: Arc<Metadata>,
     /// When the event was created (UTC, microsecond precision).
     pub created_at: DateTime<Utc>,
 }

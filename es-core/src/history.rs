@@ -1,6 +1,8 @@
 //! Folding events into aggregates: the rules shared by every store for appending, replaying and
 //! time travel, so that a live write and a replay of the same events always agree.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::aggregate::Aggregate;
@@ -153,6 +155,7 @@ impl<A: Aggregate> Staged<A> {
             created_at,
             ..
         } = self;
+        let metadata = Arc::new(metadata);
         let recorded = events
             .into_iter()
             .zip(positions)
@@ -162,7 +165,7 @@ impl<A: Aggregate> Staged<A> {
                 version: event.version,
                 event_type: event.tag.to_owned(),
                 data: event.data,
-                metadata: metadata.clone(),
+                metadata: Arc::clone(&metadata),
                 created_at,
             })
             .collect();

@@ -208,7 +208,11 @@ impl<A: Aggregate + Clone> EventStore<A> for InMemoryStore {
             .unwrap_or_default())
     }
 
-    fn events(&mut self, filter: &EventFilter) -> Result<Vec<RecordedEvent<A::Id>>, Error> {
+    /// Collected, then yielded: the events live in memory already.
+    fn stream_events<'s>(
+        &'s mut self,
+        filter: &'s EventFilter,
+    ) -> Result<impl Iterator<Item = Result<RecordedEvent<A::Id>, Error>> + 's, Error> {
         let mut matching: Vec<_> = self
             .table::<A>()
             .events
@@ -219,7 +223,7 @@ impl<A: Aggregate + Clone> EventStore<A> for InMemoryStore {
             .collect();
         matching.sort_by_key(|record| record.id);
         matching.truncate(filter.limit.unwrap_or(usize::MAX));
-        Ok(matching)
+        Ok(matching.into_iter().map(Ok))
     }
 
     fn state_as_of(&mut self, id: &A::Id, as_of: AsOf) -> Result<Option<A>, Error> {

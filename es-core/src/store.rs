@@ -71,8 +71,52 @@ pub trait EventStore<A: Aggregate> {
     /// Every event of aggregate `id`, in version order: its "git log".
     fn history(&mut self, id: &A::Id) -> Result<Vec<RecordedEvent<A::Id>>, Error>;
 
-    /// Events of every aggregate of type `A` matching `filter`, in global order.
-    fn events(&mut self, filter: &EventFilter) -> Result<Vec<RecordedEvent<A::Id>>, Error>;
+    /// Events of every aggregate of type `A` matching `filter`, in global order, collected: see
+    /// [`stream_events`](EventStore::stream_events) to read more events than fit in memory.
+    fn events(&mut self, filter: &EventFilter) -> Result<Vec<RecordedEvent<A::Id>>, Error> {
+        self.stream_events(filter)?.collect()
+    }
+
+    /// Events of every aggregate of type `A` matching `filter`, in global order, streamed: one
+    /// query whose rows are decoded as the iterator reaches them, so reading every event of a
+    /// large table (a custom projection, an export, a migration) runs in constant memory.
+    ///
+    /// A row that cannot be read is an `Err` item in its place; the rows before it were yielded.
+    /// The store is borrowed until the iterator is dropped. On PostgreSQL, dropping it before
+    /// the end still receives (and discards) the rest of the result: bound a partial read with
+    /// [`EventFilter::limit`].
+    ///
+    /// ```
+    /// # use es_core::{Aggregate, AppendOptions, Apply, Event, EventContext};
+    /// # use schemars::JsonSchema;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Aggregate, Default, Clone)] pub struct Account { pub id: i64, pub balance: i64 }
+    /// # /// An account was opened.
+    /// # #[derive(Event, Serialize, Deserialize, JsonSchema)]
+    /// # #[aggregate(Account)]
+    /// # #[event(creates)]
+    /// # pub struct Opened {}
+    /// # impl Apply<Account> for Opened { fn apply(&self, _: &mut Account, _: &EventContext<'_>) {} }
+    /// use std::collections::BTreeMap;
+    ///
+    /// use es_core::{Error, EventFilter, EventStore, InMemoryStore, Metadata};
+    ///
+    /// let mut store = InMemoryStore::new();
+    /// for (id, actor) in [(1, "ann"), (2, "bob"), (3, "ann")] {
+    ///     store.append(&id, Opened {}, &AppendOptions::with_metadata(Metadata::by_actor(actor)))?;
+    /// }
+    /// let mut opened_by = BTreeMap::<String, u64>::new();
+    /// for record in EventStore::<Account>::stream_events(&mut store, &EventFilter::default())? {
+    ///     let actor = record?.metadata.actor_id.clone().unwrap_or_default();
+    ///     *opened_by.entry(actor).or_default() += 1;
+    /// }
+    /// assert_eq!(opened_by, BTreeMap::from([("ann".into(), 2), ("bob".into(), 1)]));
+    /// # Ok::<(), Error>(())
+    /// ```
+    fn stream_events<'s>(
+        &'s mut self,
+        filter: &'s EventFilter,
+    ) -> Result<impl Iterator<Item = Result<RecordedEvent<A::Id>, Error>> + 's, Error>;
 
     /// Time travel: the state of aggregate `id` as of a version or a time, computed in memory
     /// (nothing is written).

@@ -857,7 +857,7 @@ impl Entry {
             event_type: record.event_type,
             created_at: record.created_at,
             data,
-            metadata: record.metadata,
+            metadata: Arc::unwrap_or_clone(record.metadata),
         }
     }
 

@@ -3,6 +3,8 @@
 //! Everything here is written once and instantiated per connection type by `database!`, so that
 //! each backend keeps its own SQL types, placeholders and locking while sharing the logic.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use diesel::connection::Connection;
 use es_core::{AsOf, Error, EventFilter, Metadata, RecordedEvent, Staged};
@@ -53,13 +55,15 @@ pub trait Database: Connection + Sized + 'static + sealed::Sealed {
         save: Option<(&'static str, Query<'_, Self::Backend>)>,
     ) -> Result<Vec<i64>, Error>;
 
-    /// Reads events; each is decoded as the iterator reaches it, so errors come in event order.
+    /// Reads events with one query, streamed: each row is read and decoded as the iterator
+    /// reaches it (errors come in event order), and the connection is busy until the iterator
+    /// is dropped.
     #[doc(hidden)]
-    fn select_events<Id: IdColumn<Self::Backend>>(
-        &mut self,
+    fn select_events<'c, Id: IdColumn<Self::Backend> + 'c>(
+        &'c mut self,
         table: &'static str,
-        selection: Selection<'_, Id>,
-    ) -> Result<Records<Id>, Error>;
+        selection: Selection<'c, Id>,
+    ) -> Result<Records<'c, Id>, Error>;
 
     /// The next `limit` aggregate ids that have events, after `after`, in order.
     #[doc(hidden)]
@@ -193,30 +197,34 @@ pub(crate) fn storage(table: &'static str) -> impl FnOnce(diesel::result::Error)
     }
 }
 
-/// Events read from an events table, decoded one by one.
+/// Events read from an events table as the rows arrive, decoded one by one: each row is dropped
+/// before the next is read, so a scan of any length runs in constant memory.
 #[doc(hidden)]
-#[derive(Debug)]
-pub struct Records<Id> {
-    rows: std::vec::IntoIter<EventRow<Id>>,
+pub struct Records<'c, Id> {
+    rows: Box<dyn Iterator<Item = diesel::QueryResult<EventRow<Id>>> + 'c>,
     table: &'static str,
     metadata: MetadataCache,
 }
 
-impl<Id> Iterator for Records<Id> {
-    type Item = Result<RecordedEvent<Id>, Error>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        self.rows
-            .next()
-            .map(|row| row.into_record(self.table, &mut self.metadata))
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        self.rows.size_hint()
+impl<Id> std::fmt::Debug for Records<'_, Id> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Records")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
     }
 }
 
-impl<Id> ExactSizeIterator for Records<Id> {}
+impl<Id> Iterator for Records<'_, Id> {
+    type Item = Result<RecordedEvent<Id>, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let row = self.rows.next()?;
+        Some(
+            row.map_err(storage(self.table))
+                .and_then(|row| row.into_record(self.table, &mut self.metadata)),
+        )
+    }
+}
 
 /// One row of an events table as read from the database.
 #[derive(Debug)]
@@ -231,9 +239,9 @@ struct EventRow<Id> {
 }
 
 /// The last `metadata` decoded, with its JSON: the events of one append share their metadata, so
-/// a run of rows with the same JSON is decoded once and cloned.
+/// a run of rows with the same JSON is decoded once and shared.
 #[derive(Debug, Default)]
-struct MetadataCache(Option<(String, Metadata)>);
+struct MetadataCache(Option<(String, Arc<Metadata>)>);
 
 impl MetadataCache {
     fn decode(
@@ -241,16 +249,17 @@ impl MetadataCache {
         json: String,
         table: &'static str,
         event_id: i64,
-    ) -> Result<Metadata, Error> {
+    ) -> Result<Arc<Metadata>, Error> {
         if let Some((_, metadata)) = self.0.as_ref().filter(|(last, _)| *last == json) {
-            return Ok(metadata.clone());
+            return Ok(Arc::clone(metadata));
         }
         let metadata = Metadata::from_json(&json).map_err(|source| Error::DecodeMetadata {
             table,
             event_id,
             source,
         })?;
-        self.0 = Some((json, metadata.clone()));
+        let metadata = Arc::new(metadata);
+        self.0 = Some((json, Arc::clone(&metadata)));
         Ok(metadata)
     }
 }
@@ -404,11 +413,11 @@ macro_rules! database {
                 $dialect::insert_events(self, table, id, staged, save)
             }
 
-            fn select_events<Id: IdColumn<$db>>(
-                &mut self,
+            fn select_events<'c, Id: IdColumn<$db> + 'c>(
+                &'c mut self,
                 table: &'static str,
-                selection: Selection<'_, Id>,
-            ) -> Result<Records<Id>, Error> {
+                selection: Selection<'c, Id>,
+            ) -> Result<Records<'c, Id>, Error> {
                 let mut query = Query::<$db>::new(
                     format!("SELECT {} FROM {table} WHERE ", $dialect::SELECT_COLUMNS)
                 );
@@ -477,7 +486,7 @@ macro_rules! database {
                 }
                 let rows = $dialect::load_events(self, query).map_err(storage(table))?;
                 Ok(Records {
-                    rows: rows.into_iter(),
+                    rows: Box::new(rows),
                     table,
                     metadata: MetadataCache::default(),
                 })
@@ -1013,12 +1022,13 @@ mod sqlite {
         Some(time.and_utc())
     }
 
-    pub(super) fn load_events<Id: IdColumn<Sqlite>>(
-        conn: &mut SqliteConnection,
-        query: Query<'_, Sqlite>,
-    ) -> diesel::QueryResult<Vec<EventRow<Id>>> {
+    /// Stepped through SQLite's cursor: each row is read when the iterator reaches it.
+    pub(super) fn load_events<'c, Id: IdColumn<Sqlite> + 'c>(
+        conn: &'c mut SqliteConnection,
+        query: Query<'c, Sqlite>,
+    ) -> diesel::QueryResult<impl Iterator<Item = diesel::QueryResult<EventRow<Id>>> + 'c> {
         use diesel::RunQueryDsl;
-        query.load(conn)
+        query.load_iter::<EventRow<Id>, diesel::connection::DefaultLoadingMode>(conn)
     }
 
     pub(super) fn begin_write(conn: &mut SqliteConnection) -> diesel::QueryResult<()> {
@@ -1204,15 +1214,15 @@ mod postgres {
     }
 
     /// Row by row (libpq's single-row mode): the rows are decoded as they arrive, while the
-    /// server is still sending the rest, instead of after the whole result is buffered.
-    pub(super) fn load_events<Id: IdColumn<Pg>>(
-        conn: &mut PgConnection,
-        query: Query<'_, Pg>,
-    ) -> diesel::QueryResult<Vec<EventRow<Id>>> {
+    /// server is still sending the rest, instead of after the whole result is buffered. Dropping
+    /// the iterator early reads and discards the rows still to come (libpq has no other way to
+    /// end a result and keep the connection).
+    pub(super) fn load_events<'c, Id: IdColumn<Pg> + 'c>(
+        conn: &'c mut PgConnection,
+        query: Query<'c, Pg>,
+    ) -> diesel::QueryResult<impl Iterator<Item = diesel::QueryResult<EventRow<Id>>> + 'c> {
         use diesel::RunQueryDsl;
-        query
-            .load_iter::<EventRow<Id>, diesel::pg::PgRowByRowLoadingMode>(conn)?
-            .collect()
+        query.load_iter::<EventRow<Id>, diesel::pg::PgRowByRowLoadingMode>(conn)
     }
 
     pub(super) fn begin_write(conn: &mut PgConnection) -> diesel::QueryResult<()> {
@@ -1359,12 +1369,13 @@ mod mysql {
         Ok(naive.and_utc())
     }
 
-    pub(super) fn load_events<Id: IdColumn<Mysql>>(
-        conn: &mut MysqlConnection,
-        query: Query<'_, Mysql>,
-    ) -> diesel::QueryResult<Vec<EventRow<Id>>> {
+    /// Fetched from the prepared statement's result as the iterator reaches each row.
+    pub(super) fn load_events<'c, Id: IdColumn<Mysql> + 'c>(
+        conn: &'c mut MysqlConnection,
+        query: Query<'c, Mysql>,
+    ) -> diesel::QueryResult<impl Iterator<Item = diesel::QueryResult<EventRow<Id>>> + 'c> {
         use diesel::RunQueryDsl;
-        query.load(conn)
+        query.load_iter::<EventRow<Id>, diesel::connection::DefaultLoadingMode>(conn)
     }
 
     pub(super) fn begin_write(conn: &mut MysqlConnection) -> diesel::QueryResult<()> {

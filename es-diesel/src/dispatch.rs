@@ -9,6 +9,7 @@
 //! [`rebuild_projection`](crate::rebuild_projection). Reactors never run during replay.
 
 use std::any::{Any, TypeId};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use es_core::{
@@ -91,7 +92,7 @@ pub struct AnyEvent {
     /// Its data attributes, as JSON text.
     pub data: String,
     /// Who created it and from where.
-    pub metadata: Metadata,
+    pub metadata: Arc<Metadata>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
 }

@@ -307,10 +307,12 @@ impl<C: Database, A: AggregateTable<C>> EventStore<A> for DieselStore<'_, C> {
             .collect()
     }
 
-    fn events(&mut self, filter: &EventFilter) -> Result<Vec<RecordedEvent<A::Id>>, Error> {
+    fn stream_events<'s>(
+        &'s mut self,
+        filter: &'s EventFilter,
+    ) -> Result<impl Iterator<Item = Result<RecordedEvent<A::Id>, Error>> + 's, Error> {
         self.conn
-            .select_events(A::EVENTS_TABLE, Selection::Filter(filter))?
-            .collect()
+            .select_events(A::EVENTS_TABLE, Selection::Filter(filter))
     }
 
     fn state_as_of(&mut self, id: &A::Id, as_of: AsOf) -> Result<Option<A>, Error> {

@@ -179,6 +179,12 @@ pub fn time_travel_by_version_and_time<S: EventStore<Task>>(store: &mut S) {
         ..EventFilter::default()
     };
     let found = store.events(&due_dates).unwrap();
+    let streamed: Vec<_> = store
+        .stream_events(&due_dates)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(streamed, found);
     assert_eq!(found.len(), 1);
     assert_eq!(
         found[0].data_json().unwrap(),

@@ -90,7 +90,7 @@ fn record<Id>(id: i64, aggregate_id: Id, version: i64, tag: &str, data: &str) ->
         version,
         event_type: tag.to_owned(),
         data: data.to_owned(),
-        metadata: Metadata::by_actor("ann"),
+        metadata: Metadata::by_actor("ann").into(),
         created_at: at(u32::try_from(version).unwrap() + 10),
     }
 }

@@ -177,7 +177,7 @@ fn an_old_record_decodes_through_its_alias_and_serde_defaults() -> Result<(), es
         version: 1,
         event_type: "hygienic_task.created".to_owned(),
         data: r#"{"title":"Slides"}"#.to_owned(),
-        metadata: Metadata::default(),
+        metadata: Metadata::default().into(),
         created_at: es_core::now(),
     };
     let created = Created::decode(&record)?;

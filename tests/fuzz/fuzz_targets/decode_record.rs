@@ -42,7 +42,7 @@ fuzz_target!(|rows: Vec<Row>| {
             version: row.version,
             event_type,
             data: row.data,
-            metadata,
+            metadata: metadata.into(),
             created_at: chrono::DateTime::UNIX_EPOCH,
         };
         let _ = TitleUpdated::decode(&record);

@@ -4,7 +4,7 @@ use std::thread;
 
 use diesel::connection::SimpleConnection;
 
-use es_core::{AsOf, Error, EventStore};
+use es_core::{AsOf, Error, EventFilter, EventStore};
 use es_diesel::{AggregateTable, DieselStore};
 use es_diesel::{DriftKind, FieldDrift, TextUuid};
 use es_tests::backend::TestDb;
@@ -481,6 +481,43 @@ where
         );
     }
     let mut store = DieselStore::new(&mut conn);
+    let after_seed = EventFilter {
+        after_id: Some(9000),
+        ..EventFilter::default()
+    };
+    let streamed: Vec<Result<i64, String>> =
+        EventStore::<Task>::stream_events(&mut store, &after_seed)
+            .unwrap()
+            .map(|record| {
+                record
+                    .map(|record| record.id)
+                    .map_err(|error| error.to_string())
+            })
+            .collect();
+    assert_eq!(
+        streamed[..5],
+        [Ok(9001), Ok(9002), Ok(9003), Ok(9004), Ok(9005)]
+    );
+    assert!(
+        streamed[5]
+            .as_ref()
+            .is_err_and(|error| error.starts_with("cannot decode the metadata of event 9006")),
+        "{streamed:?}"
+    );
+    let expected_rows = if D::STORES_INVALID_JSON { 7 } else { 6 };
+    assert_eq!(streamed.len(), expected_rows, "{streamed:?}");
+    // A stream dropped after its first event leaves the connection ready for the next query.
+    let first = EventStore::<Task>::stream_events(&mut store, &after_seed)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.id, 9001);
+    assert_eq!(
+        EventStore::<Task>::version(&mut store, &53).unwrap(),
+        3,
+        "the connection works after a partial read"
+    );
     let mut replay = |id: i64| {
         EventStore::<Task>::replay(&mut store, &id)
             .unwrap_err()

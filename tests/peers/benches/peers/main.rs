@@ -9,8 +9,8 @@
 //!   10,000-event case spreads its commands over 2 aggregates (they grow by under 1%).
 //! - P3: every event read, decoded and applied to its aggregate: esrs's `stream_events`,
 //!   cqrs-es's `stream_all_events`, and ours twice: our full `replay_all` (which also writes every
-//!   aggregate back), and a read + decode + apply through our public API (pages of
-//!   `EventStore::events` folded into `Rebuild`s, nothing written).
+//!   aggregate back), and a read + decode + apply through our public API (`EventStore::stream_events`
+//!   folded into `Rebuild`s, nothing written).
 //! - P4: loading one aggregate of 10,000 events: esrs's `AggregateManager::load`, cqrs-es's
 //!   `load_aggregate`, and our `EventStore::state_as_of` (time travel to its last version).
 //!

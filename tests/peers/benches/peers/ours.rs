@@ -15,9 +15,6 @@ use es_tests::backend::{PgDb, TestDb};
 use es_tests::domain::{Created, Task, TitleUpdated};
 use validator::Validate;
 
-/// Events read per `EventStore::events` call when reading every event.
-const PAGE: usize = 10_000;
-
 /// Retitles a task once: one event on an existing aggregate (P1b).
 #[derive(Validate)]
 struct Retitle {
@@ -129,31 +126,23 @@ impl Ours {
             .events
     }
 
-    /// P3: read, decode and apply every event with the public API, nothing written: pages of
-    /// [`PAGE`] events from `EventStore::events` (in global order, `after_id` + `limit`), each
-    /// applied to its aggregate's `Rebuild`. Returns the events and the aggregates.
+    /// P3: read, decode and apply every event with the public API, nothing written: one
+    /// `EventStore::stream_events` (every event, in global order), each applied to its
+    /// aggregate's `Rebuild`. Returns the events and the aggregates.
     pub(crate) fn read_decode_apply(&mut self) -> (u64, usize) {
         let mut store = DieselStore::new(&mut self.conn);
         let mut rebuilds: HashMap<i64, Rebuild<Task>> = HashMap::new();
-        let mut filter = EventFilter {
-            limit: Some(PAGE),
-            ..EventFilter::default()
-        };
         let mut events = 0;
-        loop {
-            let page = EventStore::<Task>::events(&mut store, &filter).expect("read our events");
-            let Some(last) = page.last() else {
-                break;
-            };
-            filter.after_id = Some(last.id);
-            for record in &page {
-                rebuilds
-                    .entry(record.aggregate_id)
-                    .or_insert_with(|| Rebuild::new(record.aggregate_id).expect("registry"))
-                    .apply(record)
-                    .expect("apply our event");
-            }
-            events += page.len() as u64;
+        let all = EventFilter::default();
+        for record in EventStore::<Task>::stream_events(&mut store, &all).expect("read our events")
+        {
+            let record = record.expect("read our event");
+            rebuilds
+                .entry(record.aggregate_id)
+                .or_insert_with(|| Rebuild::new(record.aggregate_id).expect("registry"))
+                .apply(&record)
+                .expect("apply our event");
+            events += 1;
         }
         let aggregates = rebuilds
             .into_values()
