@@ -339,8 +339,8 @@ struct Number {
 /// backend's differences: `SELECT_COLUMNS` (id, aggregate_id, version, type, data, metadata,
 /// created_at: `EventRow` reads them by position), `JSON_PLACEHOLDER_SUFFIX`,
 /// `WAKE_WORKERS` (SQL around the jobs' `INSERT` that wakes idle workers), `bind_time`,
-/// `read_time`, `begin_write`, `load_events`, `insert_events`, `before_claim`,
-/// `listen_for_jobs`, `wait_for_jobs`, `framework_ddl`,
+/// `read_time`, `begin_write`, `EventsLoading` (diesel's loading mode for events),
+/// `insert_events`, `before_claim`, `listen_for_jobs`, `wait_for_jobs`, `framework_ddl`,
 /// `events_table_ddl`.
 macro_rules! database {
     ($conn:ty, $db:ty, $dialect:ident) => {
@@ -484,7 +484,10 @@ macro_rules! database {
                         }
                     }
                 }
-                let rows = $dialect::load_events(self, query).map_err(storage(table))?;
+                let rows = diesel::RunQueryDsl::load_iter::<EventRow<Id>, $dialect::EventsLoading>(
+                    query, self,
+                )
+                .map_err(storage(table))?;
                 Ok(Records {
                     rows: Box::new(rows),
                     table,
@@ -1023,13 +1026,7 @@ mod sqlite {
     }
 
     /// Stepped through SQLite's cursor: each row is read when the iterator reaches it.
-    pub(super) fn load_events<'c, Id: IdColumn<Sqlite> + 'c>(
-        conn: &'c mut SqliteConnection,
-        query: Query<'c, Sqlite>,
-    ) -> diesel::QueryResult<impl Iterator<Item = diesel::QueryResult<EventRow<Id>>> + 'c> {
-        use diesel::RunQueryDsl;
-        query.load_iter::<EventRow<Id>, diesel::connection::DefaultLoadingMode>(conn)
-    }
+    pub(super) type EventsLoading = diesel::connection::DefaultLoadingMode;
 
     pub(super) fn begin_write(conn: &mut SqliteConnection) -> diesel::QueryResult<()> {
         let nested = AnsiTransactionManager::transaction_manager_status_mut(conn)
@@ -1217,13 +1214,7 @@ mod postgres {
     /// server is still sending the rest, instead of after the whole result is buffered. Dropping
     /// the iterator early reads and discards the rows still to come (libpq has no other way to
     /// end a result and keep the connection).
-    pub(super) fn load_events<'c, Id: IdColumn<Pg> + 'c>(
-        conn: &'c mut PgConnection,
-        query: Query<'c, Pg>,
-    ) -> diesel::QueryResult<impl Iterator<Item = diesel::QueryResult<EventRow<Id>>> + 'c> {
-        use diesel::RunQueryDsl;
-        query.load_iter::<EventRow<Id>, diesel::pg::PgRowByRowLoadingMode>(conn)
-    }
+    pub(super) type EventsLoading = diesel::pg::PgRowByRowLoadingMode;
 
     pub(super) fn begin_write(conn: &mut PgConnection) -> diesel::QueryResult<()> {
         use diesel::connection::{AnsiTransactionManager, TransactionManager};
@@ -1370,13 +1361,7 @@ mod mysql {
     }
 
     /// Fetched from the prepared statement's result as the iterator reaches each row.
-    pub(super) fn load_events<'c, Id: IdColumn<Mysql> + 'c>(
-        conn: &'c mut MysqlConnection,
-        query: Query<'c, Mysql>,
-    ) -> diesel::QueryResult<impl Iterator<Item = diesel::QueryResult<EventRow<Id>>> + 'c> {
-        use diesel::RunQueryDsl;
-        query.load_iter::<EventRow<Id>, diesel::connection::DefaultLoadingMode>(conn)
-    }
+    pub(super) type EventsLoading = diesel::connection::DefaultLoadingMode;
 
     pub(super) fn begin_write(conn: &mut MysqlConnection) -> diesel::QueryResult<()> {
         use diesel::connection::{AnsiTransactionManager, TransactionManager};
