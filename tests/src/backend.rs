@@ -210,6 +210,34 @@ impl TestDb for SqliteDb {
     }
 }
 
+/// A schema or database name for `test` that no other run can share: `es_<run>_<test>`, where
+/// `<run>` is drawn once per process, so that two runs of the suite on one server (two
+/// developers, CI beside a session) never drop each other's tables. Long test names are cut and
+/// end with a hash of the whole name, keeping it within PostgreSQL's 63 and MySQL's 64 bytes.
+pub fn isolated_name(test: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let run = RUN.get_or_init(|| format!("{:08x}", fastrand::u32(..)));
+    let name = format!("es_{run}_{test}");
+    if name.len() <= 63 {
+        return name;
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    test.hash(&mut hasher);
+    let hash = format!("{:08x}", hasher.finish() as u32);
+    format!("{}_{hash}", &name[..63 - hash.len() - 1])
+}
+
+/// Whether a test's own schema or database is dropped when it ends: always, unless the test
+/// failed (then it is kept, and named on stderr, for a look) or `ES_TEST_KEEP=1` is set.
+fn drop_when_done(name: &str) -> bool {
+    let keep = std::thread::panicking() || std::env::var("ES_TEST_KEEP").as_deref() == Ok("1");
+    if keep {
+        eprintln!("kept the test database `{name}`");
+    }
+    !keep
+}
+
 /// The URL of the PostgreSQL server for tests, if any.
 pub fn postgres_url() -> Option<String> {
     std::env::var("PG_DATABASE_URL")
@@ -228,6 +256,8 @@ pub fn mysql_url() -> Option<String> {
 pub struct PgDb {
     url: String,
     schema: String,
+    /// Whether this value created the schema, and drops it when dropped.
+    owned: bool,
 }
 
 #[cfg(feature = "postgres")]
@@ -237,12 +267,19 @@ impl PgDb {
         Self {
             url: url.to_owned(),
             schema: schema.to_owned(),
+            owned: false,
         }
     }
 
-    /// A fresh schema named after the test, with the domain's tables.
+    /// The schema's name.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// A fresh schema of this run for the test ([`isolated_name`]), with the domain's tables;
+    /// dropped with the value.
     pub fn new(url: &str, test: &str) -> Self {
-        let schema = format!("es_test_{test}");
+        let schema = isolated_name(test);
         let mut conn = diesel::PgConnection::establish(url).expect("connect to PostgreSQL");
         conn.batch_execute(&format!(
             "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};"
@@ -251,6 +288,7 @@ impl PgDb {
         let db = Self {
             url: url.to_owned(),
             schema,
+            owned: true,
         };
         let mut conn = create_domain_tables(
             &db,
@@ -264,6 +302,18 @@ impl PgDb {
         );
         create_tables::<_, crate::domain::Card>(&mut conn).expect("create card_events");
         db
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        if self.owned && drop_when_done(&self.schema) {
+            if let Ok(mut conn) = diesel::PgConnection::establish(&self.url) {
+                let _ =
+                    conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
+            }
+        }
     }
 }
 
@@ -289,6 +339,8 @@ impl TestDb for PgDb {
 pub struct MysqlDb {
     url: String,
     database: String,
+    /// Whether this value created the database, and drops it when dropped.
+    owned: bool,
 }
 
 #[cfg(feature = "mysql")]
@@ -298,12 +350,14 @@ impl MysqlDb {
         Self {
             url: url.to_owned(),
             database: database.to_owned(),
+            owned: false,
         }
     }
 
-    /// A fresh database named after the test, with the domain's tables.
+    /// A fresh database of this run for the test ([`isolated_name`]), with the domain's tables;
+    /// dropped with the value.
     pub fn new(url: &str, test: &str) -> Self {
-        let database = format!("es_test_{test}");
+        let database = isolated_name(test);
         let mut conn = diesel::MysqlConnection::establish(url).expect("connect to MySQL");
         conn.batch_execute(&format!(
             "DROP DATABASE IF EXISTS {database}; CREATE DATABASE {database};"
@@ -312,6 +366,7 @@ impl MysqlDb {
         let db = Self {
             url: url.to_owned(),
             database,
+            owned: true,
         };
         create_domain_tables(
             &db,
@@ -323,6 +378,17 @@ impl MysqlDb {
             ],
         );
         db
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl Drop for MysqlDb {
+    fn drop(&mut self) {
+        if self.owned && drop_when_done(&self.database) {
+            if let Ok(mut conn) = diesel::MysqlConnection::establish(&self.url) {
+                let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {}", self.database));
+            }
+        }
     }
 }
 
