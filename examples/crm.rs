@@ -15,8 +15,16 @@ fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     if std::env::args_os().len() > 1 {
         return operate(
             "crm",
-            |conn| es_examples::crm::cli().main(conn, std::env::args_os()),
-            |conn| es_examples::crm::cli().main(conn, std::env::args_os()),
+            |conn, connect| {
+                es_examples::crm::cli()
+                    .connect(connect)
+                    .main(conn, std::env::args_os())
+            },
+            |conn, connect| {
+                es_examples::crm::cli()
+                    .connect(connect)
+                    .main(conn, std::env::args_os())
+            },
         );
     }
     story()?;

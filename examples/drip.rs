@@ -16,8 +16,16 @@ fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     if std::env::args_os().len() > 1 {
         return operate(
             "drip",
-            |conn| es_examples::drip::cli().main(conn, std::env::args_os()),
-            |conn| es_examples::drip::cli().main(conn, std::env::args_os()),
+            |conn, connect| {
+                es_examples::drip::cli()
+                    .connect(connect)
+                    .main(conn, std::env::args_os())
+            },
+            |conn, connect| {
+                es_examples::drip::cli()
+                    .connect(connect)
+                    .main(conn, std::env::args_os())
+            },
         );
     }
     story()?;

@@ -15,8 +15,16 @@ fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     if std::env::args_os().len() > 1 {
         return operate(
             "meetings",
-            |conn| es_examples::meetings::cli().main(conn, std::env::args_os()),
-            |conn| es_examples::meetings::cli().main(conn, std::env::args_os()),
+            |conn, connect| {
+                es_examples::meetings::cli()
+                    .connect(connect)
+                    .main(conn, std::env::args_os())
+            },
+            |conn, connect| {
+                es_examples::meetings::cli()
+                    .connect(connect)
+                    .main(conn, std::env::args_os())
+            },
         );
     }
     story()?;

@@ -21,8 +21,16 @@ fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     if std::env::args_os().len() > 1 {
         return operate(
             "todo",
-            |conn| es_examples::todo::cli().main(conn, std::env::args_os()),
-            |conn| es_examples::todo::cli().main(conn, std::env::args_os()),
+            |conn, connect| {
+                es_examples::todo::cli()
+                    .connect(connect)
+                    .main(conn, std::env::args_os())
+            },
+            |conn, connect| {
+                es_examples::todo::cli()
+                    .connect(connect)
+                    .main(conn, std::env::args_os())
+            },
         );
     }
     story()?;

@@ -45,15 +45,55 @@ pub enum Error {
     },
 
     /// A stored event's `metadata` is not a valid metadata JSON object.
-    #[error("cannot decode the metadata of event {event_id} in `{table}`: {source}")]
+    #[error("cannot decode the metadata of event {event_id} (`{tag}`) in `{table}`: {source}")]
     DecodeMetadata {
         /// The events table.
         table: &'static str,
         /// The id of the stored event.
         event_id: i64,
+        /// The event's tag.
+        tag: String,
         /// What serde found wrong.
         #[source]
         source: serde_json::Error,
+    },
+
+    /// A column of a stored event cannot be read as what the store writes there: a `created_at`
+    /// that is not a time (or one out of range), a version that is not an integer, a blob where
+    /// text belongs, text that is not UTF-8.
+    #[error(
+        "cannot read column `{column}` of event {event_id}{} in `{table}`: {source}",
+        row_context(tag.as_deref(), aggregate_id.as_deref())
+    )]
+    BadColumn {
+        /// The events table.
+        table: &'static str,
+        /// The id of the stored event.
+        event_id: i64,
+        /// The aggregate the event belongs to, unless that is the column that cannot be read.
+        aggregate_id: Option<String>,
+        /// The event's tag, unless the `type` column cannot be read.
+        tag: Option<String>,
+        /// The column (`created_at`, `version`, `type`, `data`, `metadata`, `aggregate_id`).
+        column: &'static str,
+        /// What is wrong with its value.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// An aggregate's last stored version is `i64::MAX`, so no event can follow it.
+    #[error(
+        "{aggregate} {aggregate_id} in `{table}` is at version {version}: no version can follow it"
+    )]
+    VersionOverflow {
+        /// The aggregate.
+        aggregate: &'static str,
+        /// The events table.
+        table: &'static str,
+        /// The aggregate id.
+        aggregate_id: String,
+        /// The last version stored.
+        version: i64,
     },
 
     /// An event could not be encoded to JSON (a map with non-string keys, a failing `Serialize`).
@@ -187,8 +227,10 @@ pub enum Error {
         chain: String,
     },
 
-    /// Concurrent writers of one aggregate collided in the database (a deadlock or a
-    /// serialization failure) and this write was rolled back; retrying it is safe.
+    /// Concurrent writers collided in the database (a deadlock, a serialization failure, a lock
+    /// wait that timed out, a database busy with another writer) and this write was rolled back;
+    /// running it again is safe — inside a transaction of your own, run that whole transaction
+    /// again, as [`retry_on_conflict`](crate::retry_on_conflict) does.
     #[error("concurrent writes on {aggregate} {aggregate_id} collided, retry: {source}")]
     Contention {
         /// The aggregate.
@@ -196,6 +238,39 @@ pub enum Error {
         /// The aggregate id.
         aggregate_id: String,
         /// The backend's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// A job names an async reactor that the worker's dispatcher does not route for its event
+    /// (a reactor removed or renamed since the job was queued).
+    #[error(
+        "job {job_id}: no async reactor `{reactor}` is routed for event {event_id} of `{table}`"
+    )]
+    UnroutedJob {
+        /// The job's id.
+        job_id: i64,
+        /// The reactor the job names.
+        reactor: String,
+        /// The job's event.
+        event_id: i64,
+        /// The events table of that event.
+        table: String,
+    },
+
+    /// An option was given a value it cannot take (a lease longer than a century, say).
+    #[error("invalid `{option}`: {reason}")]
+    InvalidOption {
+        /// The option, as its builder method is written (`WorkerOptions::lease`).
+        option: &'static str,
+        /// What is wrong with the value, and which values are allowed.
+        reason: String,
+    },
+
+    /// A connection to the database could not be opened.
+    #[error("cannot connect to the database: {source}")]
+    Connect {
+        /// Why.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -209,4 +284,14 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+/// ` (`task.completed` of aggregate 7)`: what is known of a row besides its id, for a message.
+fn row_context(tag: Option<&str>, aggregate_id: Option<&str>) -> String {
+    match (tag, aggregate_id) {
+        (Some(tag), Some(id)) => format!(" (`{tag}` of aggregate {id})"),
+        (Some(tag), None) => format!(" (`{tag}`)"),
+        (None, Some(id)) => format!(" (of aggregate {id})"),
+        (None, None) => String::new(),
+    }
 }

@@ -180,7 +180,8 @@ impl<A: Aggregate> Staged<A> {
 /// - a creation event needs an absent one ([`Error::AlreadyExists`]) whose history, if any, ends
 ///   with a destroying event: a missing row with a live history means a concurrent creator got
 ///   there first, or the row was deleted by hand and needs a replay ([`Error::Conflict`]);
-/// - after a destroying event the aggregate is absent.
+/// - after a destroying event the aggregate is absent;
+/// - no event follows version `i64::MAX` ([`Error::VersionOverflow`]).
 ///
 /// Every store calls this under its write lock, then writes [`Staged`] in one transaction.
 pub fn stage<A: Aggregate>(
@@ -205,12 +206,12 @@ pub fn stage<A: Aggregate>(
         source,
     })?;
     let mut state = current;
-    let mut staged = Vec::with_capacity(events.len());
-    for (version, event) in (current_version + 1..).zip(events) {
+    let mut staged: Vec<StagedEvent> = Vec::with_capacity(events.len());
+    for event in events {
+        let previous = staged.last().map_or(current_version, |last| last.version);
+        let version = next_version::<A>(id, previous)?;
         let mut aggregate = match (state.take(), event.creates()) {
-            (None, true)
-                if version == current_version + 1 && current_version > 0 && !head.destroyed =>
-            {
+            (None, true) if staged.is_empty() && current_version > 0 && !head.destroyed => {
                 return Err(Error::Conflict {
                     aggregate: A::NAME,
                     aggregate_id: id.to_string(),
@@ -254,6 +255,18 @@ pub fn stage<A: Aggregate>(
     })
 }
 
+/// The version after `version` of aggregate `id`: [`Error::VersionOverflow`] after `i64::MAX`.
+fn next_version<A: Aggregate>(id: &A::Id, version: i64) -> Result<i64, Error> {
+    version
+        .checked_add(1)
+        .ok_or_else(|| Error::VersionOverflow {
+            aggregate: A::NAME,
+            table: A::EVENTS_TABLE,
+            aggregate_id: id.to_string(),
+            version,
+        })
+}
+
 /// Rebuilds one aggregate from its stored events, in version order.
 ///
 /// Replay is deliberately lenient where the write path is strict: any first event starts from
@@ -280,11 +293,12 @@ impl<A: Aggregate> Rebuild<A> {
 
     /// Applies the next stored event.
     pub fn apply(&mut self, record: &RecordedEvent<A::Id>) -> Result<(), Error> {
-        if record.version != self.version + 1 {
+        let expected = next_version::<A>(&self.id, self.version)?;
+        if record.version != expected {
             return Err(Error::VersionGap {
                 table: A::EVENTS_TABLE,
                 aggregate_id: self.id.to_string(),
-                expected: self.version + 1,
+                expected,
                 found: record.version,
                 event_id: record.id,
             });

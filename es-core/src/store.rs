@@ -141,7 +141,9 @@ pub trait EventStore<A: Aggregate> {
     /// Rebuilds every aggregate of type `A` from its events, treating an aggregate whose events
     /// cannot be replayed (data that does not decode, an unknown type tag, a version gap) as
     /// `on_bad` says: stop with its error, or skip it — its row is left as it is — and record it
-    /// in the report. A row that cannot be read at all (its metadata is not JSON) always stops.
+    /// in the report. An event row with a column that cannot be read (metadata that is not JSON,
+    /// a `created_at` that is not a time) makes its aggregate's history bad; only a row whose
+    /// aggregate id cannot be read always stops.
     fn replay_all_with(
         &mut self,
         on_bad: OnBadHistory,
@@ -196,7 +198,8 @@ pub trait Transactional {
 
 /// An error that a concurrent write caused, so that the same work, done again on fresh state, may
 /// succeed: [`Error::Conflict`] (a stale expected version, or a version taken by a concurrent
-/// writer), [`Error::Contention`] (a deadlock), and [`CommandError::Conflict`].
+/// writer), [`Error::Contention`] (a deadlock, a lock wait timeout, a database busy with another
+/// writer), and [`CommandError::Conflict`].
 pub trait Conflicted {
     /// Whether this error is a concurrency conflict.
     fn is_conflict(&self) -> bool;
@@ -350,7 +353,7 @@ impl EventFilter {
 pub struct ReplayProgress {
     /// Aggregates rebuilt and written back.
     pub aggregates: u64,
-    /// Events applied.
+    /// The events of the aggregates rebuilt.
     pub events: u64,
     /// Aggregates skipped because their events could not be replayed.
     pub skipped: u64,

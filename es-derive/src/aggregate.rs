@@ -359,9 +359,13 @@ enum Upsert {
     /// prepared once per connection when short, which the store sends with the insert of the
     /// events on PostgreSQL (SQLite, PostgreSQL; diesel never prepares an upsert ahead, and on
     /// SQLite it turns a batch into one statement per row). A `None` field is stored as `NULL`.
+    /// It resolves a conflict of the id only: a row breaking another unique key is an error.
     Statement,
-    /// One diesel upsert per row (MySQL: diesel has no `excluded` there, so no multi-row upsert).
-    PerRow,
+    /// Per row, an `UPDATE` of the row with the aggregate's id and, when it matched none, an
+    /// `INSERT` (MySQL: its upsert, `ON DUPLICATE KEY UPDATE`, fires on any unique key and would
+    /// overwrite another aggregate's row that shares a value of an app's own unique key; diesel
+    /// connects with `CLIENT_FOUND_ROWS`, so the count is of rows matched, changed or not).
+    UpdateOrInsert,
 }
 
 /// `es_diesel::AggregateTable` for each backend feature enabled in `es-diesel`: concrete diesel
@@ -377,7 +381,8 @@ fn generate_table(
         .last()
         .map(|segment| segment.ident.to_string())
         .unwrap_or_default();
-    let ((_, id_column), others) = columns.split_first().expect("the id is the first column");
+    let ((id_field, id_column), others) =
+        columns.split_first().expect("the id is the first column");
     let other_fields: Vec<&Ident> = others.iter().map(|(field, _)| field).collect();
     let other_columns: Vec<&Ident> = others.iter().map(|(_, column)| column).collect();
     let all_fields: Vec<&Ident> = columns.iter().map(|(field, _)| field).collect();
@@ -391,7 +396,6 @@ fn generate_table(
             false,
             true,
             Upsert::Statement,
-            quote!(.on_conflict(#table::#id_column)),
         ),
         (
             "postgres",
@@ -401,7 +405,6 @@ fn generate_table(
             true,
             true,
             Upsert::Statement,
-            quote!(.on_conflict(#table::#id_column)),
         ),
         (
             "mysql",
@@ -410,27 +413,18 @@ fn generate_table(
             quote!(::es_diesel::__private::diesel::mysql::Mysql),
             true,
             false,
-            Upsert::PerRow,
-            quote!(.on_conflict(::es_diesel::__private::diesel::dsl::DuplicatedKeys)),
+            Upsert::UpdateOrInsert,
         ),
     ];
     let chosen = backends
         .into_iter()
         .filter(|backend| only.is_empty() || only.iter().any(|name| name == backend.0))
         .map(
-            |(_, with, connection, backend, locks, head_in_lock, batch_upsert, on_conflict)| {
-                (
-                    with,
-                    connection,
-                    backend,
-                    locks,
-                    head_in_lock,
-                    batch_upsert,
-                    on_conflict,
-                )
+            |(_, with, connection, backend, locks, head_in_lock, batch_upsert)| {
+                (with, connection, backend, locks, head_in_lock, batch_upsert)
             },
         );
-    let impls = chosen.map(|(with, connection, backend, locks, head_in_lock, batch_upsert, on_conflict)| {
+    let impls = chosen.map(|(with, connection, backend, locks, head_in_lock, batch_upsert)| {
         let for_update = locks.then(|| quote!(.for_update()));
         let (head, into_locked) = if head_in_lock {
             (
@@ -464,7 +458,13 @@ fn generate_table(
                 ::core::result::Result::Ok(())
             })
         };
-        let row_update = quote!(.set((#(#table::#other_columns.eq(&aggregate.#other_fields),)*)));
+        // A table of the id alone sets it to itself: the `UPDATE` still says whether the row is
+        // there.
+        let row_update = if other_columns.is_empty() {
+            quote!(.set(#table::#id_column.eq(#table::#id_column)))
+        } else {
+            quote!(.set((#(#table::#other_columns.eq(&aggregate.#other_fields),)*)))
+        };
         let column_names = quote! {
             &[
                 <#table::#id_column as ::es_diesel::__private::diesel::Column>::NAME,
@@ -504,28 +504,21 @@ fn generate_table(
                     }
                 },
             ),
-            Upsert::PerRow => (
-                if other_columns.is_empty() {
-                    quote! {
-                        ::es_diesel::__private::diesel::insert_into(#table::table)
-                            .values(aggregates)
-                            #on_conflict
-                            .do_nothing()
-                            .execute(conn)
-                            .map(|_| ())
-                    }
-                } else {
-                    quote! {
-                        for aggregate in aggregates {
+            Upsert::UpdateOrInsert => (
+                quote! {
+                    for aggregate in aggregates {
+                        let __matched = ::es_diesel::__private::diesel::update(
+                            #table::table.find(::core::clone::Clone::clone(&aggregate.#id_field)),
+                        )
+                        #row_update
+                        .execute(conn)?;
+                        if __matched == 0 {
                             ::es_diesel::__private::diesel::insert_into(#table::table)
                                 .values(aggregate)
-                                #on_conflict
-                                .do_update()
-                                #row_update
                                 .execute(conn)?;
                         }
-                        ::core::result::Result::Ok(())
                     }
+                    ::core::result::Result::Ok(())
                 },
                 TokenStream::new(),
             ),

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::DEFAULT_REPLAY_BATCH;
-use crate::database::{Database, EventCount, Selection, storage};
+use crate::database::{BadRow, Database, EventCount, Selection, storage};
 use crate::table::AggregateTable;
 
 /// How many events of each type the events table of `A` holds per day (UTC), by day then type:
@@ -38,9 +38,10 @@ pub enum DriftKind {
     UnexpectedRow,
     /// The row and the replay disagree on these fields.
     Fields(Vec<FieldDrift>),
-    /// The events cannot be replayed (data that does not decode, an unknown tag, a version gap).
+    /// The events cannot be replayed (data that does not decode, an unknown tag, a version gap,
+    /// a row with a column that cannot be read), so replay cannot rewrite the row either.
     Unreplayable {
-        /// The replay's error, naming the table, event id and tag.
+        /// The replay's error, naming the table, event id, tag (and column).
         error: String,
     },
 }
@@ -64,8 +65,11 @@ pub struct VerifyReport {
     pub aggregates: u64,
     /// Events replayed.
     pub events: u64,
-    /// Aggregates whose row is not what their events build.
+    /// Aggregates whose row is not what their events build, including the unreplayable ones.
     pub drifted: u64,
+    /// Of the drifted aggregates, those whose events cannot be replayed
+    /// ([`DriftKind::Unreplayable`]): a replay leaves their rows as they are.
+    pub unreplayable: u64,
 }
 
 /// Replays every aggregate of type `A` in memory and compares it with its stored row, through
@@ -75,7 +79,9 @@ pub struct VerifyReport {
 ///
 /// Aggregates are read [`DEFAULT_REPLAY_BATCH`] at a time, each batch in one transaction that
 /// locks its rows as replay does, so that a concurrent write never shows up as drift. Rows that
-/// have no event at all are not looked at.
+/// have no event at all are not looked at. An aggregate whose events cannot be replayed, or one
+/// of whose event rows cannot be read, is reported ([`DriftKind::Unreplayable`]) and the audit
+/// goes on; only a row whose aggregate cannot be read either stops it, with that row's error.
 pub fn verify<C: Database, A: AggregateTable<C> + Serialize>(
     conn: &mut C,
     on_drift: &mut dyn FnMut(&Drift),
@@ -111,28 +117,46 @@ fn verify_batch<C: Database, A: AggregateTable<C> + Serialize>(
         .into_iter()
         .map(|row| (row.id().clone(), row))
         .collect();
-    let records = conn.select_events(A::EVENTS_TABLE, Selection::Aggregates(ids))?;
+    let mut records = conn.select_events(A::EVENTS_TABLE, Selection::Aggregates(ids))?;
     let mut current: Option<Replaying<A>> = None;
-    for record in records {
-        let record = record?;
-        let id = match &current {
-            Some(Ok(rebuild)) => rebuild.id(),
-            Some(Err((id, _))) => id,
-            None => &record.aggregate_id,
+    while let Some(row) = records.next_row() {
+        let record = match row {
+            Ok(record) => Ok(record),
+            Err(BadRow {
+                aggregate_id: Some(id),
+                error,
+            }) => Err((id, error)),
+            Err(BadRow {
+                aggregate_id: None,
+                error,
+            }) => return Err(error),
         };
-        if id != &record.aggregate_id || current.is_none() {
+        let id = match &record {
+            Ok(record) => &record.aggregate_id,
+            Err((id, _)) => id,
+        };
+        let replaying = match &current {
+            Some(Ok(rebuild)) => Some(rebuild.id()),
+            Some(Err((id, _))) => Some(id),
+            None => None,
+        };
+        if replaying != Some(id) {
             if let Some(done) = current.take() {
                 check(done, &mut rows, report, on_drift)?;
             }
-            current = Some(Ok(Rebuild::new(record.aggregate_id.clone())?));
+            current = Some(Ok(Rebuild::new(id.clone())?));
         }
         if let Some(Ok(rebuild)) = &mut current {
-            match rebuild.apply(&record) {
-                Ok(()) => report.events += 1,
-                Err(error) => current = Some(Err((record.aggregate_id.clone(), error))),
+            match record {
+                Ok(record) => match rebuild.apply(&record) {
+                    Ok(()) => report.events += 1,
+                    Err(error) => current = Some(Err((record.aggregate_id, error))),
+                },
+                Err(bad) => current = Some(Err(bad)),
             }
         }
     }
+    drop(records);
     if let Some(done) = current {
         check(done, &mut rows, report, on_drift)?;
     }
@@ -154,6 +178,7 @@ fn check<A: Aggregate + Serialize>(
             (id, drift)
         }
         Err((id, error)) => {
+            report.unreplayable += 1;
             let error = error.to_string();
             (id, Some(DriftKind::Unreplayable { error }))
         }

@@ -50,9 +50,14 @@
 //! ```
 //!
 //! Times are RFC 3339 (`2026-04-20T09:00:00Z`), `2026-04-20 09:00:00` (UTC), or a day
-//! (`2026-04-20`): `--as-of` and `--until` a day mean the end of that day, `--since` a day its
-//! start. [`Ops`] is a clap `Subcommand`, for an app with a command line of its own:
-//! `#[command(flatten)] ops: es_diesel::cli::Ops`, then [`Cli::execute`].
+//! (`2026-04-20`), of the years 1 to 9999: `--as-of` and `--until` a day mean the end of that
+//! day, `--since` a day its start. [`Ops`] is a clap `Subcommand`, for an app with a command line
+//! of its own: `#[command(flatten)] ops: es_diesel::cli::Ops`, then [`Cli::execute`].
+//!
+//! Each command says what is true of what it did, and fails (exit 1) when it did nothing or found
+//! a problem: an event row that cannot be read is named (table, event id, tag, column) and only
+//! what needs it stops — `log` prints the others, `verify` and `replay --skip-bad` report its
+//! record and go on, `show --version` reads no event after that version.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -63,20 +68,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use clap::{Args, FromArgMatches, Subcommand};
 use es_core::{
-    Aggregate, AsOf, Error, EventFilter, EventStore, Metadata, OnBadHistory, RecordedEvent,
-    ReplayProgress, rebuild,
+    Aggregate, AsOf, Error, EventFilter, EventStore, Metadata, OnBadHistory, Rebuild,
+    RecordedEvent, ReplayProgress,
 };
 use indicatif::{HumanCount, ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::audit::{Drift, DriftKind, VerifyReport, event_counts, state_json, verify};
-use crate::database::{Database, EventCount};
+use crate::database::{Database, EventCount, Selection};
 use crate::dispatch::{Dispatch, ReactorError};
-use crate::jobs::{Worker, WorkerOptions, dead_jobs, job_counts, retry_dead_jobs};
+use crate::jobs::{
+    JobCounts, Worker, WorkerOptions, dead_jobs, job_counts_by_reactor, prune_jobs, retry_dead_jobs,
+};
 use crate::projection::rebuild_projection;
 use crate::store::DieselStore;
 use crate::table::AggregateTable;
@@ -181,7 +188,7 @@ pub struct ReplayArgs {
 /// What `jobs` does.
 #[derive(Debug, Clone, Subcommand)]
 pub enum JobsCommand {
-    /// How many jobs are pending, running, done and dead.
+    /// How many jobs each async reactor has pending, running, done and dead.
     Counts,
     /// The dead jobs, oldest first, with their last error.
     Dead {
@@ -200,9 +207,15 @@ pub enum JobsCommand {
     },
     /// Runs the jobs until Ctrl-C (the job in progress finishes), or once.
     Work {
-        /// Run the jobs that are due now, then stop.
+        /// Run one batch of the jobs that are due now, on this connection, then stop.
         #[arg(long)]
         once: bool,
+    },
+    /// Deletes the done jobs that finished long enough ago (dead jobs are kept).
+    Prune {
+        /// How long ago: `7d`, `12h`, `30min`, `1week 2days`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
     },
 }
 
@@ -220,15 +233,18 @@ impl Time {
     fn start(self) -> DateTime<Utc> {
         match self {
             Time::At(at) => at,
-            Time::Day(day) => day.and_time(chrono::NaiveTime::MIN).and_utc(),
+            Time::Day(day) => day.and_time(NaiveTime::MIN).and_utc(),
         }
     }
 
-    /// The first instant after this time (a day: the next midnight).
-    fn end(self) -> DateTime<Utc> {
+    /// The first instant after this time (a day: the next midnight), if there is one.
+    fn end(self) -> Result<DateTime<Utc>, CliError> {
         match self {
-            Time::At(at) => at,
-            Time::Day(_) => self.start() + TimeDelta::days(1),
+            Time::At(at) => Ok(at),
+            Time::Day(day) => day
+                .succ_opt()
+                .map(|next| next.and_time(NaiveTime::MIN).and_utc())
+                .ok_or(CliError::TimeOutOfRange { time: self }),
         }
     }
 
@@ -236,12 +252,49 @@ impl Time {
     fn last_instant(self) -> DateTime<Utc> {
         match self {
             Time::At(at) => at,
-            Time::Day(_) => self.end() - TimeDelta::microseconds(1),
+            Time::Day(day) => day.and_time(LAST_MICROSECOND).and_utc(),
+        }
+    }
+
+    fn year(self) -> i32 {
+        match self {
+            Time::At(at) => at.year(),
+            Time::Day(day) => day.year(),
         }
     }
 }
 
+impl std::fmt::Display for Time {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Time::At(at) => write!(f, "{}", at.to_rfc3339()),
+            Time::Day(day) => write!(f, "{day}"),
+        }
+    }
+}
+
+/// The last microsecond of a day (checked when compiling).
+const LAST_MICROSECOND: NaiveTime =
+    NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999).expect("23:59:59.999999 is a time of day");
+
+/// The years a time on the command line may name: RFC 3339's four digits, within which every
+/// bound a command computes (the end of a day) exists.
+const YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
+
 fn parse_time(text: &str) -> Result<Time, String> {
+    let time = parse_any_time(text)?;
+    if YEARS.contains(&time.year()) {
+        Ok(time)
+    } else {
+        Err(format!(
+            "`{text}` is out of range: write a time of the years {} to {}",
+            YEARS.start(),
+            YEARS.end()
+        ))
+    }
+}
+
+fn parse_any_time(text: &str) -> Result<Time, String> {
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Ok(Time::At(at.with_timezone(&Utc)));
     }
@@ -296,6 +349,53 @@ pub enum CliError {
         /// ` as of ...`, or nothing for now.
         when: String,
     },
+    /// `show` of a record whose events build it, but which has no row.
+    #[error(
+        "{aggregate} {id} has no row, but its events build it (version {version}): \
+         `replay {aggregate} --id {id}` restores it"
+    )]
+    MissingRow {
+        /// The aggregate.
+        aggregate: &'static str,
+        /// The id given.
+        id: String,
+        /// The version its events build.
+        version: i64,
+    },
+    /// `replay --id` of a record without any event: there is nothing to rebuild it from.
+    #[error("{aggregate} {id} has no event: nothing was replayed")]
+    NoEvents {
+        /// The aggregate.
+        aggregate: &'static str,
+        /// The id given.
+        id: String,
+    },
+    /// `log` printed the events it could read; these could not be.
+    #[error(
+        "{} event(s) of {aggregate} {id} could not be read: {}",
+        errors.len(),
+        errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    UnreadableEvents {
+        /// The aggregate.
+        aggregate: &'static str,
+        /// The id given.
+        id: String,
+        /// Each row's error, naming the table, event id, tag and column.
+        errors: Vec<Error>,
+    },
+    /// A time whose bounds do not exist (the end of the last day chrono knows).
+    #[error("the time `{time}` is out of range")]
+    TimeOutOfRange {
+        /// The time given.
+        time: Time,
+    },
+    /// `jobs retry ID` of a job that does not exist or is not dead.
+    #[error("job {id} is not a dead job: nothing was retried (`jobs dead` lists them)")]
+    NotDead {
+        /// The job's id.
+        id: i64,
+    },
     /// `rebuild-projection` of a projection that was not mounted (with how to empty it,
     /// [`Cli::projection`]).
     #[error("no projection `{name}` here; the projections are: {known}")]
@@ -304,6 +404,16 @@ pub enum CliError {
         name: String,
         /// The mounted projections' names.
         known: String,
+    },
+    /// `jobs work` without a way to open connections (its heartbeat needs one of its own).
+    #[error(
+        "`{command}` needs a way to open connections (the worker's heartbeat keeps leases alive \
+         on a connection of its own, and a lost connection is opened again): mount it with \
+         `Cli::connect`"
+    )]
+    NoConnect {
+        /// The command.
+        command: &'static str,
     },
     /// A command that needs the dispatcher, which was not mounted.
     #[error("`{command}` needs the app's dispatcher: mount it with `Cli::dispatcher`")]
@@ -317,15 +427,16 @@ pub enum CliError {
     /// The catalog could not be generated or written.
     #[error(transparent)]
     Catalog(#[from] es_core::catalog::CatalogError),
-    /// `verify` found records that are not what their events build.
-    #[error(
-        "{drifted} {aggregate}(s) drifted from their events; `replay {aggregate}` rewrites them"
-    )]
+    /// `verify` found records that are not what their events build, and says which a replay
+    /// rewrites.
+    #[error("{}", drifted_advice(aggregate, *drifted, *unreplayable))]
     Drifted {
         /// The aggregate.
         aggregate: &'static str,
         /// How many records drifted.
         drifted: u64,
+        /// How many of them have events that cannot be replayed (a replay leaves them).
+        unreplayable: u64,
     },
     /// `replay --skip-bad` skipped records.
     #[error("{skipped} {aggregate}(s) could not be replayed and were left as they were")]
@@ -343,8 +454,30 @@ pub enum CliError {
     Output(#[from] std::io::Error),
 }
 
+/// What `verify` says of drifted records: that `replay` rewrites them, unless their events
+/// cannot be replayed.
+fn drifted_advice(aggregate: &str, drifted: u64, unreplayable: u64) -> String {
+    let drifted_from = format!("{drifted} {aggregate}(s) drifted from their events");
+    if unreplayable == 0 {
+        format!("{drifted_from}; `replay {aggregate}` rewrites them")
+    } else if unreplayable < drifted {
+        format!(
+            "{drifted_from}; {unreplayable} of them cannot be replayed: `replay {aggregate} \
+             --skip-bad` leaves them as they are and rewrites the others"
+        )
+    } else {
+        format!(
+            "{drifted_from} and cannot be replayed: a replay leaves them as they are until their \
+             bad events are fixed"
+        )
+    }
+}
+
 /// How to empty a projection's read model before a rebuild.
 type Reset<'a, C> = Box<dyn Fn(&mut C) -> Result<(), ReactorError> + 'a>;
+
+/// How to open a new connection (for `jobs work`).
+type Connect<'a, C> = Box<dyn Fn() -> Result<C, ReactorError> + Sync + 'a>;
 
 /// An app's operator command line: its aggregates, dispatcher, projections and catalog,
 /// mounted once, run on a connection of type `C`.
@@ -355,6 +488,7 @@ pub struct Cli<'a, C: Database> {
     projections: Vec<(String, Reset<'a, C>)>,
     catalog: Option<PathBuf>,
     worker: WorkerOptions,
+    connect: Option<Connect<'a, C>>,
 }
 
 impl<C: Database> std::fmt::Debug for Cli<'_, C> {
@@ -379,6 +513,7 @@ impl<'a, C: Database> Cli<'a, C> {
             projections: Vec::new(),
             catalog: None,
             worker: WorkerOptions::default(),
+            connect: None,
         }
     }
 
@@ -417,6 +552,17 @@ impl<'a, C: Database> Cli<'a, C> {
     /// The options of the worker that `jobs work` runs (default: [`WorkerOptions::default`]).
     pub fn worker_options(mut self, options: WorkerOptions) -> Self {
         self.worker = options;
+        self
+    }
+
+    /// How to open a new connection to the same database: `jobs work` runs a worker
+    /// ([`Worker::run`]), which opens its own (one for its jobs, one for its heartbeat) and opens
+    /// them again when they are lost.
+    pub fn connect<E>(mut self, connect: impl Fn() -> Result<C, E> + Sync + 'a) -> Self
+    where
+        E: Into<ReactorError>,
+    {
+        self.connect = Some(Box::new(move || connect().map_err(Into::into)));
         self
     }
 
@@ -511,14 +657,18 @@ impl<'a, C: Database> Cli<'a, C> {
         let filter = EventFilter {
             tags: args.types.clone(),
             since: args.since.map(Time::start),
-            until: args.until.map(Time::end),
+            until: args.until.map(Time::end).transpose()?,
             ..EventFilter::default()
         };
-        let mut entries: Vec<Entry> = mounted
-            .history(conn, &args.id)?
-            .into_iter()
-            .filter(|entry| entry.passes(&filter))
-            .collect();
+        let mut entries = Vec::new();
+        let mut errors = Vec::new();
+        for entry in mounted.history(conn, &args.id)? {
+            match entry {
+                Ok(entry) if entry.passes(&filter) => entries.push(entry),
+                Ok(_) => {}
+                Err(error) => errors.push(error),
+            }
+        }
         if !args.reverse {
             entries.reverse();
         }
@@ -533,42 +683,71 @@ impl<'a, C: Database> Cli<'a, C> {
         if !args.json && entries.is_empty() {
             writeln!(out, "no event of {} {} matches", args.aggregate, args.id)?;
         }
-        Ok(())
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(CliError::UnreadableEvents {
+                aggregate: mounted.name(),
+                id: args.id.clone(),
+                errors,
+            })
+        }
     }
 
     fn show(&self, conn: &mut C, args: &ShowArgs, out: &mut dyn Write) -> Result<(), CliError> {
         let mounted = self.mounted(&args.aggregate)?;
+        let (name, id) = (mounted.name(), &args.id);
         let as_of = match (args.version, args.as_of) {
             (Some(version), _) => Some(AsOf::Version(version)),
             (None, Some(time)) => Some(AsOf::Time(time.last_instant())),
             (None, None) => None,
         };
-        let shown = mounted.show(conn, &args.id, as_of)?;
         let when = match (args.version, args.as_of) {
             (Some(version), _) => format!(" as of version {version}"),
             (None, Some(Time::Day(day))) => format!(" as of the end of {day} (UTC)"),
             (None, Some(Time::At(at))) => format!(" as of {}", at.to_rfc3339()),
             (None, None) => String::new(),
         };
-        let Some(state) = shown.state else {
-            return Err(CliError::NotFound {
-                aggregate: mounted.name(),
-                id: args.id.clone(),
-                when,
-            });
+        let not_found = |when: String| CliError::NotFound {
+            aggregate: name,
+            id: id.clone(),
+            when,
+        };
+        let (state, header) = match mounted.show(conn, id, as_of)? {
+            Shown::AsOf {
+                state,
+                version,
+                latest,
+            } => {
+                let state = state.ok_or_else(|| not_found(when.clone()))?;
+                (
+                    state,
+                    format!("{name} {id}{when}: version {version} of {latest}"),
+                )
+            }
+            Shown::Now(now) => {
+                let header = now.header(name, id);
+                match now.row {
+                    Some(row) => (row, header),
+                    None => {
+                        return Err(match now.broken {
+                            Some(error) => error.into(),
+                            None if now.builds => CliError::MissingRow {
+                                aggregate: name,
+                                id: id.clone(),
+                                version: now.replayed_to,
+                            },
+                            None => not_found(when),
+                        });
+                    }
+                }
+            }
         };
         if args.json {
             serde_json::to_writer(&mut *out, &state).map_err(std::io::Error::from)?;
             writeln!(out)?;
         } else {
-            writeln!(
-                out,
-                "{} {}{when}: version {} of {}",
-                mounted.name(),
-                args.id,
-                shown.version,
-                shown.latest
-            )?;
+            writeln!(out, "{header}")?;
             print_fields(out, &state)?;
         }
         Ok(())
@@ -692,6 +871,7 @@ impl<'a, C: Database> Cli<'a, C> {
             drifted => Err(CliError::Drifted {
                 aggregate: name,
                 drifted,
+                unreplayable: report.unreplayable,
             }),
         }
     }
@@ -724,11 +904,34 @@ impl<'a, C: Database> Cli<'a, C> {
     ) -> Result<(), CliError> {
         match command {
             JobsCommand::Counts => {
-                let counts = job_counts(conn)?;
+                let by_reactor = job_counts_by_reactor(conn)?;
+                let width = by_reactor
+                    .iter()
+                    .map(|(reactor, _)| reactor.len())
+                    .chain([7])
+                    .max()
+                    .unwrap_or(7);
                 writeln!(
                     out,
-                    "pending {}, running {}, done {}, dead {}",
-                    counts.pending, counts.running, counts.done, counts.dead
+                    "{:width$}  {:>7}  {:>7}  {:>7}  {:>7}",
+                    "reactor", "pending", "running", "done", "dead"
+                )?;
+                let mut all = JobCounts::default();
+                for (reactor, counts) in &by_reactor {
+                    writeln!(
+                        out,
+                        "{reactor:width$}  {:>7}  {:>7}  {:>7}  {:>7}",
+                        counts.pending, counts.running, counts.done, counts.dead
+                    )?;
+                    all.pending += counts.pending;
+                    all.running += counts.running;
+                    all.done += counts.done;
+                    all.dead += counts.dead;
+                }
+                writeln!(
+                    out,
+                    "{:width$}  {:>7}  {:>7}  {:>7}  {:>7}",
+                    "all", all.pending, all.running, all.done, all.dead
                 )?;
             }
             JobsCommand::Dead { limit } => {
@@ -751,6 +954,9 @@ impl<'a, C: Database> Cli<'a, C> {
             }
             JobsCommand::Retry { id, all } => {
                 let retried = retry_dead_jobs(conn, if *all { None } else { *id })?;
+                if let (Some(id), false, 0) = (id, all, retried) {
+                    return Err(CliError::NotDead { id: *id });
+                }
                 writeln!(out, "{retried} dead job(s) pending again")?;
             }
             JobsCommand::Work { once } => {
@@ -761,17 +967,28 @@ impl<'a, C: Database> Cli<'a, C> {
                 let stats = if *once {
                     worker.run_once(conn)?
                 } else {
+                    let connect = self.connect.as_ref().ok_or(CliError::NoConnect {
+                        command: "jobs work",
+                    })?;
                     let stop = Arc::new(AtomicBool::new(false));
                     let on_signal = Arc::clone(&stop);
                     ctrlc::set_handler(move || on_signal.store(true, Ordering::Relaxed))?;
-                    writeln!(out, "working (Ctrl-C to stop)")?;
+                    writeln!(out, "working as {} (Ctrl-C to stop)", worker.owner())?;
                     out.flush()?;
-                    worker.run_until(conn, &stop)?
+                    worker.run(connect, &stop)?
                 };
                 writeln!(
                     out,
                     "jobs completed {}, retried {}, dead {}",
                     stats.completed, stats.retried, stats.dead
+                )?;
+            }
+            JobsCommand::Prune { older_than } => {
+                let pruned = prune_jobs(conn, *older_than)?;
+                writeln!(
+                    out,
+                    "deleted {pruned} done job(s) finished more than {} ago",
+                    humantime::format_duration(*older_than)
                 )?;
             }
         }
@@ -810,7 +1027,8 @@ impl<'a, C: Database> Cli<'a, C> {
         }
         let mut by_type: std::collections::BTreeMap<&str, i64> = Default::default();
         for count in &counts {
-            *by_type.entry(&count.event_type).or_default() += count.events;
+            let events = by_type.entry(&count.event_type).or_default();
+            *events = events.saturating_add(count.events);
         }
         for (event_type, events) in &by_type {
             writeln!(out, "{:<10}  {event_type:<width$}  {events:>8}", "all days")?;
@@ -907,19 +1125,72 @@ impl Entry {
 }
 
 /// The state of a record as `show` found it.
-struct Shown {
-    /// `None` if it does not exist (at that point).
-    state: Option<Value>,
-    /// The version of the state shown.
-    version: i64,
-    /// The record's version now.
-    latest: i64,
+enum Shown {
+    /// Replayed as of a version or a time.
+    AsOf {
+        /// `None` if it does not exist at that point.
+        state: Option<Value>,
+        /// The version of its last event at that point.
+        version: i64,
+        /// The version of its last event now.
+        latest: i64,
+    },
+    /// Its stored row now, and what its events say of it.
+    Now(Now),
+}
+
+/// A record's stored row, and the replay of its events that `show` compares it with.
+struct Now {
+    /// The row, if there is one.
+    row: Option<Value>,
+    /// The last version whose replayed state is the row, if any.
+    matches: Option<i64>,
+    /// The version the events replay to (all of them, unless `broken`).
+    replayed_to: i64,
+    /// Whether the replay to `replayed_to` builds the record.
+    builds: bool,
+    /// Why the events replay no further, if they stop before the last one.
+    broken: Option<Error>,
+    /// The version of the last event, when it can be read.
+    latest: Option<i64>,
+}
+
+impl Now {
+    /// The line above the fields: the version the row is the state of, of the latest, and what
+    /// to do when they differ.
+    fn header(&self, name: &str, id: &str) -> String {
+        let of = self
+            .latest
+            .map_or_else(String::new, |latest| format!(" of {latest}"));
+        let replayed_to = self.replayed_to;
+        match (self.matches, &self.broken) {
+            (Some(version), None) if Some(version) == self.latest => {
+                format!("{name} {id}: version {version}{of}")
+            }
+            (Some(version), None) => format!(
+                "{name} {id}: version {version}{of} (the stored row; its events go on to version \
+                 {replayed_to}: `replay {name} --id {id}` applies them)"
+            ),
+            (Some(version), Some(error)) => format!(
+                "{name} {id}: version {version}{of} (the stored row; its events cannot be replayed \
+                 past version {replayed_to}: {error})"
+            ),
+            (None, None) => format!(
+                "{name} {id}: the stored row, which matches no version of its events (1 to \
+                 {replayed_to}): `verify {name}` shows how it differs"
+            ),
+            (None, Some(error)) => format!(
+                "{name} {id}: the stored row, which matches no version of its events up to \
+                 {replayed_to}, and they cannot be replayed past it: {error}"
+            ),
+        }
+    }
 }
 
 /// What the command line does with one aggregate type, its type erased.
 trait Mounted<C: Database> {
     fn name(&self) -> &'static str;
-    fn history(&self, conn: &mut C, id: &str) -> Result<Vec<Entry>, CliError>;
+    fn history(&self, conn: &mut C, id: &str) -> Result<Vec<Result<Entry, Error>>, CliError>;
     fn show(&self, conn: &mut C, id: &str, as_of: Option<AsOf>) -> Result<Shown, CliError>;
     fn replay_one(&self, conn: &mut C, id: &str) -> Result<Option<Value>, CliError>;
     fn replay_all(
@@ -953,43 +1224,83 @@ impl<C: Database, A: AggregateTable<C> + Serialize> Mounted<C> for Typed<A> {
         A::NAME
     }
 
-    fn history(&self, conn: &mut C, id: &str) -> Result<Vec<Entry>, CliError> {
+    fn history(&self, conn: &mut C, id: &str) -> Result<Vec<Result<Entry, Error>>, CliError> {
         let id = Self::parse_id(id)?;
-        let history = EventStore::<A>::history(&mut DieselStore::new(conn), &id)?;
-        Ok(history.into_iter().map(Entry::new).collect())
+        let all = Selection::Aggregate {
+            id: &id,
+            as_of: None,
+        };
+        let records = conn.select_events(A::EVENTS_TABLE, all)?;
+        Ok(records.map(|record| record.map(Entry::new)).collect())
     }
 
+    /// As of a point: the events up to it, and no other. Now: the row, and the replay of every
+    /// event to find the version whose state it is.
     fn show(&self, conn: &mut C, id: &str, as_of: Option<AsOf>) -> Result<Shown, CliError> {
         let id = Self::parse_id(id)?;
-        let mut store = DieselStore::new(conn);
-        let (state, version, latest) = match as_of {
-            None => {
-                let state = EventStore::<A>::load(&mut store, &id)?;
-                let latest = EventStore::<A>::version(&mut store, &id)?;
-                (state, latest, latest)
+        let mut rebuild = Rebuild::<A>::new(id.clone())?;
+        let Some(as_of) = as_of else {
+            let row = EventStore::<A>::load(&mut DieselStore::new(conn), &id)?;
+            let row = row.as_ref().map(state_json).transpose()?;
+            let (mut matches, mut broken) = (None, None);
+            let all = Selection::Aggregate {
+                id: &id,
+                as_of: None,
+            };
+            for record in conn.select_events(A::EVENTS_TABLE, all)? {
+                if let Err(error) = record.and_then(|record| rebuild.apply(&record)) {
+                    broken = Some(error);
+                    break;
+                }
+                if rebuild.state().map(state_json).transpose()? == row {
+                    matches = Some(rebuild.version());
+                }
             }
-            Some(as_of) => {
-                let history = EventStore::<A>::history(&mut store, &id)?;
-                let latest = history.last().map_or(0, |record| record.version);
-                let included: Vec<_> = history
-                    .into_iter()
-                    .take_while(|record| as_of.includes(record))
-                    .collect();
-                let version = included.last().map_or(0, |record| record.version);
-                let state = rebuild::<A>(id, included.into_iter().map(Ok), None)?;
-                (state, version, latest)
-            }
+            let latest = match broken {
+                None => Some(rebuild.version()),
+                Some(_) => EventStore::<A>::version(&mut DieselStore::new(conn), &id).ok(),
+            };
+            return Ok(Shown::Now(Now {
+                row,
+                matches,
+                replayed_to: rebuild.version(),
+                builds: rebuild.state().is_some(),
+                broken,
+                latest,
+            }));
         };
-        Ok(Shown {
-            state: state.as_ref().map(state_json).transpose()?,
+        let until = Selection::Aggregate {
+            id: &id,
+            as_of: Some(as_of),
+        };
+        for record in conn.select_events(A::EVENTS_TABLE, until)? {
+            let record = record?;
+            if !as_of.includes(&record) {
+                break;
+            }
+            rebuild.apply(&record)?;
+        }
+        let version = rebuild.version();
+        let state = rebuild.finish().as_ref().map(state_json).transpose()?;
+        let latest = EventStore::<A>::version(&mut DieselStore::new(conn), &id)?;
+        Ok(Shown::AsOf {
+            state,
             version,
             latest,
         })
     }
 
     fn replay_one(&self, conn: &mut C, id: &str) -> Result<Option<Value>, CliError> {
-        let id = Self::parse_id(id)?;
-        let state = EventStore::<A>::replay(&mut DieselStore::new(conn), &id)?;
+        let aggregate_id = Self::parse_id(id)?;
+        let replayed = DieselStore::new(conn)
+            .replay_batch_of::<A>(std::slice::from_ref(&aggregate_id), OnBadHistory::Stop)?;
+        if replayed.events == 0 {
+            return Err(CliError::NoEvents {
+                aggregate: A::NAME,
+                id: id.to_owned(),
+            });
+        }
+        let state = replayed.saved.into_iter().next();
         Ok(state.as_ref().map(state_json).transpose()?)
     }
 
@@ -1085,10 +1396,9 @@ impl std::fmt::Display for Elapsed {
 }
 
 fn total_events(counts: &[EventCount]) -> u64 {
-    counts
-        .iter()
-        .map(|count| u64::try_from(count.events).unwrap_or(0))
-        .sum()
+    counts.iter().fold(0, |total, count| {
+        total.saturating_add(u64::try_from(count.events).unwrap_or(0))
+    })
 }
 
 fn per_second(events: u64, started: Instant) -> u64 {
@@ -1124,7 +1434,7 @@ mod tests {
         assert_eq!(parse_time("2026-04-20T09:00:00"), Ok(Time::At(nine)));
         let day = parse_time("2026-04-20").unwrap();
         assert_eq!(day.start().to_rfc3339(), "2026-04-20T00:00:00+00:00");
-        assert_eq!(day.end().to_rfc3339(), "2026-04-21T00:00:00+00:00");
+        assert_eq!(day.end().unwrap().to_rfc3339(), "2026-04-21T00:00:00+00:00");
         assert_eq!(
             day.last_instant().to_rfc3339(),
             "2026-04-20T23:59:59.999999+00:00"
@@ -1132,5 +1442,28 @@ mod tests {
         assert_eq!(Time::At(nine).last_instant(), nine);
         let error = parse_time("April 20th").unwrap_err();
         assert!(error.contains("`April 20th` is not a time"), "{error}");
+    }
+
+    #[test]
+    fn times_out_of_range_are_refused_not_overflowed() {
+        for text in [
+            "+262142-12-31",
+            "-262143-01-01",
+            "+10000-01-01T00:00:00",
+            "0000-12-31",
+        ] {
+            let error = parse_time(text).unwrap_err();
+            assert_eq!(
+                error,
+                format!("`{text}` is out of range: write a time of the years 1 to 9999")
+            );
+        }
+        assert!(parse_time("9999-12-31").is_ok_and(|day| day.end().is_ok()));
+        let last = Time::Day(NaiveDate::MAX);
+        assert_eq!(
+            last.end().unwrap_err().to_string(),
+            format!("the time `{}` is out of range", NaiveDate::MAX)
+        );
+        assert_eq!(last.last_instant().date_naive(), NaiveDate::MAX);
     }
 }

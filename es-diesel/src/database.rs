@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use diesel::connection::Connection;
 use es_core::{AsOf, Error, EventFilter, Metadata, RecordedEvent, Staged};
 
 use crate::dispatch::{AnyEvent, NewJob};
 use crate::id::IdColumn;
-use crate::jobs::{ClaimedJob, DeadJob, JobOutcome};
+use crate::jobs::{ClaimedJob, DeadJob, JobClaim, JobOutcome};
 use crate::statement::Query;
 
 /// A diesel connection the store can use: `SqliteConnection` (feature `sqlite`), `PgConnection`
@@ -34,6 +34,16 @@ pub trait Database: Connection + Sized + 'static + sealed::Sealed {
         let result = f(self);
         finish_write(self, result)
     }
+
+    /// Runs `f` in a write transaction for the bookkeeping of `es_jobs` (claims, renewals,
+    /// outcomes, pruning). On MySQL it reads committed rows only: under REPEATABLE READ a
+    /// statement that scans `es_jobs` waits for (and deadlocks on) rows other claims lock, and
+    /// takes gap locks that make claims deadlock with inserts of new jobs.
+    #[doc(hidden)]
+    fn jobs_transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, Error>,
+    ) -> Result<T, Error>;
 
     /// The version and tag of the last event of one aggregate, if any.
     #[doc(hidden)]
@@ -91,47 +101,67 @@ pub trait Database: Connection + Sized + 'static + sealed::Sealed {
         limit: usize,
     ) -> Result<Vec<AnyEvent>, Error>;
 
+    /// Fails if a failed statement aborted the transaction and the next statement is its
+    /// `COMMIT` (PostgreSQL answers that `COMMIT` with a silent rollback): the outermost write
+    /// calls it when a reactor had the connection — it may have handled the error of a statement
+    /// of its own — and no statement of the write would fail before the commit. A savepoint's
+    /// `RELEASE` fails by itself, and SQLite and MySQL roll back only the failed statement: no
+    /// statement is sent then.
+    #[doc(hidden)]
+    fn check_not_aborted(&mut self) -> Result<(), Error>;
+
     /// Inserts the jobs of async reactors (one multi-row `INSERT`) and wakes idle workers.
     #[doc(hidden)]
     fn insert_jobs(&mut self, jobs: &[NewJob]) -> Result<(), Error>;
 
-    /// Claims up to `limit` due jobs (or jobs whose worker's lease expired) for `worker`, in one
-    /// write transaction; other workers skip the rows it locks.
+    /// Claims up to `claim.limit` due jobs of `claim.reactors` (or such jobs whose worker's lease
+    /// expired) for `claim.worker`, in one write transaction; other workers skip the rows it
+    /// locks. Expired jobs that already had their last attempt are made dead, not claimed. Times
+    /// are the database's clock (PostgreSQL, MySQL) or the process's (SQLite, one machine).
     #[doc(hidden)]
-    fn claim_jobs(
+    fn claim_jobs(&mut self, claim: &JobClaim<'_>) -> Result<Vec<ClaimedJob>, Error>;
+
+    /// Extends the lease of the claims `held` (their ids and attempt numbers) of `worker` by
+    /// `lease` from now; returns how many were still held.
+    #[doc(hidden)]
+    fn renew_jobs(
         &mut self,
         worker: &str,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<ClaimedJob>, Error>;
+        held: &[(i64, i32)],
+        lease: TimeDelta,
+    ) -> Result<usize, Error>;
 
-    /// Records the outcome of a claimed job, if `worker` still holds it.
+    /// Records that the claims `done` of `worker` completed, with one statement; returns how many
+    /// were still held (a claim taken over by another worker after its lease expired is not).
     #[doc(hidden)]
-    fn finish_job(
+    fn complete_jobs(&mut self, worker: &str, done: &[(i64, i32)]) -> Result<usize, Error>;
+
+    /// Records the failed attempt of a claim of `worker`: pending again after `outcome`'s delay,
+    /// or dead. Returns whether the claim was still held.
+    #[doc(hidden)]
+    fn fail_job(
         &mut self,
+        worker: &str,
         job: &ClaimedJob,
-        worker: &str,
         outcome: &JobOutcome,
-        now: DateTime<Utc>,
-    ) -> Result<(), Error>;
+    ) -> Result<bool, Error>;
 
-    /// Records that claimed jobs completed (those `worker` still holds), with one statement.
+    /// Gives claims back, unrun (graceful shutdown): pending again, their attempt not counted.
     #[doc(hidden)]
-    fn complete_jobs(&mut self, ids: &[i64], worker: &str, now: DateTime<Utc>)
-    -> Result<(), Error>;
-
-    /// Gives claimed jobs back, unrun (graceful shutdown).
-    #[doc(hidden)]
-    fn release_jobs(&mut self, ids: &[i64], worker: &str) -> Result<(), Error>;
+    fn release_jobs(&mut self, worker: &str, held: &[(i64, i32)]) -> Result<usize, Error>;
 
     /// Makes dead jobs (all, or one) pending again with fresh attempts; returns how many.
     #[doc(hidden)]
-    fn retry_dead_jobs(&mut self, id: Option<i64>, now: DateTime<Utc>) -> Result<usize, Error>;
+    fn retry_dead_jobs(&mut self, id: Option<i64>) -> Result<usize, Error>;
 
-    /// How many jobs are in each state.
+    /// Deletes up to `limit` done jobs that finished more than `older_than` ago; returns how
+    /// many.
     #[doc(hidden)]
-    fn job_counts(&mut self) -> Result<Vec<(String, i64)>, Error>;
+    fn prune_jobs(&mut self, older_than: TimeDelta, limit: usize) -> Result<usize, Error>;
+
+    /// How many jobs each reactor has in each state: `(reactor, state, count)`.
+    #[doc(hidden)]
+    fn job_counts(&mut self) -> Result<Vec<(String, String, i64)>, Error>;
 
     /// The dead jobs, oldest first.
     #[doc(hidden)]
@@ -142,9 +172,9 @@ pub trait Database: Connection + Sized + 'static + sealed::Sealed {
     fn listen_for_jobs(&mut self) -> Result<(), Error>;
 
     /// Waits up to `timeout` for a new-job notification (PostgreSQL; returns whether one came) or
-    /// sleeps (elsewhere; returns false).
+    /// sleeps (elsewhere; returns false). A connection lost meanwhile is an error.
     #[doc(hidden)]
-    fn wait_for_jobs(&mut self, timeout: std::time::Duration) -> bool;
+    fn wait_for_jobs(&mut self, timeout: std::time::Duration) -> Result<bool, Error>;
 
     /// The statements creating the framework's own tables (the global event position, jobs).
     fn framework_ddl() -> Vec<String>;
@@ -190,6 +220,33 @@ pub(crate) fn finish_write<C: Connection, T, E: From<Error>>(
     }
 }
 
+/// Whether a database error is lock contention between concurrent transactions, so that running
+/// the same transaction again may succeed: a serialization failure (PostgreSQL `40001`) or
+/// deadlock (PostgreSQL `40P01`, MySQL 1213), a lock wait that timed out (MySQL 1205), or SQLite's
+/// busy or locked database (`SQLITE_BUSY`, `SQLITE_LOCKED`: a deferred transaction could not
+/// become the writer because another connection wrote since it read, or the lock was not granted
+/// within the busy timeout). The one classification of contention, for every path that retries.
+pub(crate) fn is_contention(error: &diesel::result::Error) -> bool {
+    use diesel::result::DatabaseErrorKind;
+    /// How the errors diesel reports as `Unknown` begin: PostgreSQL's deadlock, MySQL's lock wait
+    /// timeout, SQLite's `SQLITE_BUSY` and `SQLITE_LOCKED`.
+    const CONTENDED: [&str; 5] = [
+        "deadlock detected",
+        "Lock wait timeout exceeded",
+        "database is locked",
+        "database table is locked",
+        "database schema is locked",
+    ];
+    match error {
+        diesel::result::Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        diesel::result::Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            let message = info.message();
+            CONTENDED.iter().any(|start| message.starts_with(start))
+        }
+        _ => false,
+    }
+}
+
 pub(crate) fn storage(table: &'static str) -> impl FnOnce(diesel::result::Error) -> Error {
     move |source| Error::Storage {
         table,
@@ -198,7 +255,8 @@ pub(crate) fn storage(table: &'static str) -> impl FnOnce(diesel::result::Error)
 }
 
 /// Events read from an events table as the rows arrive, decoded one by one: each row is dropped
-/// before the next is read, so a scan of any length runs in constant memory.
+/// before the next is read, so a scan of any length runs in constant memory. A row that cannot be
+/// read is an error in its place, and the rows after it are read as usual.
 #[doc(hidden)]
 pub struct Records<'c, Id> {
     rows: Box<dyn Iterator<Item = diesel::QueryResult<EventRow<Id>>> + 'c>,
@@ -214,28 +272,126 @@ impl<Id> std::fmt::Debug for Records<'_, Id> {
     }
 }
 
-impl<Id> Iterator for Records<'_, Id> {
-    type Item = Result<RecordedEvent<Id>, Error>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl<Id: es_core::AggregateId> Records<'_, Id> {
+    /// The next event, or the error of a row that cannot be read with its aggregate when that
+    /// column could be read: what a replay needs to skip that aggregate and go on.
+    pub(crate) fn next_row(&mut self) -> Option<Result<RecordedEvent<Id>, BadRow<Id>>> {
         let row = self.rows.next()?;
-        Some(
-            row.map_err(storage(self.table))
-                .and_then(|row| row.into_record(self.table, &mut self.metadata)),
-        )
+        Some(match row {
+            Ok(row) => row.into_record(self.table, &mut self.metadata),
+            Err(error) => Err(BadRow {
+                aggregate_id: None,
+                error: storage(self.table)(error),
+            }),
+        })
     }
 }
 
-/// One row of an events table as read from the database.
+impl<Id: es_core::AggregateId> Iterator for Records<'_, Id> {
+    type Item = Result<RecordedEvent<Id>, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_row().map(|row| row.map_err(|bad| bad.error))
+    }
+}
+
+/// A row of an events table that cannot be read, and its aggregate if that column could be.
+#[derive(Debug)]
+pub(crate) struct BadRow<Id> {
+    /// The aggregate the row belongs to, if its `aggregate_id` column could be read.
+    pub(crate) aggregate_id: Option<Id>,
+    /// What is wrong, naming the table, event id, tag and column.
+    pub(crate) error: Error,
+}
+
+/// What a column's reader failed with (diesel's deserialization error).
+type ColumnError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One row of an events table as read from the database: its event id (the primary key, always
+/// readable), then its other columns, or the first of them that cannot be read.
 #[derive(Debug)]
 struct EventRow<Id> {
     id: i64,
+    columns: Result<Columns<Id>, BadColumn<Id>>,
+}
+
+/// The columns of an event row after its id.
+#[derive(Debug)]
+struct Columns<Id> {
     aggregate_id: Id,
     version: i64,
     event_type: String,
     data: String,
     metadata: String,
     created_at: DateTime<Utc>,
+}
+
+/// The first column of an event row that cannot be read, with what could be read of the row's
+/// aggregate and tag.
+#[derive(Debug)]
+struct BadColumn<Id> {
+    aggregate_id: Option<Id>,
+    tag: Option<String>,
+    column: &'static str,
+    source: ColumnError,
+}
+
+impl<Id> EventRow<Id> {
+    /// A row from what each column's reader returned, in the order of `SELECT_COLUMNS`.
+    fn new(
+        id: i64,
+        aggregate_id: Result<Id, ColumnError>,
+        version: Result<i64, ColumnError>,
+        event_type: Result<String, ColumnError>,
+        data: Result<String, ColumnError>,
+        metadata: Result<String, ColumnError>,
+        created_at: Result<DateTime<Utc>, ColumnError>,
+    ) -> Self {
+        let columns = match (aggregate_id, event_type) {
+            (Err(source), tag) => Err(BadColumn {
+                aggregate_id: None,
+                tag: tag.ok(),
+                column: "aggregate_id",
+                source,
+            }),
+            (Ok(aggregate_id), Err(source)) => Err(BadColumn {
+                aggregate_id: Some(aggregate_id),
+                tag: None,
+                column: "type",
+                source,
+            }),
+            (Ok(aggregate_id), Ok(event_type)) => {
+                let at = |column: &'static str| move |source| (column, source);
+                let rest = version.map_err(at("version")).and_then(|version| {
+                    let data = data.map_err(at("data"))?;
+                    let metadata = metadata.map_err(at("metadata"))?;
+                    Ok((
+                        version,
+                        data,
+                        metadata,
+                        created_at.map_err(at("created_at"))?,
+                    ))
+                });
+                match rest {
+                    Ok((version, data, metadata, created_at)) => Ok(Columns {
+                        aggregate_id,
+                        version,
+                        event_type,
+                        data,
+                        metadata,
+                        created_at,
+                    }),
+                    Err((column, source)) => Err(BadColumn {
+                        aggregate_id: Some(aggregate_id),
+                        tag: Some(event_type),
+                        column,
+                        source,
+                    }),
+                }
+            }
+        };
+        Self { id, columns }
+    }
 }
 
 /// The last `metadata` decoded, with its JSON: the events of one append share their metadata, so
@@ -249,6 +405,7 @@ impl MetadataCache {
         json: String,
         table: &'static str,
         event_id: i64,
+        tag: &str,
     ) -> Result<Arc<Metadata>, Error> {
         if let Some((_, metadata)) = self.0.as_ref().filter(|(last, _)| *last == json) {
             return Ok(Arc::clone(metadata));
@@ -256,6 +413,7 @@ impl MetadataCache {
         let metadata = Metadata::from_json(&json).map_err(|source| Error::DecodeMetadata {
             table,
             event_id,
+            tag: tag.to_owned(),
             source,
         })?;
         let metadata = Arc::new(metadata);
@@ -264,21 +422,41 @@ impl MetadataCache {
     }
 }
 
-impl<Id> EventRow<Id> {
+impl<Id: es_core::AggregateId> EventRow<Id> {
     fn into_record(
         self,
         table: &'static str,
         cache: &mut MetadataCache,
-    ) -> Result<RecordedEvent<Id>, Error> {
-        let metadata = cache.decode(self.metadata, table, self.id)?;
+    ) -> Result<RecordedEvent<Id>, BadRow<Id>> {
+        let event_id = self.id;
+        let columns = self.columns.map_err(|bad| BadRow {
+            error: Error::BadColumn {
+                table,
+                event_id,
+                aggregate_id: bad.aggregate_id.as_ref().map(ToString::to_string),
+                tag: bad.tag,
+                column: bad.column,
+                source: bad.source,
+            },
+            aggregate_id: bad.aggregate_id,
+        })?;
+        let metadata = match cache.decode(columns.metadata, table, event_id, &columns.event_type) {
+            Ok(metadata) => metadata,
+            Err(error) => {
+                return Err(BadRow {
+                    aggregate_id: Some(columns.aggregate_id),
+                    error,
+                });
+            }
+        };
         Ok(RecordedEvent {
-            id: self.id,
-            aggregate_id: self.aggregate_id,
-            version: self.version,
-            event_type: self.event_type,
-            data: self.data,
+            id: event_id,
+            aggregate_id: columns.aggregate_id,
+            version: columns.version,
+            event_type: columns.event_type,
+            data: columns.data,
             metadata,
-            created_at: self.created_at,
+            created_at: columns.created_at,
         })
     }
 }
@@ -291,7 +469,10 @@ struct AnyRow {
 
 impl AnyRow {
     fn into_event(self, cache: &mut MetadataCache) -> Result<AnyEvent, Error> {
-        let record = self.row.into_record("events", cache)?;
+        let record = self
+            .row
+            .into_record("events", cache)
+            .map_err(|bad| bad.error)?;
         Ok(AnyEvent {
             events_table: self.events_table,
             aggregate_id: record.aggregate_id,
@@ -321,12 +502,34 @@ pub struct EventCount {
     pub events: i64,
 }
 
-#[derive(diesel::QueryableByName)]
+/// The last event of one aggregate: its id, version and tag (`SELECT id, version, type`).
 struct LastEvent {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    version: i64,
-    #[diesel(sql_type = diesel::sql_types::Text, column_name = "type")]
-    event_type: String,
+    id: i64,
+    version: Result<i64, ColumnError>,
+    event_type: Result<String, ColumnError>,
+}
+
+impl LastEvent {
+    /// Its version and tag, or the first of them that cannot be read.
+    fn into_head<Id: std::fmt::Display>(
+        self,
+        table: &'static str,
+        aggregate_id: &Id,
+    ) -> Result<(i64, String), Error> {
+        let bad = |tag: Option<String>, column, source| Error::BadColumn {
+            table,
+            event_id: self.id,
+            aggregate_id: Some(aggregate_id.to_string()),
+            tag,
+            column,
+            source,
+        };
+        match (self.version, self.event_type) {
+            (Ok(version), Ok(tag)) => Ok((version, tag)),
+            (Err(source), tag) => Err(bad(tag.ok(), "version", source)),
+            (Ok(_), Err(source)) => Err(bad(None, "type", source)),
+        }
+    }
 }
 
 #[derive(diesel::QueryableByName)]
@@ -339,8 +542,10 @@ struct Number {
 /// backend's differences: `SELECT_COLUMNS` (id, aggregate_id, version, type, data, metadata,
 /// created_at: `EventRow` reads them by position), `JSON_PLACEHOLDER_SUFFIX`,
 /// `WAKE_WORKERS` (SQL around the jobs' `INSERT` that wakes idle workers), `bind_time`,
-/// `read_time`, `begin_write`, `EventsLoading` (diesel's loading mode for events),
-/// `insert_events`, `before_claim`, `listen_for_jobs`, `wait_for_jobs`, `framework_ddl`,
+/// `read_version`, `read_text`, `read_time` (an event row's columns), `begin_write`,
+/// `check_not_aborted`, `EventsLoading` (diesel's loading mode for events), `insert_events`,
+/// `before_jobs_transaction`, `listen_for_jobs`, `wait_for_jobs`, `now_plus`, `DELETE_DONE_JOBS`,
+/// `framework_ddl`,
 /// `events_table_ddl`.
 macro_rules! database {
     ($conn:ty, $db:ty, $dialect:ident) => {
@@ -350,18 +555,30 @@ macro_rules! database {
             fn build<'a>(
                 row: &impl diesel::row::NamedRow<'a, $db>,
             ) -> diesel::deserialize::Result<Self> {
-                use diesel::sql_types::{BigInt, Text};
                 // By position, in the order of `SELECT_COLUMNS` (diesel finds a column by name
                 // by comparing every column's name, and in row-by-row mode it first rebuilds the
-                // names for every row).
+                // names for every row). Only the id fails the row: any other column that cannot
+                // be read is reported with it, and the rows after it are read.
+                Ok(EventRow::new(
+                    row.get_value::<diesel::sql_types::BigInt, i64, _>(0)?,
+                    Id::read(row, 1),
+                    $dialect::read_version(row, 2),
+                    $dialect::read_text(row, 3),
+                    $dialect::read_text(row, 4),
+                    $dialect::read_text(row, 5),
+                    $dialect::read_time(row, 6),
+                ))
+            }
+        }
+
+        impl diesel::deserialize::QueryableByName<$db> for LastEvent {
+            fn build<'a>(
+                row: &impl diesel::row::NamedRow<'a, $db>,
+            ) -> diesel::deserialize::Result<Self> {
                 Ok(Self {
-                    id: row.get_value::<BigInt, i64, _>(0)?,
-                    aggregate_id: Id::read(row, 1)?,
-                    version: row.get_value::<BigInt, i64, _>(2)?,
-                    event_type: row.get_value::<Text, String, _>(3)?,
-                    data: row.get_value::<Text, String, _>(4)?,
-                    metadata: row.get_value::<Text, String, _>(5)?,
-                    created_at: $dialect::read_time(row, 6)?,
+                    id: row.get_value::<diesel::sql_types::BigInt, i64, _>(0)?,
+                    version: $dialect::read_version(row, 1),
+                    event_type: $dialect::read_text(row, 2),
                 })
             }
         }
@@ -385,6 +602,14 @@ macro_rules! database {
                 $dialect::begin_write(self).map_err(storage("transaction"))
             }
 
+            fn jobs_transaction<T>(
+                &mut self,
+                f: impl FnOnce(&mut Self) -> Result<T, Error>,
+            ) -> Result<T, Error> {
+                $dialect::before_jobs_transaction(self)?;
+                self.write_transaction(f)
+            }
+
             fn last_event<Id: IdColumn<$db>>(
                 &mut self,
                 table: &'static str,
@@ -392,7 +617,7 @@ macro_rules! database {
             ) -> Result<Option<(i64, String)>, Error> {
                 use diesel::{OptionalExtension, RunQueryDsl};
                 let query = Query::<$db>::new(
-                    format!("SELECT version, type FROM {table} WHERE aggregate_id = ")
+                    format!("SELECT id, version, type FROM {table} WHERE aggregate_id = ")
                 )
                 .bind_id(id)
                 .sql(" ORDER BY version DESC LIMIT 1");
@@ -400,7 +625,7 @@ macro_rules! database {
                     .get_result(self)
                     .optional()
                     .map_err(storage(table))?;
-                Ok(last.map(|last| (last.version, last.event_type)))
+                last.map(|last| last.into_head(table, id)).transpose()
             }
 
             fn insert_events<Id: IdColumn<$db>, A: es_core::Aggregate>(
@@ -507,7 +732,9 @@ macro_rules! database {
                     fn build<'a>(
                         row: &impl diesel::row::NamedRow<'a, $db>,
                     ) -> diesel::deserialize::Result<Self> {
-                        Id::read(row, "aggregate_id").map(IdRow)
+                        Id::read(row, "aggregate_id")
+                            .map(IdRow)
+                            .map_err(|source| format!("column `aggregate_id`: {source}").into())
                     }
                 }
                 // A loose index scan: one index seek per id, whatever the planner's statistics
@@ -563,7 +790,9 @@ macro_rules! database {
                 let row: Option<EventRow<String>> =
                     query.get_result(self).optional().map_err(storage("jobs"))?;
                 let Some(row) = row else { return Ok(None) };
-                let record = row.into_record("jobs", &mut MetadataCache::default())?;
+                let record = row
+                    .into_record("jobs", &mut MetadataCache::default())
+                    .map_err(|bad| bad.error)?;
                 Ok(Some(AnyEvent {
                     events_table: table.to_owned(),
                     aggregate_id: record.aggregate_id,
@@ -604,12 +833,15 @@ macro_rules! database {
                 rows.into_iter().map(|row| row.into_event(&mut cache)).collect()
             }
 
+            fn check_not_aborted(&mut self) -> Result<(), Error> {
+                $dialect::check_not_aborted(self)
+            }
+
             fn insert_jobs(&mut self, jobs: &[NewJob]) -> Result<(), Error> {
                 use diesel::RunQueryDsl;
                 if jobs.is_empty() {
                     return Ok(());
                 }
-                let now = es_core::now();
                 let [wake_before, wake_after] = $dialect::WAKE_WORKERS;
                 let mut query = Query::<$db>::new(
                     format!(
@@ -626,8 +858,8 @@ macro_rules! database {
                         .sql(", ")
                         .bind::<diesel::sql_types::Text, _>(job.reactor.to_owned())
                         .sql(", 'pending', 0, ");
-                    query = $dialect::bind_time(query, now).sql(", ");
-                    query = $dialect::bind_time(query, now).sql(")");
+                    query = $dialect::now_plus(query, TimeDelta::zero()).sql(", ");
+                    query = $dialect::now_plus(query, TimeDelta::zero()).sql(")");
                 }
                 query
                     .sql(wake_after)
@@ -636,45 +868,72 @@ macro_rules! database {
                 Ok(())
             }
 
-            fn claim_jobs(
-                &mut self,
-                worker: &str,
-                now: DateTime<Utc>,
-                lease_until: DateTime<Utc>,
-                limit: usize,
-            ) -> Result<Vec<ClaimedJob>, Error> {
+            fn claim_jobs(&mut self, claim: &JobClaim<'_>) -> Result<Vec<ClaimedJob>, Error> {
                 use diesel::RunQueryDsl;
-                let worker = worker.to_owned();
-                $dialect::before_claim(self)?;
-                self.write_transaction(|conn| {
-                    let mut query = Query::<$db>::new(
-                        "SELECT id, events_table, event_id, reactor, attempts FROM es_jobs \
-                         WHERE (state = 'pending' AND run_at <= "
-                    );
-                    query = $dialect::bind_time(query, now)
-                        .sql(") OR (state = 'running' AND locked_until < ");
-                    query = $dialect::bind_time(query, now)
+                if claim.reactors.is_empty() {
+                    return Ok(Vec::new());
+                }
+                self.jobs_transaction(|conn| {
+                    let mut query = $dialect::now_plus(
+                        Query::<$db>::new(
+                            "SELECT id, events_table, event_id, reactor, attempts FROM es_jobs \
+                             WHERE ((state = 'pending' AND run_at <= "
+                        ),
+                        TimeDelta::zero(),
+                    )
+                    .sql(") OR (state = 'running' AND locked_until < ");
+                    query = $dialect::now_plus(query, TimeDelta::zero())
+                        .sql(")) AND reactor IN (")
+                        .bind_list::<diesel::sql_types::Text, _>(
+                            claim.reactors.iter().map(|reactor| (*reactor).to_owned()),
+                        )
                         .sql(") ORDER BY run_at, id LIMIT ")
-                        .bind::<diesel::sql_types::BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+                        .bind::<diesel::sql_types::BigInt, _>(
+                            i64::try_from(claim.limit).unwrap_or(i64::MAX),
+                        )
                         .sql($dialect::CLAIM_LOCK);
-                    let mut claimed: Vec<ClaimedJob> =
-                        query.load(conn).map_err(storage("es_jobs"))?;
+                    let found: Vec<ClaimedJob> = query.load(conn).map_err(storage("es_jobs"))?;
+                    let (exhausted, mut claimed): (Vec<ClaimedJob>, Vec<ClaimedJob>) = found
+                        .into_iter()
+                        .partition(|job| job.attempts >= claim.max_attempts);
+                    for job in &exhausted {
+                        let error = format!(
+                            "attempt {} of {} did not finish: its worker stopped before its \
+                             lease expired",
+                            job.attempts, claim.max_attempts
+                        );
+                        let dead = $dialect::now_plus(
+                            Query::<$db>::new("UPDATE es_jobs SET state = 'dead', last_error = ")
+                                .bind::<diesel::sql_types::Text, _>(error)
+                                .sql(", locked_by = NULL, locked_until = NULL, finished_at = "),
+                            TimeDelta::zero(),
+                        )
+                        .sql(" WHERE id = ")
+                        .bind::<diesel::sql_types::BigInt, _>(job.id);
+                        dead.execute(conn).map_err(storage("es_jobs"))?;
+                        tracing::warn!(
+                            job_id = job.id,
+                            reactor = %job.reactor,
+                            attempts = job.attempts,
+                            "a job whose last attempt never finished is dead"
+                        );
+                    }
                     if claimed.is_empty() {
                         return Ok(claimed);
                     }
-                    let mut update = Query::<$db>::new(
-                        "UPDATE es_jobs SET state = 'running', attempts = attempts + 1, locked_by = "
+                    let update = $dialect::now_plus(
+                        Query::<$db>::new(
+                            "UPDATE es_jobs SET state = 'running', attempts = attempts + 1, \
+                             locked_by = "
+                        )
+                        .bind::<diesel::sql_types::Text, _>(claim.worker.to_owned())
+                        .sql(", locked_until = "),
+                        claim.lease,
                     )
-                    .bind::<diesel::sql_types::Text, _>(worker.clone())
-                    .sql(", locked_until = ");
-                    update = $dialect::bind_time(update, lease_until).sql(" WHERE id IN (");
-                    for (index, job) in claimed.iter().enumerate() {
-                        if index > 0 {
-                            update = update.sql(", ");
-                        }
-                        update = update.bind::<diesel::sql_types::BigInt, _>(job.id);
-                    }
-                    update.sql(")").execute(conn).map_err(storage("es_jobs"))?;
+                    .sql(" WHERE id IN (")
+                    .bind_list::<diesel::sql_types::BigInt, _>(claimed.iter().map(|job| job.id))
+                    .sql(")");
+                    update.execute(conn).map_err(storage("es_jobs"))?;
                     for job in &mut claimed {
                         job.attempts += 1;
                     }
@@ -682,104 +941,93 @@ macro_rules! database {
                 })
             }
 
-            fn finish_job(
+            fn renew_jobs(
                 &mut self,
-                job: &ClaimedJob,
                 worker: &str,
-                outcome: &JobOutcome,
-                now: DateTime<Utc>,
-            ) -> Result<(), Error> {
+                held: &[(i64, i32)],
+                lease: TimeDelta,
+            ) -> Result<usize, Error> {
                 use diesel::RunQueryDsl;
-                let mut query = Query::<$db>::new("UPDATE es_jobs SET state = ");
-                query = match outcome {
-                    JobOutcome::Done => $dialect::bind_time(
-                        query.sql("'done', last_error = NULL, finished_at = "),
-                        now,
-                    ),
-                    JobOutcome::Retry { at, error } => $dialect::bind_time(
-                        query
-                            .sql("'pending', last_error = ")
-                            .bind::<diesel::sql_types::Text, _>(error.clone())
-                            .sql(", run_at = "),
-                        *at,
-                    ),
-                    JobOutcome::Dead { error } => $dialect::bind_time(
-                        query
-                            .sql("'dead', last_error = ")
-                            .bind::<diesel::sql_types::Text, _>(error.clone())
-                            .sql(", finished_at = "),
-                        now,
-                    ),
-                };
-                query
-                    .sql(", locked_by = NULL, locked_until = NULL WHERE id = ")
-                    .bind::<diesel::sql_types::BigInt, _>(job.id)
-                    .sql(" AND state = 'running' AND locked_by = ")
-                    .bind::<diesel::sql_types::Text, _>(worker.to_owned())
-                    .execute(self)
-                    .map_err(storage("es_jobs"))?;
-                Ok(())
+                if held.is_empty() {
+                    return Ok(0);
+                }
+                let query = $dialect::now_plus(
+                    Query::<$db>::new("UPDATE es_jobs SET locked_until = "),
+                    lease,
+                )
+                .sql(" WHERE ");
+                let query = held_by(query, worker, held);
+                self.jobs_transaction(|conn| query.execute(conn).map_err(storage("es_jobs")))
             }
 
-            fn complete_jobs(
-                &mut self,
-                ids: &[i64],
-                worker: &str,
-                now: DateTime<Utc>,
-            ) -> Result<(), Error> {
+            fn complete_jobs(&mut self, worker: &str, done: &[(i64, i32)]) -> Result<usize, Error> {
                 use diesel::RunQueryDsl;
-                if ids.is_empty() {
-                    return Ok(());
+                if done.is_empty() {
+                    return Ok(0);
                 }
-                let mut query = $dialect::bind_time(
+                let query = $dialect::now_plus(
                     Query::<$db>::new(
                         "UPDATE es_jobs SET state = 'done', last_error = NULL, locked_by = NULL, \
                          locked_until = NULL, finished_at = "
                     ),
-                    now,
+                    TimeDelta::zero(),
                 )
-                .sql(" WHERE state = 'running' AND locked_by = ")
-                .bind::<diesel::sql_types::Text, _>(worker.to_owned())
-                .sql(" AND id IN (");
-                for (index, id) in ids.iter().enumerate() {
-                    if index > 0 {
-                        query = query.sql(", ");
-                    }
-                    query = query.bind::<diesel::sql_types::BigInt, _>(*id);
-                }
-                query.sql(")").execute(self).map_err(storage("es_jobs"))?;
-                Ok(())
+                .sql(" WHERE ");
+                held_by(query, worker, done).execute(self).map_err(storage("es_jobs"))
             }
 
-            fn release_jobs(&mut self, ids: &[i64], worker: &str) -> Result<(), Error> {
+            fn fail_job(
+                &mut self,
+                worker: &str,
+                job: &ClaimedJob,
+                outcome: &JobOutcome,
+            ) -> Result<bool, Error> {
                 use diesel::RunQueryDsl;
-                if ids.is_empty() {
-                    return Ok(());
+                let query = Query::<$db>::new("UPDATE es_jobs SET state = ");
+                let query = match outcome {
+                    JobOutcome::Done => query.sql("'done', last_error = NULL, finished_at = "),
+                    JobOutcome::Retry { error, .. } => query
+                        .sql("'pending', last_error = ")
+                        .bind::<diesel::sql_types::Text, _>(error.clone())
+                        .sql(", run_at = "),
+                    JobOutcome::Dead { error } => query
+                        .sql("'dead', last_error = ")
+                        .bind::<diesel::sql_types::Text, _>(error.clone())
+                        .sql(", finished_at = "),
+                };
+                let delay = match outcome {
+                    JobOutcome::Retry { delay, .. } => *delay,
+                    JobOutcome::Done | JobOutcome::Dead { .. } => TimeDelta::zero(),
+                };
+                let query = $dialect::now_plus(query, delay)
+                    .sql(", locked_by = NULL, locked_until = NULL WHERE ");
+                let held = held_by(query, worker, &[(job.id, job.attempts)])
+                    .execute(self)
+                    .map_err(storage("es_jobs"))?;
+                Ok(held > 0)
+            }
+
+            fn release_jobs(&mut self, worker: &str, held: &[(i64, i32)]) -> Result<usize, Error> {
+                use diesel::RunQueryDsl;
+                if held.is_empty() {
+                    return Ok(0);
                 }
-                let mut query = Query::<$db>::new(
+                let query = Query::<$db>::new(
                     "UPDATE es_jobs SET state = 'pending', attempts = attempts - 1, \
-                     locked_by = NULL, locked_until = NULL WHERE state = 'running' AND locked_by = "
-                )
-                .bind::<diesel::sql_types::Text, _>(worker.to_owned())
-                .sql(" AND id IN (");
-                for (index, id) in ids.iter().enumerate() {
-                    if index > 0 {
-                        query = query.sql(", ");
-                    }
-                    query = query.bind::<diesel::sql_types::BigInt, _>(*id);
-                }
-                query.sql(")").execute(self).map_err(storage("es_jobs"))?;
-                Ok(())
+                     locked_by = NULL, locked_until = NULL WHERE "
+                );
+                let query = held_by(query, worker, held);
+                self.jobs_transaction(|conn| query.execute(conn).map_err(storage("es_jobs")))
             }
 
-            fn retry_dead_jobs(&mut self, id: Option<i64>, now: DateTime<Utc>) -> Result<usize, Error> {
+            fn retry_dead_jobs(&mut self, id: Option<i64>) -> Result<usize, Error> {
                 use diesel::RunQueryDsl;
-                let mut query = $dialect::bind_time(
+                let mut query = $dialect::now_plus(
                     Query::<$db>::new(
                         "UPDATE es_jobs SET state = 'pending', attempts = 0, finished_at = NULL, \
                          run_at = "
                     ),
-                    now,
+                    TimeDelta::zero(),
                 )
                 .sql(" WHERE state = 'dead'");
                 if let Some(id) = id {
@@ -788,21 +1036,34 @@ macro_rules! database {
                 query.execute(self).map_err(storage("es_jobs"))
             }
 
-            fn job_counts(&mut self) -> Result<Vec<(String, i64)>, Error> {
+            fn prune_jobs(&mut self, older_than: TimeDelta, limit: usize) -> Result<usize, Error> {
+                use diesel::RunQueryDsl;
+                let [before, between, after] = $dialect::DELETE_DONE_JOBS;
+                let query = $dialect::now_plus(Query::<$db>::new(before), -older_than)
+                    .sql(between)
+                    .bind::<diesel::sql_types::BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .sql(after);
+                self.jobs_transaction(|conn| query.execute(conn).map_err(storage("es_jobs")))
+            }
+
+            fn job_counts(&mut self) -> Result<Vec<(String, String, i64)>, Error> {
                 use diesel::RunQueryDsl;
                 #[derive(diesel::QueryableByName)]
                 struct StateCount {
+                    #[diesel(sql_type = diesel::sql_types::Text)]
+                    reactor: String,
                     #[diesel(sql_type = diesel::sql_types::Text)]
                     state: String,
                     #[diesel(sql_type = diesel::sql_types::BigInt)]
                     value: i64,
                 }
                 let rows: Vec<StateCount> = diesel::sql_query(
-                    "SELECT state, COUNT(*) AS value FROM es_jobs GROUP BY state ORDER BY state",
+                    "SELECT reactor, state, COUNT(*) AS value FROM es_jobs GROUP BY reactor, state \
+                     ORDER BY reactor, state",
                 )
                 .load(self)
                 .map_err(storage("es_jobs"))?;
-                Ok(rows.into_iter().map(|row| (row.state, row.value)).collect())
+                Ok(rows.into_iter().map(|row| (row.reactor, row.state, row.value)).collect())
             }
 
             fn dead_jobs(&mut self, limit: usize) -> Result<Vec<DeadJob>, Error> {
@@ -820,7 +1081,7 @@ macro_rules! database {
                 $dialect::listen_for_jobs(self)
             }
 
-            fn wait_for_jobs(&mut self, timeout: std::time::Duration) -> bool {
+            fn wait_for_jobs(&mut self, timeout: std::time::Duration) -> Result<bool, Error> {
                 $dialect::wait_for_jobs(self, timeout)
             }
 
@@ -885,6 +1146,43 @@ where
     query
 }
 
+/// Appends the condition that selects the claims `held` (ids and attempt numbers) of `worker`,
+/// and only while they are still its own: running, locked by it, at the attempt it claimed. The
+/// attempt number is each claim's fencing token (every claim increments it), so a worker whose
+/// lease expired and whose job was claimed again cannot record an outcome over the new attempt.
+fn held_by<'a, DB>(query: Query<'a, DB>, worker: &str, held: &[(i64, i32)]) -> Query<'a, DB>
+where
+    DB: diesel::backend::Backend
+        + diesel::sql_types::HasSqlType<diesel::sql_types::BigInt>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Integer>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Text>,
+    i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
+    i32: diesel::serialize::ToSql<diesel::sql_types::Integer, DB>,
+    String: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+{
+    let mut by_attempt = std::collections::BTreeMap::<i32, Vec<i64>>::new();
+    for &(id, attempt) in held {
+        by_attempt.entry(attempt).or_default().push(id);
+    }
+    let mut query = query
+        .sql("state = 'running' AND locked_by = ")
+        .bind::<diesel::sql_types::Text, _>(worker.to_owned())
+        .sql(" AND (");
+    for (index, (attempt, ids)) in by_attempt.into_iter().enumerate() {
+        query = query
+            .sql(if index == 0 {
+                "(attempts = "
+            } else {
+                " OR (attempts = "
+            })
+            .bind::<diesel::sql_types::Integer, _>(attempt)
+            .sql(" AND id IN (")
+            .bind_list::<diesel::sql_types::BigInt, _>(ids)
+            .sql("))");
+    }
+    query.sql(")")
+}
+
 /// Runs the upsert of an aggregate's row that [`Database::insert_events`] was given, if any.
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
 fn run_save<C: Connection>(
@@ -901,26 +1199,74 @@ where
     Ok(())
 }
 
-/// Maps the unique violation of `(aggregate_id, version)` to a concurrency conflict.
+/// How a backend tells apart the two unique keys of an events table, and how its position is moved.
+struct UniqueKeys {
+    /// Whether a unique violation in events table `table` is that of `(aggregate_id, version)`,
+    /// named `{table}_aggregate_version` by the DDL (the other is the id, the position).
+    is_version: fn(&str, &dyn diesel::result::DatabaseErrorInformation) -> bool,
+    /// The statement moving the global position past `<highest id>`, once its last id taken.
+    move_position: &'static str,
+}
+
+/// Classifies an error of the `INSERT` of events into `table`: a unique violation of
+/// `(aggregate_id, version)` is a concurrency conflict (a concurrent writer stored that version
+/// first); one of the id is a position taken by a row the store did not write ([`PositionTaken`]);
+/// anything else a storage error of the events table (whose contention the caller classifies).
+/// `allocated` is the range of ids the store gave the events, when it chose them (not PostgreSQL,
+/// whose column default does).
 fn insert_error<Id: std::fmt::Display>(
     table: &'static str,
-    aggregate: &'static str,
-    id: &Id,
+    (aggregate, id): (&'static str, &Id),
     first_version: i64,
+    allocated: Option<(i64, i64)>,
+    keys: &'static UniqueKeys,
 ) -> impl FnOnce(diesel::result::Error) -> Error {
     move |error| match error {
         diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation
-            | diesel::result::DatabaseErrorKind::SerializationFailure,
-            _,
-        ) => Error::Conflict {
-            aggregate,
-            aggregate_id: id.to_string(),
-            expected: first_version - 1,
-            actual: first_version,
-        },
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            ref info,
+        ) => {
+            if (keys.is_version)(table, info.as_ref()) {
+                Error::Conflict {
+                    aggregate,
+                    aggregate_id: id.to_string(),
+                    expected: first_version - 1,
+                    actual: first_version,
+                }
+            } else {
+                Error::Storage {
+                    table,
+                    source: Box::new(PositionTaken {
+                        table,
+                        allocated: match allocated {
+                            Some((first, last)) if first == last => format!("event id {first}"),
+                            Some((first, last)) => format!("one of the event ids {first}..={last}"),
+                            None => "the event id".to_owned(),
+                        },
+                        fix: keys.move_position,
+                        source: error,
+                    }),
+                }
+            }
+        }
         other => storage(table)(other),
     }
+}
+
+/// The position (the id) the store allocated to an event is taken already in its events table, by
+/// a row the store did not write: it took its id elsewhere than from the global position.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{allocated} the store allocated in `{table}` is taken already, by a row the store did not \
+     write (inserted by hand?): move the position past the highest id of every events table \
+     (`{fix}`), then write again ({source})"
+)]
+struct PositionTaken {
+    table: &'static str,
+    allocated: String,
+    fix: &'static str,
+    #[source]
+    source: diesel::result::Error,
 }
 
 /// Whether a table name read from the database (a job's) is a plain identifier, safe to put in SQL.
@@ -931,10 +1277,23 @@ fn is_identifier(name: &str) -> bool {
         && name.len() <= 63
 }
 
+/// A time offset in microseconds, as the servers' interval arithmetic takes it (saturating: the
+/// worker's options are checked to stay far within range).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn microseconds(offset: TimeDelta) -> i64 {
+    offset
+        .num_microseconds()
+        .unwrap_or(if offset < TimeDelta::zero() {
+            i64::MIN
+        } else {
+            i64::MAX
+        })
+}
+
 /// Sleeps for `timeout` (backends without notifications): no job announced itself.
-fn sleep_for_jobs(timeout: std::time::Duration) -> bool {
+fn sleep_for_jobs(timeout: std::time::Duration) -> Result<bool, Error> {
     std::thread::sleep(timeout);
-    false
+    Ok(false)
 }
 
 fn indexes_ddl(table: &str) -> [String; 2] {
@@ -944,11 +1303,17 @@ fn indexes_ddl(table: &str) -> [String; 2] {
     ]
 }
 
+/// An integer of a SQLite row, refusing what SQLite would convert to one (`'abc'` to 0).
+#[cfg(feature = "sqlite")]
+pub(crate) use sqlite::read_version as read_sqlite_integer;
+
 #[cfg(feature = "sqlite")]
 mod sqlite {
     use super::*;
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
-    use diesel::sqlite::{Sqlite, SqliteConnection};
+    use diesel::deserialize::FromSql;
+    use diesel::result::{UnexpectedEndOfRow, UnexpectedNullError};
+    use diesel::sqlite::{Sqlite, SqliteConnection, SqliteType, SqliteValue};
     pub(super) const SELECT_COLUMNS: &str =
         "id, aggregate_id, version, type, data, metadata, created_at";
     pub(super) const SELECT_ANY_COLUMNS: &str = "id, CAST(aggregate_id AS TEXT) AS aggregate_id, \
@@ -959,7 +1324,27 @@ mod sqlite {
 
     pub(super) const WAKE_WORKERS: [&str; 2] = ["", ""];
 
-    pub(super) fn before_claim(_: &mut SqliteConnection) -> Result<(), Error> {
+    pub(super) const DELETE_DONE_JOBS: [&str; 3] = [
+        "DELETE FROM es_jobs WHERE id IN (SELECT id FROM es_jobs WHERE state = 'done' \
+         AND finished_at < ",
+        " ORDER BY id LIMIT ",
+        ")",
+    ];
+
+    /// The time `offset` from now. SQLite runs on one machine: its clock is this process's.
+    pub(super) fn now_plus(query: Query<'_, Sqlite>, offset: TimeDelta) -> Query<'_, Sqlite> {
+        let time =
+            es_core::now()
+                .checked_add_signed(offset)
+                .unwrap_or(if offset < TimeDelta::zero() {
+                    DateTime::<Utc>::MIN_UTC
+                } else {
+                    DateTime::<Utc>::MAX_UTC
+                });
+        bind_time(query, time)
+    }
+
+    pub(super) fn before_jobs_transaction(_: &mut SqliteConnection) -> Result<(), Error> {
         Ok(())
     }
 
@@ -967,7 +1352,10 @@ mod sqlite {
         Ok(())
     }
 
-    pub(super) fn wait_for_jobs(_: &mut SqliteConnection, timeout: std::time::Duration) -> bool {
+    pub(super) fn wait_for_jobs(
+        _: &mut SqliteConnection,
+        timeout: std::time::Duration,
+    ) -> Result<bool, Error> {
         sleep_for_jobs(timeout)
     }
 
@@ -975,15 +1363,96 @@ mod sqlite {
         query.bind::<diesel::sql_types::Text, _>(time.format(FORMAT).to_string())
     }
 
+    /// The value of `column`, to `read`; SQL `NULL` is an error (the store never writes one).
+    fn with_value<'a, I, T>(
+        row: &(impl diesel::row::Row<'a, Sqlite> + diesel::row::RowIndex<I>),
+        column: I,
+        read: impl FnOnce(SqliteValue<'_, '_, '_>) -> diesel::deserialize::Result<T>,
+    ) -> diesel::deserialize::Result<T> {
+        use diesel::row::Field;
+        let field = diesel::row::Row::get(row, column).ok_or(UnexpectedEndOfRow)?;
+        read(field.value().ok_or(UnexpectedNullError)?)
+    }
+
+    /// What SQLite holds in a value, for a message: a column's affinity converts what it can, but
+    /// `'abc'` stays text in an integer column, and a blob stays a blob anywhere.
+    fn kind(value_type: Option<SqliteType>) -> &'static str {
+        match value_type {
+            Some(SqliteType::Long) => "an integer",
+            Some(SqliteType::Double) => "a real number",
+            Some(SqliteType::Binary) => "a blob",
+            _ => "text",
+        }
+    }
+
+    /// A stored text in a message: quoted, and cut after 40 characters.
+    fn quoted(text: &str) -> String {
+        match text.char_indices().nth(40) {
+            Some((end, _)) => format!("`{}...`", &text[..end]),
+            None => format!("`{text}`"),
+        }
+    }
+
+    /// An integer column (`version`, an integer `aggregate_id`): SQLite hands out 0 for `'abc'`
+    /// and 2 for 2.5 when asked for an integer, so any other value is an error.
+    pub(crate) fn read_version<'a, I>(
+        row: &(impl diesel::row::Row<'a, Sqlite> + diesel::row::RowIndex<I>),
+        column: I,
+    ) -> diesel::deserialize::Result<i64> {
+        with_value(row, column, |mut value| match value.value_type() {
+            Some(SqliteType::Long) => Ok(value.read_long()),
+            Some(SqliteType::Double) => {
+                Err(format!("{} is a real number, not an integer", value.read_double()).into())
+            }
+            Some(SqliteType::Binary) => Err("a blob, not an integer".into()),
+            _ => Err(format!("{} is text, not an integer", quoted(value.read_text())).into()),
+        })
+    }
+
+    /// A text column (`type`, `data`, `metadata`): a blob is an error, not text of its bytes.
+    pub(super) fn read_text<'a, I>(
+        row: &(impl diesel::row::Row<'a, Sqlite> + diesel::row::RowIndex<I>),
+        column: I,
+    ) -> diesel::deserialize::Result<String> {
+        with_value(row, column, |value| match value.value_type() {
+            Some(SqliteType::Text) => {
+                <String as FromSql<diesel::sql_types::Text, Sqlite>>::from_sql(value)
+            }
+            other => Err(format!("{}, not text", kind(other)).into()),
+        })
+    }
+
+    /// `created_at`: the format this store writes, any other RFC 3339 time, or SQLite's own
+    /// `YYYY-MM-DD HH:MM:SS[.SSS]` (what `CURRENT_TIMESTAMP` and `datetime('now')` write, in UTC),
+    /// so that a row inserted by hand with SQLite's functions reads as the time they meant.
     pub(super) fn read_time<'a, I>(
         row: &(impl diesel::row::Row<'a, Sqlite> + diesel::row::RowIndex<I>),
         column: I,
     ) -> diesel::deserialize::Result<DateTime<Utc>> {
-        let text = diesel::row::Row::get_value::<diesel::sql_types::Text, String, I>(row, column)?;
-        match parse_stored_time(&text) {
-            Some(time) => Ok(time),
-            None => Ok(DateTime::parse_from_rfc3339(&text)?.with_timezone(&Utc)),
-        }
+        let text = read_text(row, column)?;
+        read_stored_time(&text).ok_or_else(|| {
+            format!(
+                "{} is not a time (write `2026-04-20T09:00:00.000000Z` or SQLite's \
+                 `2026-04-20 09:00:00`, in UTC)",
+                quoted(&text)
+            )
+            .into()
+        })
+    }
+
+    /// A stored `created_at` ([`read_time`]), if it is a time in one of the formats it reads.
+    fn read_stored_time(text: &str) -> Option<DateTime<Utc>> {
+        parse_stored_time(text)
+            .or_else(|| {
+                DateTime::parse_from_rfc3339(text)
+                    .ok()
+                    .map(|time| time.to_utc())
+            })
+            .or_else(|| {
+                chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+                    .ok()
+                    .map(|time| time.and_utc())
+            })
     }
 
     /// Reads the one format this store writes (`2026-12-01T10:20:30.123456Z`, [`FORMAT`]) with
@@ -1039,6 +1508,11 @@ mod sqlite {
         }
     }
 
+    /// SQLite rolls back a failed statement only, never the transaction around it.
+    pub(super) fn check_not_aborted(_: &mut SqliteConnection) -> Result<(), Error> {
+        Ok(())
+    }
+
     pub(super) fn insert_events<Id: IdColumn<Sqlite>, A: es_core::Aggregate>(
         conn: &mut SqliteConnection,
         table: &'static str,
@@ -1055,12 +1529,28 @@ mod sqlite {
             .map_err(storage("es_positions"))?;
         let first = last.value - count + 1;
         let first_version = staged.events.first().map_or(1, |event| event.version);
+        let allocated = Some((first, last.value));
         insert_query(table, id, staged, Some(first), "", bind_time)
             .execute(conn)
-            .map_err(insert_error(table, A::NAME, id, first_version))?;
+            .map_err(insert_error(
+                table,
+                (A::NAME, id),
+                first_version,
+                allocated,
+                &UNIQUE_KEYS,
+            ))?;
         run_save(conn, save)?;
         Ok((first..=last.value).collect())
     }
+
+    /// SQLite names the columns of a violated unique constraint, never the constraint.
+    static UNIQUE_KEYS: UniqueKeys = UniqueKeys {
+        is_version: |table, info| {
+            info.message()
+                == format!("UNIQUE constraint failed: {table}.aggregate_id, {table}.version")
+        },
+        move_position: "UPDATE es_positions SET position = <highest id> WHERE name = 'events'",
+    };
 
     pub(super) fn framework_ddl() -> Vec<String> {
         vec![
@@ -1101,7 +1591,7 @@ mod sqlite {
                  data TEXT NOT NULL, \
                  metadata TEXT NOT NULL, \
                  created_at TEXT NOT NULL, \
-                 UNIQUE (aggregate_id, version))"
+                 CONSTRAINT {table}_aggregate_version UNIQUE (aggregate_id, version))"
             ),
             by_type,
             by_time,
@@ -1122,6 +1612,35 @@ mod sqlite {
     mod tests {
         use super::*;
 
+        /// The error of `statement` on a fresh `task_events` holding one event at position 1.
+        fn unique_violation(statement: &str) -> diesel::result::Error {
+            use diesel::connection::SimpleConnection;
+            let mut conn = SqliteConnection::establish(":memory:").unwrap();
+            for ddl in events_table_ddl("task_events", "BIGINT") {
+                conn.batch_execute(&ddl).unwrap();
+            }
+            let row = "'t', '{}', '{}', '2026-04-20T12:00:00.000000Z'";
+            conn.batch_execute(&format!("INSERT INTO task_events VALUES (1, 7, 1, {row})"))
+                .unwrap();
+            conn.batch_execute(&statement.replace("ROW", row))
+                .unwrap_err()
+        }
+
+        #[test]
+        fn a_taken_version_is_told_from_a_taken_position() {
+            let version = unique_violation("INSERT INTO task_events VALUES (2, 7, 1, ROW)");
+            let position = unique_violation("INSERT INTO task_events VALUES (1, 8, 1, ROW)");
+            let is_version = |error: &diesel::result::Error| match error {
+                diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    info,
+                ) => (UNIQUE_KEYS.is_version)("task_events", info.as_ref()),
+                other => panic!("not a unique violation: {other}"),
+            };
+            assert!(is_version(&version), "{version}");
+            assert!(!is_version(&position), "{position}");
+        }
+
         #[test]
         fn stored_times_parse_as_rfc3339_does() {
             for text in [
@@ -1133,6 +1652,56 @@ mod sqlite {
                 assert_eq!(parse_stored_time(text), expected.ok(), "{text}");
                 let written = parse_stored_time(text).map(|time| time.format(FORMAT).to_string());
                 assert_eq!(written.as_deref(), Some(text));
+            }
+        }
+
+        #[test]
+        fn sqlites_own_format_and_other_rfc3339_times_read_as_utc() {
+            let at = |text: &str| text.parse::<DateTime<Utc>>().ok();
+            for (stored, time) in [
+                ("2026-04-20 12:00:00", "2026-04-20T12:00:00Z"),
+                ("2026-04-20 12:00:00.123", "2026-04-20T12:00:00.123Z"),
+                ("2026-04-20T14:00:00+02:00", "2026-04-20T12:00:00Z"),
+                ("2026-04-20T12:00:00.5Z", "2026-04-20T12:00:00.5Z"),
+            ] {
+                assert_eq!(read_stored_time(stored), at(time), "{stored}");
+            }
+            for stored in [
+                "yesterday",
+                "2026-04-20",
+                "2026-04-20 25:00:00",
+                "+262143-01-01T00:00:00Z",
+            ] {
+                assert_eq!(read_stored_time(stored), None, "{stored}");
+            }
+        }
+
+        proptest::proptest! {
+            #![proptest_config(proptest::prelude::ProptestConfig {
+                cases: 10_000,
+                failure_persistence: None,
+                ..proptest::prelude::ProptestConfig::default()
+            })]
+
+            /// Any text, and texts shaped like times: the fast path reads what RFC 3339 reads
+            /// the same (or leaves it to it), and the whole reader is chrono's RFC 3339 parser
+            /// or SQLite's format, never a panic.
+            #[test]
+            fn stored_times_read_as_chrono_does(
+                text in proptest::prop_oneof![
+                    proptest::arbitrary::any::<String>(),
+                    "[0-9+-]{0,7}-[0-9]{1,2}-[0-9]{1,2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{0,10})?(Z|z|[+-][0-9]{2}:[0-9]{2})?",
+                    "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{6}Z",
+                ]
+            ) {
+                let rfc3339 = DateTime::parse_from_rfc3339(&text).ok().map(|time| time.to_utc());
+                if let Some(fast) = parse_stored_time(&text) {
+                    proptest::prop_assert_eq!(Some(fast), rfc3339);
+                }
+                let sqlite = chrono::NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S%.f")
+                    .ok()
+                    .map(|time| time.and_utc());
+                proptest::prop_assert_eq!(read_stored_time(&text), rfc3339.or(sqlite));
             }
         }
 
@@ -1162,11 +1731,28 @@ mod postgres {
     pub(super) const SELECT_ANY_COLUMNS: &str = "id, aggregate_id::text AS aggregate_id, version, \
          type, data::text AS data, metadata::text AS metadata, created_at";
     pub(super) const CLAIM_LOCK: &str = " FOR UPDATE SKIP LOCKED";
+    /// The day of `created_at`, or its text when it has none (`infinity`).
     pub(super) const DAY_OF_CREATED_AT: &str =
-        "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')";
+        "COALESCE(to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), created_at::text)";
 
-    pub(super) fn before_claim(_: &mut PgConnection) -> Result<(), Error> {
+    pub(super) fn before_jobs_transaction(_: &mut PgConnection) -> Result<(), Error> {
         Ok(())
+    }
+
+    pub(super) const DELETE_DONE_JOBS: [&str; 3] = [
+        "DELETE FROM es_jobs WHERE id IN (SELECT id FROM es_jobs WHERE state = 'done' \
+         AND finished_at < ",
+        " ORDER BY id LIMIT ",
+        ")",
+    ];
+
+    /// The time `offset` from the server's `now()` (the start of its transaction), so that the
+    /// leases of workers on several machines compare one clock, never their own.
+    pub(super) fn now_plus(query: Query<'_, Pg>, offset: TimeDelta) -> Query<'_, Pg> {
+        query
+            .sql("(now() + ")
+            .bind::<diesel::sql_types::BigInt, _>(microseconds(offset))
+            .sql(" * INTERVAL '1 microsecond')")
     }
 
     /// Wraps the jobs' `INSERT` in a statement that also notifies `es_jobs` (delivered at commit,
@@ -1184,16 +1770,25 @@ mod postgres {
     }
 
     /// Polls the connection for notifications (no query: libpq reads what the server pushed)
-    /// every few milliseconds until one arrives or `timeout` passes.
-    pub(super) fn wait_for_jobs(conn: &mut PgConnection, timeout: std::time::Duration) -> bool {
+    /// every few milliseconds until one arrives or `timeout` passes. A connection the server
+    /// closed yields an error on every poll: that is the first error, returned.
+    pub(super) fn wait_for_jobs(
+        conn: &mut PgConnection,
+        timeout: std::time::Duration,
+    ) -> Result<bool, Error> {
         let step = std::time::Duration::from_millis(5);
         let deadline = std::time::Instant::now() + timeout;
         loop {
-            if conn.notifications_iter().count() > 0 {
-                return true;
+            let mut woken = false;
+            for notification in conn.notifications_iter() {
+                notification.map_err(storage("es_jobs"))?;
+                woken = true;
+            }
+            if woken {
+                return Ok(true);
             }
             if std::time::Instant::now() >= deadline {
-                return false;
+                return Ok(false);
             }
             std::thread::sleep(step);
         }
@@ -1201,6 +1796,20 @@ mod postgres {
 
     pub(super) fn bind_time(query: Query<'_, Pg>, time: DateTime<Utc>) -> Query<'_, Pg> {
         query.bind::<diesel::sql_types::Timestamptz, _>(time)
+    }
+
+    pub(super) fn read_version<'a, I>(
+        row: &(impl diesel::row::Row<'a, Pg> + diesel::row::RowIndex<I>),
+        column: I,
+    ) -> diesel::deserialize::Result<i64> {
+        diesel::row::Row::get_value::<diesel::sql_types::BigInt, i64, I>(row, column)
+    }
+
+    pub(super) fn read_text<'a, I>(
+        row: &(impl diesel::row::Row<'a, Pg> + diesel::row::RowIndex<I>),
+        column: I,
+    ) -> diesel::deserialize::Result<String> {
+        diesel::row::Row::get_value::<diesel::sql_types::Text, String, I>(row, column)
     }
 
     pub(super) fn read_time<'a, I>(
@@ -1220,6 +1829,39 @@ mod postgres {
         use diesel::connection::{AnsiTransactionManager, TransactionManager};
         AnsiTransactionManager::begin_transaction(conn)
     }
+
+    /// PostgreSQL aborts a transaction at its first failed statement and answers its `COMMIT`
+    /// with a rollback, and no error: before the outermost commit, one statement that fails in an
+    /// aborted transaction (a savepoint's `RELEASE` fails by itself).
+    pub(super) fn check_not_aborted(conn: &mut PgConnection) -> Result<(), Error> {
+        use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+        let depth = AnsiTransactionManager::transaction_manager_status_mut(conn)
+            .transaction_depth()
+            .map_err(storage("transaction"))?;
+        if depth.is_none_or(|depth| depth.get() > 1) {
+            return Ok(());
+        }
+        conn.batch_execute("SELECT 1").map_err(|error| match error {
+            diesel::result::Error::DatabaseError(_, ref info)
+                if info.message().starts_with("current transaction is aborted") =>
+            {
+                Error::Storage {
+                    table: "transaction",
+                    source: Box::new(AbortedWrite(error)),
+                }
+            }
+            other => storage("transaction")(other),
+        })
+    }
+
+    /// A write PostgreSQL aborted under a reactor that went on.
+    #[derive(Debug, thiserror::Error)]
+    #[error(
+        "a statement failed in the write transaction and the reactor that ran it went on (it \
+         handled the error and returned `Ok`), so PostgreSQL aborted the transaction: nothing of \
+         the write is stored ({0})"
+    )]
+    struct AbortedWrite(#[source] diesel::result::Error);
 
     pub(super) fn insert_events<Id: IdColumn<Pg>, A: es_core::Aggregate>(
         conn: &mut PgConnection,
@@ -1250,11 +1892,26 @@ mod postgres {
             );
             match saved_table {
                 Some(saved_table) if from_save => storage(saved_table)(error),
-                _ => insert_error(table, A::NAME, id, first_version)(error),
+                _ => insert_error(table, (A::NAME, id), first_version, None, &UNIQUE_KEYS)(error),
             }
         })?;
         Ok(rows.into_iter().map(|row| row.value).collect())
     }
+
+    /// PostgreSQL names the violated constraint: `{table}_aggregate_version`, or in a table
+    /// created before it was named, the default `{table}_aggregate_id_version_key` (its detail
+    /// names the columns whatever the name, when the default was cut to 63 bytes).
+    static UNIQUE_KEYS: UniqueKeys = UniqueKeys {
+        is_version: |table, info| {
+            info.constraint_name().is_some_and(|name| {
+                name == format!("{table}_aggregate_version")
+                    || name == format!("{table}_aggregate_id_version_key")
+            }) || info
+                .details()
+                .is_some_and(|details| details.starts_with("Key (aggregate_id, version)="))
+        },
+        move_position: "SELECT setval('es_event_position', <highest id>)",
+    };
 
     pub(super) fn framework_ddl() -> Vec<String> {
         vec![
@@ -1290,7 +1947,7 @@ mod postgres {
                  data JSONB NOT NULL, \
                  metadata JSONB NOT NULL, \
                  created_at TIMESTAMPTZ NOT NULL, \
-                 UNIQUE (aggregate_id, version))"
+                 CONSTRAINT {table}_aggregate_version UNIQUE (aggregate_id, version))"
             ),
             by_type,
             by_time,
@@ -1298,7 +1955,6 @@ mod postgres {
     }
 
     database!(PgConnection, Pg, postgres);
-
     /// The subqueries of a `SELECT ... FOR UPDATE` read with the statement's snapshot, taken
     /// before the row lock is granted. If a writer changed the row after that snapshot (the lock
     /// waited for it, or it committed between the snapshot and the lock), PostgreSQL locks the
@@ -1312,6 +1968,72 @@ mod postgres {
                  WHERE es_snapshot.\"{id_column}\" = \"{table}\".\"{id_column}\") \
                  = \"{table}\".ctid, FALSE)"
             )
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn lease_times_are_the_servers_clock() {
+            let query = now_plus(Query::new("SELECT "), TimeDelta::seconds(2));
+            assert_eq!(
+                diesel::debug_query::<Pg, _>(&query).to_string(),
+                "SELECT (now() + $1 * INTERVAL '1 microsecond') -- binds: [2000000]"
+            );
+        }
+
+        /// A unique violation as PostgreSQL describes it.
+        struct Violation {
+            constraint: &'static str,
+            details: &'static str,
+        }
+
+        impl diesel::result::DatabaseErrorInformation for Violation {
+            fn message(&self) -> &str {
+                "duplicate key value violates unique constraint"
+            }
+            fn details(&self) -> Option<&str> {
+                Some(self.details)
+            }
+            fn hint(&self) -> Option<&str> {
+                None
+            }
+            fn table_name(&self) -> Option<&str> {
+                Some("task_events")
+            }
+            fn column_name(&self) -> Option<&str> {
+                None
+            }
+            fn constraint_name(&self) -> Option<&str> {
+                Some(self.constraint)
+            }
+            fn statement_position(&self) -> Option<i32> {
+                None
+            }
+        }
+
+        #[test]
+        fn a_taken_version_is_told_from_a_taken_position() {
+            let version = "Key (aggregate_id, version)=(7, 1) already exists.";
+            let cases = [
+                ("task_events_aggregate_version", version, true),
+                ("task_events_aggregate_id_version_key", version, true),
+                ("a_cut_default_name_key", version, true),
+                ("task_events_pkey", "Key (id)=(2) already exists.", false),
+            ];
+            for (constraint, details, is_version) in cases {
+                let violation = Violation {
+                    constraint,
+                    details,
+                };
+                assert_eq!(
+                    (UNIQUE_KEYS.is_version)("task_events", &violation),
+                    is_version,
+                    "{constraint}"
+                );
+            }
         }
     }
 }
@@ -1329,9 +2051,26 @@ mod mysql {
 
     pub(super) const WAKE_WORKERS: [&str; 2] = ["", ""];
 
-    /// Claims read committed rows only: under REPEATABLE READ, InnoDB's gap locks on the jobs
-    /// index make claims deadlock with concurrent inserts of new jobs.
-    pub(super) fn before_claim(conn: &mut MysqlConnection) -> Result<(), Error> {
+    pub(super) const DELETE_DONE_JOBS: [&str; 3] = [
+        "DELETE FROM es_jobs WHERE state = 'done' AND finished_at < ",
+        " ORDER BY id LIMIT ",
+        "",
+    ];
+
+    /// The time `offset` from the server's clock, in UTC as the store's times are, so that the
+    /// leases of workers on several machines compare one clock, never their own.
+    pub(super) fn now_plus(query: Query<'_, Mysql>, offset: TimeDelta) -> Query<'_, Mysql> {
+        query
+            .sql("(UTC_TIMESTAMP(6) + INTERVAL ")
+            .bind::<diesel::sql_types::BigInt, _>(microseconds(offset))
+            .sql(" MICROSECOND)")
+    }
+
+    /// The bookkeeping of jobs reads committed rows only: under REPEATABLE READ, InnoDB's gap
+    /// locks on the jobs index make claims deadlock with concurrent inserts of new jobs, and a
+    /// statement that scans rows another claim locked waits for it instead of skipping rows that
+    /// do not match.
+    pub(super) fn before_jobs_transaction(conn: &mut MysqlConnection) -> Result<(), Error> {
         use diesel::connection::SimpleConnection;
         conn.batch_execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
             .map_err(storage("es_jobs"))
@@ -1341,12 +2080,29 @@ mod mysql {
         Ok(())
     }
 
-    pub(super) fn wait_for_jobs(_: &mut MysqlConnection, timeout: std::time::Duration) -> bool {
+    pub(super) fn wait_for_jobs(
+        _: &mut MysqlConnection,
+        timeout: std::time::Duration,
+    ) -> Result<bool, Error> {
         sleep_for_jobs(timeout)
     }
 
     pub(super) fn bind_time(query: Query<'_, Mysql>, time: DateTime<Utc>) -> Query<'_, Mysql> {
         query.bind::<diesel::sql_types::Datetime, _>(time.naive_utc())
+    }
+
+    pub(super) fn read_version<'a, I>(
+        row: &(impl diesel::row::Row<'a, Mysql> + diesel::row::RowIndex<I>),
+        column: I,
+    ) -> diesel::deserialize::Result<i64> {
+        diesel::row::Row::get_value::<diesel::sql_types::BigInt, i64, I>(row, column)
+    }
+
+    pub(super) fn read_text<'a, I>(
+        row: &(impl diesel::row::Row<'a, Mysql> + diesel::row::RowIndex<I>),
+        column: I,
+    ) -> diesel::deserialize::Result<String> {
+        diesel::row::Row::get_value::<diesel::sql_types::Text, String, I>(row, column)
     }
 
     pub(super) fn read_time<'a, I>(
@@ -1368,6 +2124,12 @@ mod mysql {
         AnsiTransactionManager::begin_transaction(conn)
     }
 
+    /// InnoDB rolls back a failed statement only (a deadlock rolls back the whole transaction, and
+    /// the next statement fails on its own).
+    pub(super) fn check_not_aborted(_: &mut MysqlConnection) -> Result<(), Error> {
+        Ok(())
+    }
+
     pub(super) fn insert_events<Id: IdColumn<Mysql>, A: es_core::Aggregate>(
         conn: &mut MysqlConnection,
         table: &'static str,
@@ -1387,12 +2149,29 @@ mod mysql {
             .map_err(storage("es_positions"))?;
         let first = last.value - count + 1;
         let first_version = staged.events.first().map_or(1, |event| event.version);
+        let allocated = Some((first, last.value));
         insert_query(table, id, staged, Some(first), "", bind_time)
             .execute(conn)
-            .map_err(insert_error(table, A::NAME, id, first_version))?;
+            .map_err(insert_error(
+                table,
+                (A::NAME, id),
+                first_version,
+                allocated,
+                &UNIQUE_KEYS,
+            ))?;
         run_save(conn, save)?;
         Ok((first..=last.value).collect())
     }
+
+    /// MySQL names the violated key in its message: `... for key 'task_events_aggregate_version'`
+    /// (MariaDB), `... for key 'task_events.task_events_aggregate_version'` (MySQL 8).
+    static UNIQUE_KEYS: UniqueKeys = UniqueKeys {
+        is_version: |table, info| {
+            info.message()
+                .ends_with(&format!("{table}_aggregate_version'"))
+        },
+        move_position: "UPDATE es_positions SET position = <highest id> WHERE name = 'events'",
+    };
 
     pub(super) fn framework_ddl() -> Vec<String> {
         vec![
@@ -1436,4 +2215,42 @@ mod mysql {
     }
 
     database!(MysqlConnection, Mysql, mysql);
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn lease_times_are_the_servers_clock_in_utc() {
+            let query = now_plus(Query::new("SELECT "), TimeDelta::milliseconds(-3));
+            assert_eq!(
+                diesel::debug_query::<Mysql, _>(&query).to_string(),
+                "SELECT (UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND) -- binds: [-3000]"
+            );
+        }
+
+        #[test]
+        fn a_taken_version_is_told_from_a_taken_position() {
+            let cases = [
+                (
+                    "Duplicate entry '7-1' for key 'task_events_aggregate_version'",
+                    true,
+                ),
+                (
+                    "Duplicate entry '7-1' for key 'task_events.task_events_aggregate_version'",
+                    true,
+                ),
+                ("Duplicate entry '2' for key 'PRIMARY'", false),
+                ("Duplicate entry '2' for key 'task_events.PRIMARY'", false),
+            ];
+            for (message, is_version) in cases {
+                let info = message.to_owned();
+                assert_eq!(
+                    (UNIQUE_KEYS.is_version)("task_events", &info),
+                    is_version,
+                    "{message}"
+                );
+            }
+        }
+    }
 }

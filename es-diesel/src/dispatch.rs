@@ -241,9 +241,37 @@ pub(crate) struct UnitOfWork {
     pub(crate) jobs: Vec<NewJob>,
     pub(crate) chain: Vec<String>,
     pub(crate) reactions: Vec<Reaction>,
+    /// Whether a reactor had the connection (a trigger's [`TriggerContext::connection`], a
+    /// projection handler): it may have handled the error of a statement of its own, which on
+    /// PostgreSQL aborted the transaction ([`Database::check_not_aborted`]).
+    pub(crate) lent: bool,
+}
+
+/// How much a [`UnitOfWork`] held before a nested append, to forget what it added if it fails.
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    jobs: usize,
+    chain: usize,
+    reactions: usize,
 }
 
 impl UnitOfWork {
+    fn mark(&self) -> Mark {
+        Mark {
+            jobs: self.jobs.len(),
+            chain: self.chain.len(),
+            reactions: self.reactions.len(),
+        }
+    }
+
+    /// Forgets the jobs, cascade steps and reactions added since `mark`: those of a nested append
+    /// whose savepoint was rolled back.
+    fn truncate(&mut self, mark: Mark) {
+        self.jobs.truncate(mark.jobs);
+        self.chain.truncate(mark.chain);
+        self.reactions.truncate(mark.reactions);
+    }
+
     fn record(&mut self, kind: ReactionKind, reactor: &'static str, event: &Dispatched<'_>) {
         self.reactions.push(Reaction {
             kind,
@@ -298,12 +326,22 @@ impl<'t, C: Database> TriggerContext<'t, C> {
 
     /// The write transaction's connection, for reads and for writes that must commit with the
     /// event.
+    ///
+    /// A statement that fails here and whose error the reactor handles, returning `Ok`, is rolled
+    /// back alone on SQLite and MySQL; PostgreSQL aborts the whole transaction, and the write then
+    /// fails rather than report what it cannot store. Return the error, or run the statement in
+    /// a savepoint of its own (diesel's `Connection::transaction` here is one).
     pub fn connection(&mut self) -> &mut C {
+        self.unit.lent = true;
         self.conn
     }
 
     /// Appends events to another aggregate in the same transaction. Their metadata gets the
     /// triggering event as causation and its correlation id; their own reactors run in turn.
+    ///
+    /// The append is a savepoint: when it fails, nothing of it remains — no event, no row, none of
+    /// the jobs or reactions of its own reactors — whatever the trigger does next. A trigger may
+    /// handle the error and go on; returning it fails the whole write.
     pub fn append<A: AggregateTable<C>>(
         &mut self,
         id: &A::Id,
@@ -318,14 +356,22 @@ impl<'t, C: Database> TriggerContext<'t, C> {
         }
         let options = self.caused(options);
         let events = events.into_events();
-        append_in_transaction(
-            self.conn,
-            Some(self.dispatcher),
-            self.unit,
-            id,
-            |_| Ok::<_, Error>(events),
-            &options,
-        )
+        let (dispatcher, unit) = (self.dispatcher, &mut *self.unit);
+        let mark = unit.mark();
+        let appended = self.conn.write_transaction(|conn| {
+            append_in_transaction(
+                conn,
+                Some(dispatcher),
+                unit,
+                id,
+                |_| Ok::<_, Error>(events),
+                &options,
+            )
+        });
+        if appended.is_err() {
+            self.unit.truncate(mark);
+        }
+        appended
     }
 
     fn caused(&self, options: &AppendOptions) -> AppendOptions {
@@ -367,6 +413,7 @@ impl<'t, C: Database> TriggerContext<'t, C> {
     ) -> Result<(), Error> {
         self.unit
             .record(ReactionKind::Projection, projection, event);
+        self.unit.lent = true;
         run_projection(
             self.conn,
             projection,

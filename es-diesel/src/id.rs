@@ -41,8 +41,9 @@ macro_rules! id_column {
     };
 }
 
-macro_rules! common_ids {
-    ($db:ty, $string_ddl:expr) => {
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+macro_rules! integer_ids {
+    ($db:ty) => {
         id_column!(
             $db,
             i64,
@@ -59,6 +60,11 @@ macro_rules! common_ids {
             |id| *id,
             |value: i32| Ok(value)
         );
+    };
+}
+
+macro_rules! string_id {
+    ($db:ty, $string_ddl:expr) => {
         id_column!(
             $db,
             String,
@@ -67,6 +73,31 @@ macro_rules! common_ids {
             |id| id.clone(),
             |value: String| Ok(value)
         );
+    };
+}
+
+/// Integer ids on SQLite, whose integer columns keep what is not an integer (`'abc'` stays
+/// text): such a value is an error naming what it is, not the 0 SQLite converts it to.
+#[cfg(feature = "sqlite")]
+macro_rules! sqlite_integer_id {
+    ($id:ty, $sql:ty, $ddl:expr) => {
+        impl IdColumn<diesel::sqlite::Sqlite> for $id {
+            const DDL: &'static str = $ddl;
+
+            fn bind_value(&self) -> Box<dyn QueryFragment<diesel::sqlite::Sqlite> + Send> {
+                Box::new(diesel::expression::AsExpression::<$sql>::as_expression(
+                    *self,
+                ))
+            }
+
+            fn read<'a, I>(
+                row: &(impl Row<'a, diesel::sqlite::Sqlite> + RowIndex<I>),
+                column: I,
+            ) -> deserialize::Result<Self> {
+                let value = crate::database::read_sqlite_integer(row, column)?;
+                Ok(<$id>::try_from(value)?)
+            }
+        }
     };
 }
 
@@ -85,17 +116,25 @@ macro_rules! text_uuid {
 }
 
 #[cfg(feature = "sqlite")]
-common_ids!(diesel::sqlite::Sqlite, "TEXT");
+sqlite_integer_id!(i64, diesel::sql_types::BigInt, "BIGINT");
+#[cfg(feature = "sqlite")]
+sqlite_integer_id!(i32, diesel::sql_types::Integer, "INTEGER");
+#[cfg(feature = "sqlite")]
+string_id!(diesel::sqlite::Sqlite, "TEXT");
 #[cfg(feature = "sqlite")]
 text_uuid!(diesel::sqlite::Sqlite, "TEXT");
 
 #[cfg(feature = "mysql")]
-common_ids!(diesel::mysql::Mysql, "VARCHAR(255)");
+integer_ids!(diesel::mysql::Mysql);
+#[cfg(feature = "mysql")]
+string_id!(diesel::mysql::Mysql, "VARCHAR(255)");
 #[cfg(feature = "mysql")]
 text_uuid!(diesel::mysql::Mysql, "CHAR(36)");
 
 #[cfg(feature = "postgres")]
-common_ids!(diesel::pg::Pg, "TEXT");
+integer_ids!(diesel::pg::Pg);
+#[cfg(feature = "postgres")]
+string_id!(diesel::pg::Pg, "TEXT");
 #[cfg(feature = "postgres")]
 id_column!(
     diesel::pg::Pg,

@@ -1,19 +1,28 @@
 //! Durable jobs for async reactors, and the [`Worker`] that runs them.
 //!
 //! Each async reactor routed for an event becomes one row of `es_jobs`, inserted in the event's
-//! write transaction: never before commit, never lost after it. Workers claim due jobs in a short
-//! write transaction (`FOR UPDATE SKIP LOCKED` on PostgreSQL and MySQL, so that workers on several
-//! machines never claim the same job; SQLite's write lock elsewhere), run them, and record the
-//! outcome. A job whose worker died is claimed again once its lease expires, so delivery is at
-//! least once; [`JobContext::idempotency_key`] lets a reactor deduplicate.
+//! write transaction: never before commit, never lost after it. Workers claim due jobs of the
+//! reactors their dispatcher routes in a short write transaction (`FOR UPDATE SKIP LOCKED` on
+//! PostgreSQL and MySQL, so that workers on several machines never claim the same job; SQLite's
+//! write lock elsewhere), run them, and record the outcome.
+//!
+//! A claim holds its jobs for a lease, which the worker's heartbeat keeps extending while the
+//! worker lives (from a thread and connection of its own), so a job is never run by two workers
+//! at once while their workers are alive. A job whose worker died is claimed again once its
+//! lease expires: delivery is at least once, and [`JobContext::idempotency_key`] lets a reactor
+//! deduplicate. Every claim increments the job's attempt number, which fences its outcome: a
+//! worker that lost its claim cannot overwrite the outcome of the attempt that replaced it.
 
+use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::TimeDelta;
+use diesel::connection::TransactionManager;
 use es_core::{Aggregate, AppendOptions, Committed, Error, IntoEvents, RecordedEvent};
 
-use crate::database::{Database, Selection};
+use crate::database::{Database, Selection, is_contention};
 use crate::dispatch::{AnyEvent, Dispatch, ReactorError};
 use crate::store::DieselStore;
 use crate::table::AggregateTable;
@@ -67,9 +76,28 @@ pub struct DeadJob {
 #[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobOutcome {
+    /// It succeeded.
     Done,
-    Retry { at: DateTime<Utc>, error: String },
+    /// It failed and runs again after `delay`.
+    Retry { delay: TimeDelta, error: String },
+    /// It failed its last allowed attempt.
     Dead { error: String },
+}
+
+/// What a worker asks of [`Database::claim_jobs`].
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct JobClaim<'a> {
+    /// Who claims: recorded in `locked_by`.
+    pub worker: &'a str,
+    /// The async reactors the worker's dispatcher routes: the only jobs it takes.
+    pub reactors: &'a [&'static str],
+    /// How long the claim holds its jobs unless renewed.
+    pub lease: TimeDelta,
+    /// How many jobs at most.
+    pub limit: usize,
+    /// A job whose lease expired after this many attempts is dead, not claimed again.
+    pub max_attempts: i32,
 }
 
 /// Jobs by state.
@@ -86,19 +114,42 @@ pub struct JobCounts {
     pub dead: i64,
 }
 
-/// Counts the jobs in each state.
-pub fn job_counts<C: Database>(conn: &mut C) -> Result<JobCounts, Error> {
-    let mut counts = JobCounts::default();
-    for (state, count) in conn.job_counts()? {
-        match state.as_str() {
-            "pending" => counts.pending = count,
-            "running" => counts.running = count,
-            "done" => counts.done = count,
-            "dead" => counts.dead = count,
+impl JobCounts {
+    fn add(&mut self, state: &str, count: i64) {
+        match state {
+            "pending" => self.pending += count,
+            "running" => self.running += count,
+            "done" => self.done += count,
+            "dead" => self.dead += count,
             _ => {}
         }
     }
+}
+
+/// Counts the jobs in each state.
+pub fn job_counts<C: Database>(conn: &mut C) -> Result<JobCounts, Error> {
+    let mut counts = JobCounts::default();
+    for (_, state, count) in conn.job_counts()? {
+        counts.add(&state, count);
+    }
     Ok(counts)
+}
+
+/// Counts the jobs of each async reactor in each state, by reactor name. A reactor that no
+/// running worker routes shows here with its jobs pending.
+pub fn job_counts_by_reactor<C: Database>(conn: &mut C) -> Result<Vec<(String, JobCounts)>, Error> {
+    let mut by_reactor: Vec<(String, JobCounts)> = Vec::new();
+    for (reactor, state, count) in conn.job_counts()? {
+        match by_reactor.last_mut() {
+            Some((last, counts)) if *last == reactor => counts.add(&state, count),
+            _ => {
+                let mut counts = JobCounts::default();
+                counts.add(&state, count);
+                by_reactor.push((reactor, counts));
+            }
+        }
+    }
+    Ok(by_reactor)
 }
 
 /// The dead jobs, oldest first, with their last error.
@@ -109,8 +160,27 @@ pub fn dead_jobs<C: Database>(conn: &mut C, limit: usize) -> Result<Vec<DeadJob>
 /// Makes dead jobs pending again with fresh attempts: all of them, or the one with `id`.
 /// Returns how many.
 pub fn retry_dead_jobs<C: Database>(conn: &mut C, id: Option<i64>) -> Result<usize, Error> {
-    conn.retry_dead_jobs(id, es_core::now())
+    conn.retry_dead_jobs(id)
 }
+
+/// Deletes the done jobs that finished more than `older_than` ago (by the database's clock on
+/// PostgreSQL and MySQL), in chunks of 1,000 rows so that no statement holds locks for long;
+/// returns how many. Pending, running and dead jobs are kept. A worker does this on its own
+/// with [`WorkerOptions::keep_done`].
+pub fn prune_jobs<C: Database>(conn: &mut C, older_than: Duration) -> Result<usize, Error> {
+    let older_than = checked_delta("prune_jobs older_than", older_than)?;
+    let mut pruned = 0;
+    loop {
+        let deleted = conn.prune_jobs(older_than, PRUNE_CHUNK)?;
+        pruned += deleted;
+        if deleted < PRUNE_CHUNK {
+            return Ok(pruned);
+        }
+    }
+}
+
+/// How many done jobs one pruning statement deletes at most.
+const PRUNE_CHUNK: usize = 1_000;
 
 /// What an async reactor receives: a connection of the worker, the job, and the way to create
 /// events caused by the job's event.
@@ -222,32 +292,44 @@ impl<'a, C: Database> JobContext<'a, C> {
         })
     }
 
-    /// The error of a job no route of the dispatcher handles (a reactor removed since).
+    /// The error of a job no route of the dispatcher handles for its event (a route removed
+    /// since the job was queued).
     #[doc(hidden)]
     pub fn unrouted(&self) -> Error {
-        Error::Storage {
-            table: "es_jobs",
-            source: format!(
-                "no async reactor `{}` is routed for event {} of `{}`",
-                self.job.reactor, self.job.event_id, self.job.events_table
-            )
-            .into(),
+        Error::UnroutedJob {
+            job_id: self.job.id,
+            reactor: self.job.reactor.clone(),
+            event_id: self.job.event_id,
+            table: self.job.events_table.clone(),
         }
     }
 }
 
-/// How long finished jobs may wait before their outcomes are recorded.
+/// How long finished jobs may wait before their outcomes are recorded together.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// The longest duration any worker option may take: a century.
+const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// How long a worker waits after an error of its own (not a job's) before trying again, at
+/// first; it doubles up to [`MOST_TROUBLE_WAIT`] while the errors go on.
+const FIRST_TROUBLE_WAIT: Duration = Duration::from_millis(50);
+
+/// The longest wait between a worker's attempts to get past an error of its own.
+const MOST_TROUBLE_WAIT: Duration = Duration::from_secs(5);
 
 /// How a [`Worker`] claims and retries jobs.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct WorkerOptions {
-    /// The worker's name, recorded on the jobs it holds (host and process id by default).
+    /// The worker's name (host and process id by default). A claim records it with a suffix
+    /// unique to each [`Worker`], so two workers given one name never share their claims.
     pub worker_id: String,
     /// How many jobs one claim takes.
     pub batch: usize,
-    /// How long a claim holds its jobs; after that another worker may take them over.
+    /// How long a claim holds its jobs unless renewed. The worker's heartbeat renews it every
+    /// third of it while the worker lives; a job is claimed again only once its worker has been
+    /// silent for this long.
     pub lease: Duration,
     /// Attempts before a job is dead.
     pub max_attempts: i32,
@@ -258,22 +340,25 @@ pub struct WorkerOptions {
     /// How long an idle worker waits before looking for jobs again (a PostgreSQL notification
     /// wakes it sooner).
     pub idle_wait: Duration,
+    /// How long done jobs stay in `es_jobs` before a running worker deletes them (`None`:
+    /// forever). Seven days by default. Dead jobs are always kept.
+    pub keep_done: Option<Duration>,
 }
 
 impl Default for WorkerOptions {
     fn default() -> Self {
+        let host = std::env::var("HOSTNAME")
+            .or_else(|_| std::env::var("COMPUTERNAME"))
+            .unwrap_or_else(|_| "worker".to_owned());
         Self {
-            worker_id: format!(
-                "{}-{}",
-                std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned()),
-                std::process::id()
-            ),
+            worker_id: format!("{host}-{}", std::process::id()),
             batch: 16,
             lease: Duration::from_secs(300),
             max_attempts: 10,
             backoff_base: Duration::from_secs(2),
             backoff_max: Duration::from_secs(3600),
             idle_wait: Duration::from_secs(1),
+            keep_done: Some(Duration::from_secs(7 * 24 * 60 * 60)),
         }
     }
 }
@@ -293,7 +378,12 @@ impl WorkerOptions {
         self
     }
 
-    /// Sets the lease of a claim.
+    /// Sets the lease of a claim (from 1 ms to a century; the worker checks it when it starts).
+    ///
+    /// The heartbeat renews it every third of the lease; keep it well above the longest time the
+    /// database may make a renewal wait, or a live worker's job may be claimed again. On SQLite
+    /// writers queue for one lock, and a renewal can wait up to the busy timeout
+    /// ([`crate::sqlite::BUSY_TIMEOUT_MS`], 10 s).
     #[must_use]
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
@@ -307,7 +397,8 @@ impl WorkerOptions {
         self
     }
 
-    /// Sets the retry delays: `base` doubled each attempt, at most `max`.
+    /// Sets the retry delays: `base` doubled each attempt, at most `max` (each at most a
+    /// century).
     #[must_use]
     pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
         self.backoff_base = base;
@@ -315,11 +406,52 @@ impl WorkerOptions {
         self
     }
 
-    /// Sets how long an idle worker waits before looking again.
+    /// Sets how long an idle worker waits before looking again (at most a century).
     #[must_use]
     pub fn idle_wait(mut self, idle_wait: Duration) -> Self {
         self.idle_wait = idle_wait;
         self
+    }
+
+    /// Sets how long done jobs are kept (`None`: forever; at most a century).
+    #[must_use]
+    pub fn keep_done(mut self, keep_done: Option<Duration>) -> Self {
+        self.keep_done = keep_done;
+        self
+    }
+
+    /// Checks every option is within its range: [`Error::InvalidOption`] names the first that is
+    /// not. Every run of a [`Worker`] checks its options first.
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid =
+            |option: &'static str, reason: String| Error::InvalidOption { option, reason };
+        if self.batch == 0 {
+            return Err(invalid(
+                "WorkerOptions::batch",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if self.max_attempts < 1 {
+            let reason = format!("must be at least 1, got {}", self.max_attempts);
+            return Err(invalid("WorkerOptions::max_attempts", reason));
+        }
+        if self.lease < Duration::from_millis(1) {
+            let reason = format!("must be at least 1 ms, got {:?}", self.lease);
+            return Err(invalid("WorkerOptions::lease", reason));
+        }
+        let durations = [
+            ("WorkerOptions::lease", Some(self.lease)),
+            ("WorkerOptions::backoff base", Some(self.backoff_base)),
+            ("WorkerOptions::backoff max", Some(self.backoff_max)),
+            ("WorkerOptions::idle_wait", Some(self.idle_wait)),
+            ("WorkerOptions::keep_done", self.keep_done),
+        ];
+        for (option, duration) in durations {
+            if let Some(duration) = duration {
+                checked_delta(option, duration)?;
+            }
+        }
+        Ok(())
     }
 
     /// The delay before retrying after failed attempt `attempt` (1-based): exponential, capped,
@@ -334,6 +466,23 @@ impl WorkerOptions {
             .min(self.backoff_max);
         delay / 2 + delay.mul_f64(fastrand::f64() / 2.0)
     }
+
+    /// How often the heartbeat renews the leases of held jobs: a third of the lease.
+    fn heartbeat_every(&self) -> Duration {
+        (self.lease / 3).max(Duration::from_millis(1))
+    }
+}
+
+/// `duration` as a signed time offset, if it is at most [`LONGEST`]; else the error naming
+/// `option`.
+fn checked_delta(option: &'static str, duration: Duration) -> Result<TimeDelta, Error> {
+    TimeDelta::from_std(duration)
+        .ok()
+        .filter(|_| duration <= LONGEST)
+        .ok_or_else(|| Error::InvalidOption {
+            option,
+            reason: format!("must be at most a century (100 × 365 days), got {duration:?}"),
+        })
 }
 
 /// What a worker did.
@@ -346,138 +495,450 @@ pub struct WorkerStats {
     pub retried: u64,
     /// Jobs that failed their last attempt.
     pub dead: u64,
+    /// Outcomes dropped because the job had been claimed again after this worker's lease
+    /// expired (it was silent too long): the newer attempt's outcome stands.
+    pub stale: u64,
+    /// Errors of the worker's own (a lost connection, a busy database) it backed off from and
+    /// carried on after.
+    pub errors: u64,
+}
+
+impl WorkerStats {
+    fn add(&mut self, other: WorkerStats) {
+        self.completed += other.completed;
+        self.retried += other.retried;
+        self.dead += other.dead;
+        self.stale += other.stale;
+        self.errors += other.errors;
+    }
 }
 
 /// Runs the jobs of async reactors routed by a dispatcher.
+///
+/// [`run`](Worker::run) is the long-running worker: it opens its own connections, keeps the
+/// leases of the jobs it holds alive from a heartbeat thread, reconnects after losing its
+/// connection, backs off from errors, and prunes done jobs. [`run_once`](Worker::run_once)
+/// runs one batch on a connection you hold (scripts, tests, `jobs work --once`).
 pub struct Worker<'d, C: Database> {
     dispatcher: &'d dyn Dispatch<C>,
     options: WorkerOptions,
+    /// `locked_by` of this worker's claims: its name and a suffix of its own.
+    owner: String,
+    /// The async reactors the dispatcher routes: the only jobs this worker claims.
+    reactors: Vec<&'static str>,
 }
 
 impl<C: Database> std::fmt::Debug for Worker<'_, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Worker")
+            .field("owner", &self.owner)
+            .field("reactors", &self.reactors)
             .field("options", &self.options)
             .finish_non_exhaustive()
     }
 }
 
+/// The claims a worker holds, `(job id, attempt)`, shared with its heartbeat.
+#[derive(Debug, Default)]
+struct Held(Mutex<Vec<(i64, i32)>>);
+
+impl Held {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(i64, i32)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn snapshot(&self) -> Vec<(i64, i32)> {
+        self.lock().clone()
+    }
+
+    fn add(&self, jobs: &[ClaimedJob]) {
+        self.lock().extend(jobs.iter().map(claim_of));
+    }
+
+    fn remove(&self, claims: &[(i64, i32)]) {
+        self.lock().retain(|claim| !claims.contains(claim));
+    }
+}
+
+fn claim_of(job: &ClaimedJob) -> (i64, i32) {
+    (job.id, job.attempts)
+}
+
+/// What a worker has in hand: jobs claimed but not started, and jobs run whose outcome is not
+/// recorded yet. It survives the worker's own errors, so that a lost connection loses neither.
+#[derive(Debug)]
+struct Shift<'h> {
+    held: &'h Held,
+    queue: VecDeque<ClaimedJob>,
+    finished: Vec<(ClaimedJob, JobOutcome)>,
+    last_flush: Instant,
+}
+
+impl<'h> Shift<'h> {
+    fn new(held: &'h Held) -> Self {
+        Self {
+            held,
+            queue: VecDeque::new(),
+            finished: Vec::new(),
+            last_flush: Instant::now(),
+        }
+    }
+
+    fn flush_due(&self) -> bool {
+        !self.finished.is_empty()
+            && (self.queue.is_empty() || self.last_flush.elapsed() >= FLUSH_EVERY)
+    }
+}
+
+/// What one step of a worker did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Worked,
+    Idle,
+}
+
 impl<'d, C: Database> Worker<'d, C> {
     /// A worker for the async reactors of `dispatcher`.
     pub fn new(dispatcher: &'d dyn Dispatch<C>, options: WorkerOptions) -> Self {
+        let mut reactors: Vec<&'static str> = dispatcher
+            .routes()
+            .iter()
+            .flat_map(|route| route.asyncs)
+            .map(|reactor| reactor.name)
+            .collect();
+        reactors.sort_unstable();
+        reactors.dedup();
+        let owner = format!("{}/{:08x}", options.worker_id, fastrand::u32(..));
         Self {
             dispatcher,
             options,
+            owner,
+            reactors,
         }
     }
 
-    /// Claims one batch of due jobs and runs them; returns what happened (nothing if no job was
-    /// due).
+    /// The name this worker's claims record in `es_jobs.locked_by`: its
+    /// [`worker_id`](WorkerOptions::worker_id) and a suffix of its own.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Claims one batch of due jobs on `conn` and runs them; returns what happened (nothing if no
+    /// job was due). It renews the batch's lease between jobs, but has no heartbeat while a job
+    /// runs: a job that outlives the lease here may be claimed by another worker, whose
+    /// outcome then stands. Long jobs belong to [`run`](Worker::run).
     pub fn run_once(&self, conn: &mut C) -> Result<WorkerStats, Error> {
-        self.run_batch(conn, &AtomicBool::new(false))
-    }
-
-    /// Runs jobs until `stop` is set, waiting when idle. A job already started finishes; jobs
-    /// claimed but not started are given back.
-    pub fn run_until(&self, conn: &mut C, stop: &AtomicBool) -> Result<WorkerStats, Error> {
-        conn.listen_for_jobs()?;
-        let mut total = WorkerStats::default();
-        while !stop.load(Ordering::Relaxed) {
-            let stats = self.run_batch(conn, stop)?;
-            let idle = stats == WorkerStats::default();
-            total.completed += stats.completed;
-            total.retried += stats.retried;
-            total.dead += stats.dead;
-            if idle {
-                self.wait_idle(conn, stop);
-            }
-        }
-        Ok(total)
-    }
-
-    /// Waits up to `idle_wait`, in short slices so that `stop` is noticed promptly, and returns
-    /// early when PostgreSQL announces a new job.
-    fn wait_idle(&self, conn: &mut C, stop: &AtomicBool) {
-        const SLICE: Duration = Duration::from_millis(50);
-        let deadline = std::time::Instant::now() + self.options.idle_wait;
-        while !stop.load(Ordering::Relaxed) {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() || conn.wait_for_jobs(left.min(SLICE)) {
-                return;
-            }
-        }
-    }
-
-    fn run_batch(&self, conn: &mut C, stop: &AtomicBool) -> Result<WorkerStats, Error> {
-        let now = es_core::now();
-        let lease_until =
-            now + chrono::Duration::from_std(self.options.lease).unwrap_or(chrono::Duration::MAX);
-        let jobs = retry_collisions(|| {
-            conn.claim_jobs(
-                &self.options.worker_id,
-                now,
-                lease_until,
-                self.options.batch,
-            )
-        })?;
+        self.options.validate()?;
+        let held = Held::default();
+        let mut shift = Shift::new(&held);
         let mut stats = WorkerStats::default();
-        let mut finished: Vec<(&ClaimedJob, JobOutcome)> = Vec::with_capacity(jobs.len());
-        let mut last_flush = std::time::Instant::now();
-        for (index, job) in jobs.iter().enumerate() {
-            if stop.load(Ordering::Relaxed) {
-                let unstarted: Vec<i64> = jobs[index..].iter().map(|job| job.id).collect();
-                retry_collisions(|| conn.release_jobs(&unstarted, &self.options.worker_id))?;
-                break;
+        self.claim(conn, &mut shift)?;
+        let mut last_renewal = Instant::now();
+        while let Some(job) = shift.queue.pop_front() {
+            if last_renewal.elapsed() >= self.options.heartbeat_every() {
+                self.renew(conn, &held)?;
+                last_renewal = Instant::now();
             }
-            let outcome = self.attempt(conn, job);
-            match &outcome {
-                JobOutcome::Done => stats.completed += 1,
-                JobOutcome::Retry { .. } => stats.retried += 1,
-                JobOutcome::Dead { .. } => stats.dead += 1,
-            }
-            finished.push((job, outcome));
-            if last_flush.elapsed() >= FLUSH_EVERY {
-                self.record(conn, &mut finished)?;
-                last_flush = std::time::Instant::now();
+            self.run_job(conn, job, &mut shift)?;
+            if shift.flush_due() {
+                self.flush(conn, &mut shift, &mut stats)?;
             }
         }
-        self.record(conn, &mut finished)?;
+        self.flush(conn, &mut shift, &mut stats)?;
         Ok(stats)
     }
 
-    /// Records the outcomes of finished jobs in one transaction (one commit for the batch rather
-    /// than one per job). A crash before it means those jobs run again: delivery is at least once.
-    fn record(
+    /// Runs jobs until `stop` is set, on connections opened with `connect`: one for the jobs,
+    /// one for the heartbeat that keeps the leases of the jobs it holds alive. Idle, it waits
+    /// (a PostgreSQL notification wakes it at once). An error of its own — a busy database, a
+    /// lost connection — is logged, waited out with a growing delay and counted in
+    /// [`WorkerStats::errors`]; a lost connection is opened again with `connect`. Only invalid
+    /// options or a first connection that cannot be opened make it return an error. On `stop`,
+    /// the job running finishes, jobs claimed but not started are given back, and outcomes are
+    /// recorded.
+    pub fn run<F, E>(&self, connect: F, stop: &AtomicBool) -> Result<WorkerStats, Error>
+    where
+        F: Fn() -> Result<C, E> + Sync,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.options.validate()?;
+        let connect = || {
+            connect().map_err(|error| Error::Connect {
+                source: error.into(),
+            })
+        };
+        let mut conn = connect()?;
+        conn.listen_for_jobs()?;
+        let held = Held::default();
+        let done = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let heartbeat = scope.spawn(|| self.heartbeat(&connect, &held, &done));
+            let stats = self.work(conn, &connect, &held, stop);
+            done.store(true, Ordering::Relaxed);
+            heartbeat.thread().unpark();
+            stats
+        })
+    }
+
+    /// The loop of [`run`](Worker::run) on the jobs' connection.
+    fn work(
+        &self,
+        conn: C,
+        connect: &(dyn Fn() -> Result<C, Error> + Sync),
+        held: &Held,
+        stop: &AtomicBool,
+    ) -> Result<WorkerStats, Error> {
+        let mut conn = Some(conn);
+        let mut shift = Shift::new(held);
+        let mut stats = WorkerStats::default();
+        let mut trouble = Trouble::default();
+        let mut last_prune: Option<Instant> = None;
+        while !stop.load(Ordering::Relaxed) {
+            let Some(current) = conn.as_mut() else {
+                conn = self.reconnect(connect, &mut trouble, &mut stats, stop);
+                continue;
+            };
+            let stepped = match self.step(current, &mut shift, &mut stats, &mut last_prune) {
+                Ok(Step::Worked) => {
+                    trouble = Trouble::default();
+                    Ok(())
+                }
+                Ok(Step::Idle) => {
+                    trouble = Trouble::default();
+                    self.wait_idle(current, stop)
+                }
+                Err(error) => Err(error),
+            };
+            if let Err(error) = stepped {
+                stats.errors += 1;
+                tracing::error!(%error, worker = %self.owner, "worker error; backing off");
+                trouble.wait(stop);
+                if !healthy(current) {
+                    conn = None;
+                }
+            }
+        }
+        if let Some(conn) = conn.as_mut() {
+            let unstarted: Vec<(i64, i32)> =
+                shift.queue.drain(..).map(|job| claim_of(&job)).collect();
+            let given_back = retry_contention(|| conn.release_jobs(&self.owner, &unstarted));
+            if let Err(error) = given_back.and_then(|_| self.flush(conn, &mut shift, &mut stats)) {
+                tracing::warn!(%error, "stopping: outcomes not recorded; those jobs run again");
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Opens a new connection after the last was lost, waiting longer after each failure;
+    /// `None` if `stop` was set meanwhile.
+    fn reconnect(
+        &self,
+        connect: &(dyn Fn() -> Result<C, Error> + Sync),
+        trouble: &mut Trouble,
+        stats: &mut WorkerStats,
+        stop: &AtomicBool,
+    ) -> Option<C> {
+        match connect().and_then(|mut conn| conn.listen_for_jobs().map(|()| conn)) {
+            Ok(conn) => {
+                tracing::info!(worker = %self.owner, "reconnected");
+                Some(conn)
+            }
+            Err(error) => {
+                stats.errors += 1;
+                tracing::error!(%error, worker = %self.owner, "cannot reconnect; backing off");
+                trouble.wait(stop);
+                None
+            }
+        }
+    }
+
+    /// One thing at a time: record outcomes when due, else run the next claimed job, else prune
+    /// when due and claim a batch.
+    fn step(
         &self,
         conn: &mut C,
-        finished: &mut Vec<(&ClaimedJob, JobOutcome)>,
-    ) -> Result<(), Error> {
-        if finished.is_empty() {
-            return Ok(());
+        shift: &mut Shift<'_>,
+        stats: &mut WorkerStats,
+        last_prune: &mut Option<Instant>,
+    ) -> Result<Step, Error> {
+        if shift.flush_due() {
+            self.flush(conn, shift, stats)?;
+            return Ok(Step::Worked);
         }
-        let now = es_core::now();
-        let worker = &self.options.worker_id;
-        let done: Vec<i64> = finished
-            .iter()
-            .filter(|(_, outcome)| *outcome == JobOutcome::Done)
-            .map(|(job, _)| job.id)
-            .collect();
-        retry_collisions(|| {
-            conn.write_transaction(|conn| {
-                conn.complete_jobs(&done, worker, now)?;
-                for (job, outcome) in finished.iter() {
-                    if *outcome != JobOutcome::Done {
-                        conn.finish_job(job, worker, outcome, now)?;
-                    }
+        if let Some(job) = shift.queue.pop_front() {
+            self.run_job(conn, job, shift)?;
+            return Ok(Step::Worked);
+        }
+        if let Some(keep) = self.options.keep_done {
+            let every = keep.min(Duration::from_secs(600));
+            if last_prune.is_none_or(|last| last.elapsed() >= every) {
+                let pruned = prune_jobs(conn, keep)?;
+                if pruned > 0 {
+                    tracing::info!(pruned, "pruned done jobs");
                 }
-                Ok(())
-            })
-        })?;
-        finished.clear();
+                *last_prune = Some(Instant::now());
+            }
+        }
+        Ok(if self.claim(conn, shift)? == 0 {
+            Step::Idle
+        } else {
+            Step::Worked
+        })
+    }
+
+    /// Claims a batch into the shift; returns how many jobs.
+    fn claim(&self, conn: &mut C, shift: &mut Shift<'_>) -> Result<usize, Error> {
+        let claim = JobClaim {
+            worker: &self.owner,
+            reactors: &self.reactors,
+            lease: checked_delta("WorkerOptions::lease", self.options.lease)?,
+            limit: self.options.batch,
+            max_attempts: self.options.max_attempts,
+        };
+        let jobs = retry_contention(|| conn.claim_jobs(&claim))?;
+        shift.held.add(&jobs);
+        let claimed = jobs.len();
+        shift.queue.extend(jobs);
+        Ok(claimed)
+    }
+
+    /// Extends the leases of every claim this worker holds.
+    fn renew(&self, conn: &mut C, held: &Held) -> Result<(), Error> {
+        let lease = checked_delta("WorkerOptions::lease", self.options.lease)?;
+        let claims = held.snapshot();
+        let renewed = retry_contention(|| conn.renew_jobs(&self.owner, &claims, lease))?;
+        if renewed < claims.len() {
+            tracing::warn!(
+                held = claims.len(),
+                renewed,
+                "some claims were taken over after their lease expired"
+            );
+        }
         Ok(())
     }
 
-    fn attempt(&self, conn: &mut C, job: &ClaimedJob) -> JobOutcome {
+    /// Renews the leases of the held claims every third of the lease, on a connection of its
+    /// own, until `done`. Its errors are logged and retried at the next beat (a lease outlives
+    /// two missed beats).
+    fn heartbeat(
+        &self,
+        connect: &(dyn Fn() -> Result<C, Error> + Sync),
+        held: &Held,
+        done: &AtomicBool,
+    ) {
+        let every = self.options.heartbeat_every();
+        let mut conn: Option<C> = None;
+        let mut next = Instant::now() + every;
+        while !done.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if now < next {
+                std::thread::park_timeout(next - now);
+                continue;
+            }
+            next = now + every;
+            if held.lock().is_empty() {
+                continue;
+            }
+            let beat = match conn.as_mut() {
+                Some(conn) => Ok(conn),
+                None => connect().map(|fresh| conn.insert(fresh)),
+            }
+            .and_then(|conn| self.renew(conn, held));
+            if let Err(error) = beat {
+                tracing::warn!(%error, worker = %self.owner, "heartbeat failed; retrying");
+                conn = None;
+            }
+        }
+    }
+
+    /// Runs one claimed job and keeps its outcome for the next flush. A reactor that panicked
+    /// is a failed attempt; if it left the connection unusable, that is the worker's error (the
+    /// outcome is kept all the same).
+    fn run_job(&self, conn: &mut C, job: ClaimedJob, shift: &mut Shift<'_>) -> Result<(), Error> {
+        let (outcome, panicked) = self.attempt(conn, &job);
+        shift.finished.push((job, outcome));
+        if panicked {
+            roll_back_open_transactions(conn)?;
+        }
+        Ok(())
+    }
+
+    /// Records the outcomes of finished jobs in one transaction (one commit for many jobs rather
+    /// than one each), each only where its claim still holds. A crash before it means those jobs
+    /// run again: delivery is at least once.
+    fn flush(
+        &self,
+        conn: &mut C,
+        shift: &mut Shift<'_>,
+        stats: &mut WorkerStats,
+    ) -> Result<(), Error> {
+        shift.last_flush = Instant::now();
+        if shift.finished.is_empty() {
+            return Ok(());
+        }
+        let done: Vec<(i64, i32)> = shift
+            .finished
+            .iter()
+            .filter(|(_, outcome)| *outcome == JobOutcome::Done)
+            .map(|(job, _)| claim_of(job))
+            .collect();
+        let recorded = retry_contention(|| {
+            conn.jobs_transaction(|conn| {
+                let mut recorded = WorkerStats {
+                    completed: conn.complete_jobs(&self.owner, &done)? as u64,
+                    ..WorkerStats::default()
+                };
+                for (job, outcome) in &shift.finished {
+                    let held =
+                        *outcome != JobOutcome::Done && conn.fail_job(&self.owner, job, outcome)?;
+                    match outcome {
+                        JobOutcome::Retry { .. } if held => recorded.retried += 1,
+                        JobOutcome::Dead { .. } if held => recorded.dead += 1,
+                        _ => {}
+                    }
+                }
+                Ok::<_, Error>(recorded)
+            })
+        })?;
+        let mut recorded = recorded;
+        let written = recorded.completed + recorded.retried + recorded.dead;
+        recorded.stale = shift.finished.len() as u64 - written;
+        if recorded.stale > 0 {
+            tracing::warn!(
+                stale = recorded.stale,
+                worker = %self.owner,
+                "outcomes dropped: their jobs were claimed again after this worker's lease expired"
+            );
+        }
+        let claims: Vec<(i64, i32)> = shift
+            .finished
+            .iter()
+            .map(|(job, _)| claim_of(job))
+            .collect();
+        shift.held.remove(&claims);
+        shift.finished.clear();
+        stats.add(recorded);
+        Ok(())
+    }
+
+    /// Waits up to `idle_wait`, in short slices so that `stop` is noticed promptly, and returns
+    /// early when PostgreSQL announces a new job (or the connection is lost).
+    fn wait_idle(&self, conn: &mut C, stop: &AtomicBool) -> Result<(), Error> {
+        const SLICE: Duration = Duration::from_millis(50);
+        let deadline = Instant::now() + self.options.idle_wait;
+        while !stop.load(Ordering::Relaxed) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || conn.wait_for_jobs(left.min(SLICE))? {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one attempt of `job`; returns its outcome and whether the reactor panicked.
+    fn attempt(&self, conn: &mut C, job: &ClaimedJob) -> (JobOutcome, bool) {
         let span = tracing::info_span!(
             "job",
             job_id = job.id,
@@ -493,40 +954,95 @@ impl<'d, C: Database> Worker<'d, C> {
             job,
             correlation_id: None,
         };
-        match self.dispatcher.run_job(&mut ctx) {
-            Ok(()) => JobOutcome::Done,
-            Err(error) => {
-                let error = error_chain(&error);
-                tracing::warn!(%error, "job attempt failed");
-                if job.attempts >= self.options.max_attempts {
-                    JobOutcome::Dead { error }
-                } else {
-                    let delay = self.options.retry_delay(job.attempts);
-                    let at = es_core::now()
-                        + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-                    JobOutcome::Retry { at, error }
-                }
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.dispatcher.run_job(&mut ctx)
+        }));
+        let (error, panicked) = match run {
+            Ok(Ok(())) => return (JobOutcome::Done, false),
+            Ok(Err(error)) => (error_chain(&error), false),
+            Err(payload) => (
+                format!("the reactor panicked: {}", panic_message(&*payload)),
+                true,
+            ),
+        };
+        tracing::warn!(%error, "job attempt failed");
+        if job.attempts >= self.options.max_attempts {
+            return (JobOutcome::Dead { error }, panicked);
+        }
+        let delay = self.options.retry_delay(job.attempts);
+        // Within range: `validate` bounds both backoff options by a century.
+        let delay = TimeDelta::from_std(delay).unwrap_or(TimeDelta::MAX);
+        (JobOutcome::Retry { delay, error }, panicked)
+    }
+}
+
+/// The growing wait of a worker that keeps hitting errors of its own.
+#[derive(Debug, Default)]
+struct Trouble {
+    next: Option<Duration>,
+}
+
+impl Trouble {
+    /// Waits, in slices so that `stop` is noticed, then doubles the next wait.
+    fn wait(&mut self, stop: &AtomicBool) {
+        let wait = self.next.unwrap_or(FIRST_TROUBLE_WAIT);
+        self.next = Some((wait * 2).min(MOST_TROUBLE_WAIT));
+        let deadline = Instant::now() + wait;
+        while !stop.load(Ordering::Relaxed) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
             }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
         }
     }
 }
 
-/// Runs a bookkeeping statement of the worker again when the database aborted it to break a
-/// deadlock with another worker or writer (it is safe to repeat).
-fn retry_collisions<T>(mut operation: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
+/// Whether a connection can go on serving the worker: its transaction manager is sound, no
+/// transaction is left open, and the server answers.
+fn healthy<C: Database>(conn: &mut C) -> bool {
+    roll_back_open_transactions(conn).is_ok() && conn.batch_execute("SELECT 1").is_ok()
+}
+
+/// Rolls back whatever transactions a panicking reactor left open on `conn`, so that the next
+/// job does not run inside them.
+fn roll_back_open_transactions<C: Database>(conn: &mut C) -> Result<(), Error> {
+    let transaction = |error| Error::Storage {
+        table: "transaction",
+        source: Box::new(error),
+    };
+    while C::TransactionManager::transaction_manager_status_mut(conn)
+        .transaction_depth()
+        .map_err(transaction)?
+        .is_some()
+    {
+        C::TransactionManager::rollback_transaction(conn).map_err(transaction)?;
+    }
+    Ok(())
+}
+
+/// The message of a panic's payload (a `&str` or a `String`, as `panic!` makes them).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|message| (*message).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a panic without a message)".to_owned())
+}
+
+/// Runs a bookkeeping statement of the worker again when it collided with another worker or
+/// writer (a deadlock, a serialization failure, a busy SQLite: [`is_contention`]); it is safe to
+/// repeat.
+fn retry_contention<T>(mut operation: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
     const ATTEMPTS: usize = 5;
     let mut attempt = 1;
     loop {
         match operation() {
             Err(Error::Storage { source, .. })
                 if attempt < ATTEMPTS
-                    && matches!(
-                        source.downcast_ref::<diesel::result::Error>(),
-                        Some(diesel::result::Error::DatabaseError(
-                            diesel::result::DatabaseErrorKind::SerializationFailure,
-                            _
-                        ))
-                    ) =>
+                    && source
+                        .downcast_ref::<diesel::result::Error>()
+                        .is_some_and(is_contention) =>
             {
                 tracing::debug!(
                     attempt,
@@ -553,4 +1069,28 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::WorkerOptions;
+
+    #[test]
+    fn retry_delays_double_with_each_attempt_up_to_the_maximum() {
+        let options =
+            WorkerOptions::default().backoff(Duration::from_secs(1), Duration::from_secs(60));
+        for _ in 0..100 {
+            for (attempt, full) in [(1, 1), (2, 2), (3, 4), (4, 8), (6, 32), (7, 60), (40, 60)] {
+                let delay = options.retry_delay(attempt);
+                let full = Duration::from_secs(full);
+                assert!(
+                    delay >= full / 2 && delay <= full,
+                    "attempt {attempt}: {delay:?} is not within [{:?}, {full:?}]",
+                    full / 2
+                );
+            }
+        }
+    }
 }

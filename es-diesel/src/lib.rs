@@ -74,10 +74,12 @@
 //!
 //! Each events table has `id` (the primary key, a global position shared by all events tables so
 //! that events of several aggregates replay in the order they were written), `aggregate_id`,
-//! `version` (contiguous per aggregate, `UNIQUE (aggregate_id, version)`), `type`, `data`,
-//! `metadata` (JSONB on PostgreSQL, JSON on MySQL, TEXT on SQLite) and `created_at` (UTC,
-//! microseconds), indexed by `(type, created_at)` and `created_at`. [`create_tables`] creates it;
-//! [`migration_sql`] prints it for a diesel migration.
+//! `version` (contiguous per aggregate, unique with it: constraint `{table}_aggregate_version`),
+//! `type`, `data`, `metadata` (JSONB on PostgreSQL, JSON on MySQL, TEXT on SQLite) and
+//! `created_at` (UTC, microseconds), indexed by `(type, created_at)` and `created_at`.
+//! [`create_tables`] creates it; [`migration_sql`] prints it for a diesel migration. The global
+//! position is `es_positions` (SQLite, MySQL) or the sequence `es_event_position` (PostgreSQL):
+//! a row written by hand takes its id from there (the README's "Importing history").
 //!
 //! # Writes
 //!
@@ -85,7 +87,11 @@
 //! row (`SELECT ... FOR UPDATE`; SQLite's `BEGIN IMMEDIATE`), read its version, apply the events,
 //! insert them (one multi-row `INSERT`), save or delete the row. Any error rolls all of it back.
 //! An expected version gives optimistic concurrency; the unique `(aggregate_id, version)` is the
-//! last guard, reported as [`es_core::Error::Conflict`].
+//! last guard, reported as [`es_core::Error::Conflict`]. A collision with a concurrent writer in
+//! the database (a deadlock, a lock wait timeout, SQLite's busy database) is
+//! [`es_core::Error::Contention`]. An id (position) taken already, by a row the store did not
+//! write, is an [`es_core::Error::Storage`] of the events table saying how to move the position
+//! past it: retrying cannot help.
 //!
 //! # Replay
 //!
@@ -179,13 +185,29 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! A worker is usually its own process: [`Worker::run_until`] runs jobs until a flag is set (on
-//! Ctrl-C, say), waiting when idle — on PostgreSQL, `LISTEN`/`NOTIFY` wakes it as soon as a job is
-//! committed. Start several, on several machines: claims use `FOR UPDATE SKIP LOCKED`, so no two
-//! workers run a job at once, and a job whose worker died is claimed again when its lease expires
-//! (delivery is at least once; [`JobContext::idempotency_key`] lets a reactor deduplicate).
-//! Metadata propagates: events created by a reactor get the triggering event as causation id and
-//! its correlation id.
+//! A worker is usually its own process: [`Worker::run`] runs jobs until a flag is set (on
+//! Ctrl-C, say), on connections it opens with a function you give it — one for the jobs, one for
+//! its heartbeat, which keeps extending the lease of every job it holds while it lives, so that no
+//! two workers ever run a job at once while they live. On PostgreSQL, `LISTEN`/`NOTIFY` wakes an
+//! idle worker as soon as a job is committed. Start several, on several machines: claims use
+//! `FOR UPDATE SKIP LOCKED`, each takes only the jobs of the reactors its dispatcher routes, and a
+//! job whose worker died is claimed again when its lease expires (delivery is at least once;
+//! [`JobContext::idempotency_key`] lets a reactor deduplicate). A reactor that panics fails its
+//! attempt like an error; after [`WorkerOptions::max_attempts`] a job is dead. Metadata
+//! propagates: events created by a reactor get the triggering event as causation id and its
+//! correlation id.
+//!
+//! ```no_run
+//! # use std::sync::atomic::AtomicBool;
+//! # use diesel::prelude::*;
+//! # use es_diesel::{Worker, WorkerOptions};
+//! # es_diesel::dispatcher! { struct AppDispatcher; }
+//! let stop = AtomicBool::new(false); // set it from a Ctrl-C handler
+//! let worker = Worker::new(&AppDispatcher, WorkerOptions::default());
+//! let stats = worker.run(|| es_diesel::sqlite::establish("app.db"), &stop)?;
+//! println!("{} jobs done", stats.completed);
+//! # Ok::<(), es_core::Error>(())
+//! ```
 //!
 //! # Auditing and operating
 //!
@@ -223,7 +245,7 @@ pub use es_derive::dispatcher;
 pub use id::IdColumn;
 pub use jobs::{
     ClaimedJob, DeadJob, JobContext, JobCounts, Worker, WorkerOptions, WorkerStats, dead_jobs,
-    job_counts, retry_dead_jobs,
+    job_counts, job_counts_by_reactor, prune_jobs, retry_dead_jobs,
 };
 pub use projection::{PROJECTION_BATCH, rebuild_projection};
 pub use schema::{create_tables, ddl, migration_sql};

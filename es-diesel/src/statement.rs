@@ -66,6 +66,23 @@ impl<'a, DB: Backend> Query<'a, DB> {
         self.bind_fragment(Box::new(value.as_expression()))
     }
 
+    /// Binds each of `values` as SQL type `ST`, comma-separated (the inside of an `IN (...)`
+    /// list; nothing for no value).
+    pub fn bind_list<ST, V>(mut self, values: impl IntoIterator<Item = V>) -> Self
+    where
+        V: diesel::expression::AsExpression<ST>,
+        V::Expression: diesel::query_builder::QueryFragment<DB> + Send + 'a,
+        ST: diesel::sql_types::SqlType + diesel::expression::TypedExpressionType,
+    {
+        for (index, value) in values.into_iter().enumerate() {
+            if index > 0 {
+                self = self.sql(", ");
+            }
+            self = self.bind::<ST, V>(value);
+        }
+        self
+    }
+
     /// Binds the aggregate id `id` where the text has reached.
     pub fn bind_id<Id: IdColumn<DB>>(self, id: &Id) -> Self {
         self.bind_fragment(id.bind_value())

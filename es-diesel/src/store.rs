@@ -9,7 +9,7 @@ use es_core::{
     Transactional, rebuild, stage,
 };
 
-use crate::database::{Database, Selection, finish_write, storage};
+use crate::database::{BadRow, Database, Selection, finish_write, is_contention, storage};
 use crate::dispatch::{Dispatch, Dispatched, TriggerContext, UnitOfWork};
 use crate::table::{AggregateTable, Locked};
 
@@ -40,11 +40,15 @@ impl<C: Database> std::fmt::Debug for DieselStore<'_, C> {
 }
 
 /// The outcome of replaying one batch of aggregates.
-struct Replayed<A: Aggregate> {
-    events: u64,
-    saved: Vec<A>,
-    deleted: Vec<A::Id>,
-    skipped: Vec<SkippedAggregate>,
+pub(crate) struct Replayed<A: Aggregate> {
+    /// The events of the aggregates rebuilt (not of those skipped).
+    pub(crate) events: u64,
+    /// The aggregates rebuilt, written back.
+    pub(crate) saved: Vec<A>,
+    /// The aggregates whose events destroyed them, deleted.
+    pub(crate) deleted: Vec<A::Id>,
+    /// The aggregates whose events cannot be replayed, left as they are.
+    pub(crate) skipped: Vec<SkippedAggregate>,
 }
 
 impl<'c, C: Database> DieselStore<'c, C> {
@@ -79,14 +83,14 @@ impl<'c, C: Database> DieselStore<'c, C> {
 
     /// Rebuilds `ids` from their events in one transaction that first locks their rows, then writes
     /// them back with one upsert and one delete. Aggregates without any event are left untouched.
-    fn replay_batch_of<A: AggregateTable<C>>(
+    pub(crate) fn replay_batch_of<A: AggregateTable<C>>(
         &mut self,
         ids: &[A::Id],
         on_bad: OnBadHistory,
     ) -> Result<Replayed<A>, Error> {
         self.conn.write_transaction(|conn| {
             A::lock_many(conn, ids).map_err(storage(A::TABLE))?;
-            let records = conn.select_events(A::EVENTS_TABLE, Selection::Aggregates(ids))?;
+            let mut records = conn.select_events(A::EVENTS_TABLE, Selection::Aggregates(ids))?;
             let mut replayed = Replayed {
                 events: 0,
                 saved: Vec::with_capacity(ids.len()),
@@ -95,32 +99,47 @@ impl<'c, C: Database> DieselStore<'c, C> {
             };
             let mut current: Option<Rebuild<A>> = None;
             let mut bad: Option<A::Id> = None;
-            for record in records {
-                let record = record?;
-                if bad.as_ref() == Some(&record.aggregate_id) {
+            while let Some(row) = records.next_row() {
+                let (aggregate_id, error) = match row {
+                    Ok(record) if bad.as_ref() == Some(&record.aggregate_id) => continue,
+                    Ok(record) => {
+                        let rebuild = match &mut current {
+                            Some(rebuild) if rebuild.id() == &record.aggregate_id => rebuild,
+                            _ => {
+                                if let Some(done) = current.take() {
+                                    finish(done, &mut replayed);
+                                }
+                                current.insert(Rebuild::new(record.aggregate_id.clone())?)
+                            }
+                        };
+                        match rebuild.apply(&record) {
+                            Ok(()) => continue,
+                            Err(error) => (Some(record.aggregate_id), error),
+                        }
+                    }
+                    Err(BadRow {
+                        aggregate_id,
+                        error,
+                    }) => (aggregate_id, error),
+                };
+                // A history that cannot be replayed: skipped when its aggregate is known.
+                let id = match (aggregate_id, on_bad) {
+                    (Some(id), OnBadHistory::Skip) => id,
+                    _ => return Err(error),
+                };
+                if bad.as_ref() == Some(&id) {
                     continue;
                 }
-                let rebuild = match &mut current {
-                    Some(rebuild) if rebuild.id() == &record.aggregate_id => rebuild,
-                    _ => {
-                        if let Some(done) = current.take() {
-                            finish(done, &mut replayed);
-                        }
-                        current.insert(Rebuild::new(record.aggregate_id.clone())?)
-                    }
-                };
-                match (rebuild.apply(&record), on_bad) {
-                    (Ok(()), _) => replayed.events += 1,
-                    (Err(error), OnBadHistory::Skip) => {
-                        replayed.skipped.push(SkippedAggregate {
-                            aggregate_id: record.aggregate_id.to_string(),
-                            error,
-                        });
-                        bad = current.take().map(|rebuild| rebuild.id().clone());
-                    }
-                    (Err(error), OnBadHistory::Stop) => return Err(error),
+                if let Some(done) = current.take().filter(|rebuild| rebuild.id() != &id) {
+                    finish(done, &mut replayed);
                 }
+                replayed.skipped.push(SkippedAggregate {
+                    aggregate_id: id.to_string(),
+                    error,
+                });
+                bad = Some(id);
             }
+            drop(records);
             if let Some(done) = current {
                 finish(done, &mut replayed);
             }
@@ -219,19 +238,17 @@ fn write_events<C: Database, A: AggregateTable<C>>(
     Ok(staged.into_committed(id, positions))
 }
 
-/// A deadlock or serialization failure between concurrent writers of one aggregate (MySQL's gap
-/// locks between two creators, say) is [`Error::Contention`]: retrying is the answer.
+/// Lock contention between concurrent writers ([`is_contention`]: a deadlock, a serialization
+/// failure, a lock wait timeout, SQLite's busy database when the caller's deferred transaction
+/// cannot become the writer) is [`Error::Contention`]: running the transaction again is the
+/// answer, and `retry_on_conflict` does.
 fn contended<A: Aggregate>(id: &A::Id) -> impl FnOnce(Error) -> Error + '_ {
     move |error| match error {
         Error::Storage { table, source } => {
-            let serialization = matches!(
-                source.downcast_ref::<diesel::result::Error>(),
-                Some(diesel::result::Error::DatabaseError(
-                    diesel::result::DatabaseErrorKind::SerializationFailure,
-                    _
-                ))
-            );
-            if serialization {
+            let contention = source
+                .downcast_ref::<diesel::result::Error>()
+                .is_some_and(is_contention);
+            if contention {
                 Error::Contention {
                     aggregate: A::NAME,
                     aggregate_id: id.to_string(),
@@ -245,7 +262,9 @@ fn contended<A: Aggregate>(id: &A::Id) -> impl FnOnce(Error) -> Error + '_ {
     }
 }
 
+/// Records a rebuilt aggregate in the batch's outcome, with its events (its versions run from 1).
 fn finish<A: Aggregate>(rebuild: Rebuild<A>, replayed: &mut Replayed<A>) {
+    replayed.events += rebuild.version().unsigned_abs();
     let id = rebuild.id().clone();
     match rebuild.finish() {
         Some(state) => replayed.saved.push(state),
@@ -285,6 +304,9 @@ impl<C: Database, A: AggregateTable<C>> EventStore<A> for DieselStore<'_, C> {
             let mut unit = UnitOfWork::default();
             let committed =
                 append_in_transaction(conn, dispatcher, &mut unit, id, decide, options)?;
+            if unit.lent && unit.jobs.is_empty() {
+                conn.check_not_aborted()?;
+            }
             conn.insert_jobs(&unit.jobs)?;
             Ok::<_, E>(committed)
         })?;

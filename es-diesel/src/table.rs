@@ -41,7 +41,9 @@ pub trait AggregateTable<C: Database>: Aggregate<Id: IdColumn<C::Backend>> {
     /// Locks the existing rows among `ids` until the end of the transaction.
     fn lock_many(conn: &mut C, ids: &[Self::Id]) -> QueryResult<()>;
 
-    /// Inserts or updates the rows of `aggregates` (one multi-row upsert).
+    /// Inserts or updates the rows of `aggregates` (one multi-row upsert; on MySQL an `UPDATE`
+    /// per row, then an `INSERT` of those it matched none of). It writes the aggregates' own
+    /// rows and no other: a row breaking another unique key of the table is an error.
     fn save(conn: &mut C, aggregates: &[Self]) -> QueryResult<()>;
 
     /// The upsert of `aggregate`'s row as a statement the store may send together with the insert

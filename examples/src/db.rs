@@ -36,34 +36,48 @@ pub const OUTBOX_TABLE: &str = "CREATE TABLE outbox (idempotency_key VARCHAR(255
 pub const ACTIVITIES_TABLE: &str =
     "CREATE TABLE activities (event_id BIGINT PRIMARY KEY NOT NULL, line TEXT NOT NULL)";
 
+/// The environment variable naming the PostgreSQL schema an example runs in, instead of
+/// `example_{name}`: the examples' tests give each run a schema of its own.
+pub const SCHEMA_VAR: &str = "ES_EXAMPLE_SCHEMA";
+
 /// Runs an example on PostgreSQL when `DATABASE_URL` names a PostgreSQL database (in a fresh
-/// schema named after the example), else on a fresh SQLite file `{name}.db` in the current
-/// directory.
+/// schema, [`schema_name`]), else on a fresh SQLite file `{name}.db` in the current directory.
 pub fn run_on_database(
     name: &str,
     on_sqlite: impl FnOnce(&mut SqliteConnection) -> Result<(), Box<dyn Error>>,
     on_postgres: impl FnOnce(&mut PgConnection) -> Result<(), Box<dyn Error>>,
 ) -> Result<(), Box<dyn Error>> {
     match std::env::var("DATABASE_URL") {
-        Ok(url) if url.starts_with("postgres") => on_postgres(&mut fresh_postgres(&url, name)?),
+        Ok(url) if url.starts_with("postgres") => {
+            on_postgres(&mut fresh_postgres(&url, &schema_name(name)?)?)
+        }
         _ => on_sqlite(&mut fresh_sqlite(&format!("{name}.db"))?),
     }
 }
 
+/// How an example's command line opens more connections to the database it operates on (`jobs
+/// work` runs a worker, which keeps one for its heartbeat and reconnects when one is lost).
+pub type Connect<'a, C> = &'a (dyn Fn() -> Result<C, Box<dyn Error + Send + Sync>> + Sync);
+
 /// Runs an example's operator command line (`es_diesel::cli`) on the database its story wrote:
-/// the schema `example_{name}` of the PostgreSQL database `DATABASE_URL` names, else the SQLite
-/// file `{name}.db` in the current directory.
+/// the schema [`schema_name`] of the PostgreSQL database `DATABASE_URL` names, else the SQLite
+/// file `{name}.db` in the current directory. Each function is given a connection and the way to
+/// open more.
 pub fn operate(
     name: &str,
-    on_sqlite: impl FnOnce(&mut SqliteConnection) -> ExitCode,
-    on_postgres: impl FnOnce(&mut PgConnection) -> ExitCode,
+    on_sqlite: impl FnOnce(&mut SqliteConnection, Connect<'_, SqliteConnection>) -> ExitCode,
+    on_postgres: impl FnOnce(&mut PgConnection, Connect<'_, PgConnection>) -> ExitCode,
 ) -> Result<ExitCode, Box<dyn Error>> {
     match std::env::var("DATABASE_URL") {
         Ok(url) if url.starts_with("postgres") => {
             let schema = schema_name(name)?;
-            let mut conn = PgConnection::establish(&url)?;
-            conn.batch_execute(&format!("SET search_path TO {schema}"))?;
-            Ok(on_postgres(&mut conn))
+            let connect = || -> Result<PgConnection, Box<dyn Error + Send + Sync>> {
+                let mut conn = PgConnection::establish(&url)?;
+                conn.batch_execute(&format!("SET search_path TO {schema}"))?;
+                Ok(conn)
+            };
+            let mut conn = connect().map_err(|error| error.to_string())?;
+            Ok(on_postgres(&mut conn, &connect))
         }
         _ => {
             let path = format!("{name}.db");
@@ -73,15 +87,32 @@ pub fn operate(
                 )
                 .into());
             }
-            Ok(on_sqlite(&mut es_diesel::sqlite::establish(&path)?))
+            let connect = || -> Result<SqliteConnection, Box<dyn Error + Send + Sync>> {
+                Ok(es_diesel::sqlite::establish(&path)?)
+            };
+            let mut conn = connect().map_err(|error| error.to_string())?;
+            Ok(on_sqlite(&mut conn, &connect))
         }
     }
 }
 
-/// The PostgreSQL schema an example runs in: `example_{name}`.
-fn schema_name(name: &str) -> Result<String, Box<dyn Error>> {
-    if name.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
-        Ok(format!("example_{name}"))
+/// The PostgreSQL schema the example `name` runs in: the one [`SCHEMA_VAR`] names, else
+/// `example_{name}`.
+pub fn schema_name(name: &str) -> Result<String, Box<dyn Error>> {
+    let schema = std::env::var(SCHEMA_VAR).unwrap_or_else(|_| format!("example_{name}"));
+    identifier(&schema)
+}
+
+/// `name` if it is a plain lowercase SQL identifier, safe to write in a statement.
+fn identifier(name: &str) -> Result<String, Box<dyn Error>> {
+    let mut chars = name.chars();
+    let plain = chars
+        .next()
+        .is_some_and(|first| first.is_ascii_lowercase() || first == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 63;
+    if plain {
+        Ok(name.to_owned())
     } else {
         Err(format!("`{name}` is not a schema name").into())
     }
@@ -102,9 +133,9 @@ pub fn fresh_sqlite(path: &str) -> Result<SqliteConnection, Box<dyn Error>> {
     Ok(es_diesel::sqlite::establish(path)?)
 }
 
-/// A connection to `url` whose search path is a new, empty schema `example_{name}`.
-pub fn fresh_postgres(url: &str, name: &str) -> Result<PgConnection, Box<dyn Error>> {
-    let schema = schema_name(name)?;
+/// A connection to `url` whose search path is `schema`, new and empty (an older one is dropped).
+pub fn fresh_postgres(url: &str, schema: &str) -> Result<PgConnection, Box<dyn Error>> {
+    let schema = identifier(schema)?;
     let mut conn = PgConnection::establish(url)?;
     conn.batch_execute(&format!(
         "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; \

@@ -1,9 +1,12 @@
 //! Runs each example's story on SQLite (a temporary file) and on PostgreSQL (when
-//! `PG_DATABASE_URL` or `DATABASE_URL` is set; under `CI=true` it must be) and checks what it
-//! prints: the lines a reader follows, in order.
+//! `PG_DATABASE_URL` or `DATABASE_URL` is set, in a schema of this run; under `CI=true` it must
+//! be) and checks what it prints: the lines a reader follows, in order.
+
+mod support;
 
 use es_examples::db::{fresh_postgres, fresh_sqlite};
 use es_examples::{crm, drip, meetings, todo};
+use support::{RunSchema, postgres_url};
 
 type Story = fn(&mut Vec<u8>, Backend<'_>) -> Result<(), Box<dyn std::error::Error>>;
 
@@ -21,11 +24,6 @@ macro_rules! story {
     };
 }
 
-fn postgres_url() -> Option<String> {
-    let url = std::env::var("PG_DATABASE_URL").or_else(|_| std::env::var("DATABASE_URL"));
-    url.ok().filter(|url| url.starts_with("postgres"))
-}
-
 /// Runs `story` on every backend and checks that its output has `expected` lines, in order.
 fn check(name: &str, story: Story, expected: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
@@ -34,20 +32,12 @@ fn check(name: &str, story: Story, expected: &[&str]) {
         "sqlite",
         run(story, Backend::Sqlite(path.to_str().unwrap())),
     )];
-    match postgres_url() {
-        Some(url) => {
-            let schema = format!("test_{name}");
-            outputs.push(("postgres", run(story, Backend::Postgres(&url, &schema))));
-        }
-        None if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!(
-                "CI=true but PG_DATABASE_URL is not set: the {name} example must run on PostgreSQL"
-            )
-        }
-        None => eprintln!(
-            "\n*** POSTGRES RUN OF THE {} EXAMPLE SKIPPED: set PG_DATABASE_URL ***\n",
-            name.to_uppercase()
-        ),
+    if let Some(url) = postgres_url(&format!("THE {} EXAMPLE", name.to_uppercase())) {
+        let schema = RunSchema::new(&url, name);
+        outputs.push((
+            "postgres",
+            run(story, Backend::Postgres(&url, schema.name())),
+        ));
     }
     for (backend, output) in outputs {
         let mut rest = output.as_str();

@@ -60,13 +60,12 @@ where
         for name in ["one", "two"] {
             let stop = &stop;
             scope.spawn(move || {
-                let mut conn = db.connect();
                 let options = WorkerOptions::default()
                     .worker_id(name)
                     .batch(32)
                     .idle_wait(Duration::from_millis(100));
                 Worker::new(&BenchDispatcher, options)
-                    .run_until(&mut conn, stop)
+                    .run(|| Ok::<_, std::convert::Infallible>(db.connect()), stop)
                     .unwrap();
             });
         }

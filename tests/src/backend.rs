@@ -4,14 +4,15 @@
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 use diesel::Connection;
 use diesel::connection::SimpleConnection;
-use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
-use es_diesel::{AggregateTable, Database, Dispatch, create_tables};
+use diesel::prelude::*;
+use diesel::{QueryableByName, SqliteConnection};
+use es_diesel::{AggregateTable, Dispatch, create_tables};
 
 use crate::domain::{Note, Project, Task};
 use crate::reactors::{Board, Post};
 
 /// One row of the reactions log that the test reactors write.
-#[derive(QueryableByName, Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Queryable, QueryableByName, Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Reaction {
     /// The job's idempotency key.
     #[diesel(sql_type = diesel::sql_types::Text)]
@@ -37,9 +38,11 @@ pub struct FeedLine {
 
 /// What the tests need of a connection beyond the store, written once per connection type so that
 /// generic tests need no diesel bounds.
-pub trait TestConnection: Database {
+pub trait TestConnection: crate::reactors::ReactorConnection {
     /// The test dispatcher for this connection type.
     fn dispatcher() -> &'static dyn Dispatch<Self>;
+    /// The dispatcher whose triggers handle their failures, for this connection type.
+    fn forgiving_dispatcher() -> &'static dyn Dispatch<Self>;
     /// The reactions logged by `reactor`, sorted.
     fn reactions(&mut self, reactor: &str) -> Vec<Reaction>;
     /// The feed, sorted.
@@ -48,6 +51,19 @@ pub trait TestConnection: Database {
     fn job_states(&mut self, reactor: &str, event_id: i64) -> Vec<Reaction>;
     /// The single number a `SELECT COUNT(*) AS value ...` returns.
     fn count(&mut self, sql: &str) -> i64;
+}
+
+/// The framework's tables, as the tests look at them.
+mod framework {
+    diesel::table! {
+        es_jobs (id) {
+            id -> BigInt,
+            event_id -> BigInt,
+            reactor -> Text,
+            state -> Text,
+            attempts -> Integer,
+        }
+    }
 }
 
 /// The result of a `SELECT COUNT(*) AS value`.
@@ -64,13 +80,17 @@ macro_rules! test_connection {
                 &crate::reactors::TestDispatcher
             }
 
+            fn forgiving_dispatcher() -> &'static dyn Dispatch<Self> {
+                &crate::reactors::ForgivingDispatcher
+            }
+
             fn reactions(&mut self, reactor: &str) -> Vec<Reaction> {
-                let mut rows: Vec<Reaction> = diesel::sql_query(format!(
-                    "SELECT idempotency_key, reactor, attempt FROM reactions \
-                     WHERE reactor = '{reactor}'"
-                ))
-                .load(self)
-                .expect("read reactions");
+                use crate::reactors::schema::reactions::dsl;
+                let mut rows: Vec<Reaction> = dsl::reactions
+                    .filter(dsl::reactor.eq(reactor))
+                    .select((dsl::idempotency_key, dsl::reactor, dsl::attempt))
+                    .load(self)
+                    .expect("read reactions");
                 rows.sort();
                 rows
             }
@@ -84,12 +104,12 @@ macro_rules! test_connection {
             }
 
             fn job_states(&mut self, reactor: &str, event_id: i64) -> Vec<Reaction> {
-                diesel::sql_query(format!(
-                    "SELECT state AS idempotency_key, reactor, attempts AS attempt FROM es_jobs \
-                     WHERE reactor = '{reactor}' AND event_id = {event_id}"
-                ))
-                .load(self)
-                .expect("read jobs")
+                use framework::es_jobs::dsl;
+                dsl::es_jobs
+                    .filter(dsl::reactor.eq(reactor).and(dsl::event_id.eq(event_id)))
+                    .select((dsl::state, dsl::reactor, dsl::attempts))
+                    .load(self)
+                    .expect("read jobs")
             }
 
             fn count(&mut self, sql: &str) -> i64 {
@@ -118,6 +138,11 @@ pub trait TestDb: Send + Sync {
     const TIMESTAMP_LITERAL: &'static str;
     /// Whether the events tables accept invalid JSON (SQLite's TEXT does; JSON types do not).
     const STORES_INVALID_JSON: bool;
+    /// Whether a failed statement aborts the whole transaction (PostgreSQL), rather than only
+    /// rolling back itself (SQLite, MySQL).
+    const FAILED_STATEMENT_ABORTS_TRANSACTION: bool;
+    /// The statement moving the global event position to `{}` (its last id taken).
+    const SET_POSITION: &'static str;
     /// A new connection to this test's database.
     fn connect(&self) -> Self::Conn;
     /// The arguments with which `test_worker` (the crash test's worker process) reaches this
@@ -202,6 +227,9 @@ impl TestDb for SqliteDb {
     const NAME: &'static str = "sqlite";
     const TIMESTAMP_LITERAL: &'static str = "'2026-04-20T12:00:00.000000Z'";
     const STORES_INVALID_JSON: bool = true;
+    const FAILED_STATEMENT_ABORTS_TRANSACTION: bool = false;
+    const SET_POSITION: &'static str =
+        "UPDATE es_positions SET position = {} WHERE name = 'events'";
     fn connect(&self) -> SqliteConnection {
         es_diesel::sqlite::establish(&self.path).expect("open SQLite")
     }
@@ -323,6 +351,8 @@ impl TestDb for PgDb {
     const NAME: &'static str = "postgres";
     const TIMESTAMP_LITERAL: &'static str = "'2026-04-20 12:00:00+00'";
     const STORES_INVALID_JSON: bool = false;
+    const FAILED_STATEMENT_ABORTS_TRANSACTION: bool = true;
+    const SET_POSITION: &'static str = "SELECT setval('es_event_position', {})";
     fn connect(&self) -> diesel::PgConnection {
         let mut conn = diesel::PgConnection::establish(&self.url).expect("connect to PostgreSQL");
         conn.batch_execute(&format!("SET search_path TO {}", self.schema))
@@ -398,6 +428,9 @@ impl TestDb for MysqlDb {
     const NAME: &'static str = "mysql";
     const TIMESTAMP_LITERAL: &'static str = "'2026-04-20 12:00:00'";
     const STORES_INVALID_JSON: bool = false;
+    const FAILED_STATEMENT_ABORTS_TRANSACTION: bool = false;
+    const SET_POSITION: &'static str =
+        "UPDATE es_positions SET position = {} WHERE name = 'events'";
     fn connect(&self) -> diesel::MysqlConnection {
         let mut conn = diesel::MysqlConnection::establish(&self.url).expect("connect to MySQL");
         conn.batch_execute(&format!("USE {}", self.database))

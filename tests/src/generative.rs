@@ -1,14 +1,17 @@
 //! Generative tests: random sequences of events and commands on a few aggregates. Whatever was
 //! refused along the way (creating twice, completing a destroyed task, an invalid title),
 //! afterwards every aggregate as stored equals its replay and its time travel to its last version,
-//! and replaying it again changes nothing. Run by proptest on the in-memory store and SQLite
-//! (`tests/test_generative.rs`) and on every backend (`tests/backends/reliability.rs`).
+//! and replaying it again changes nothing. The steps a store accepted are counted: a store that
+//! refuses every write of a kind (and so trivially replays to what it stored) fails the test. Run
+//! by proptest on the in-memory store and SQLite (`tests/test_generative.rs`) and on every backend
+//! (`tests/backends/reliability.rs`), with a fixed seed so that a failure reproduces.
 
 use crate::commands::{UpdatePost, WritePost};
 use crate::domain::{Completed, Created, Destroyed, DueDateSet, Task, TitleUpdated};
 use crate::reactors::Post;
 use es_core::{AppendOptions, AsOf, EventStore, Metadata, NewEvent};
 use proptest::prelude::*;
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 /// One step: an append of one or two events to a task, or a command on a post.
 #[derive(Debug, Clone)]
@@ -33,6 +36,92 @@ pub enum Step {
 
 /// How many aggregates of each type the steps touch.
 pub const AGGREGATES: usize = 4;
+
+impl Step {
+    /// The names of the kinds of step, in the order of [`Step::kind`].
+    pub const KINDS: [&'static str; 8] = [
+        "Create",
+        "Retitle",
+        "DueOn",
+        "Complete",
+        "Destroy",
+        "RetitleThenComplete",
+        "WritePost",
+        "UpdatePost",
+    ];
+
+    /// The index of this step's kind in [`Step::KINDS`].
+    pub fn kind(&self) -> usize {
+        match self {
+            Step::Create(..) => 0,
+            Step::Retitle(..) => 1,
+            Step::DueOn(..) => 2,
+            Step::Complete(..) => 3,
+            Step::Destroy(..) => 4,
+            Step::RetitleThenComplete(..) => 5,
+            Step::WritePost(..) => 6,
+            Step::UpdatePost(..) => 7,
+        }
+    }
+}
+
+/// How many steps of each kind ([`Step::KINDS`]) a store accepted; it refused the others, as
+/// it may.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Accepted(pub [u32; Step::KINDS.len()]);
+
+/// The counts of two runs together.
+impl std::ops::Add for Accepted {
+    type Output = Accepted;
+
+    fn add(mut self, other: Accepted) -> Accepted {
+        for (total, more) in self.0.iter_mut().zip(other.0) {
+            *total += more;
+        }
+        self
+    }
+}
+
+/// Runs `case` on `cases` random sequences of up to 40 steps (a fixed seed: a failure
+/// reproduces) and adds up the steps it says its store accepted. Fails with proptest's report
+/// when a case fails, and when the store accepted no step of some kind over all the cases:
+/// every kind is accepted many times over by a working store, so a store that refuses them (and
+/// then, having stored nothing, trivially replays to what it stored) proves nothing.
+pub fn random_histories(
+    cases: u32,
+    case: impl Fn(&[Step]) -> Result<Accepted, TestCaseError>,
+) -> Result<Accepted, String> {
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]);
+    let config = Config {
+        cases,
+        // The seed is fixed: a failure reproduces without a file of regressions.
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new_with_rng(config, rng);
+    let total = std::cell::Cell::new(Accepted::default());
+    runner
+        .run(&proptest::collection::vec(step(), 0..40), |steps| {
+            total.set(total.get() + case(&steps)?);
+            Ok(())
+        })
+        .map_err(|failure| failure.to_string())?;
+    let total = total.get();
+    let refused: Vec<&str> = Step::KINDS
+        .iter()
+        .zip(total.0)
+        .filter(|(_, accepted)| *accepted == 0)
+        .map(|(kind, _)| *kind)
+        .collect();
+    if refused.is_empty() {
+        Ok(total)
+    } else {
+        Err(format!(
+            "the store accepted no step of the kinds {refused:?} in {cases} random histories \
+             (accepted: {total:?})"
+        ))
+    }
+}
 
 fn title() -> impl Strategy<Value = String> {
     prop::sample::select(vec!["", "a", "b", "slides"]).prop_map(str::to_owned)
@@ -59,16 +148,17 @@ pub fn step() -> impl Strategy<Value = Step> {
 }
 
 /// Runs the steps (refusals are part of the game) on aggregates `base + 0..AGGREGATES`, then
-/// checks every aggregate against its events.
-pub fn run_and_check<S>(store: &mut S, base: i64, steps: &[Step]) -> Result<(), TestCaseError>
+/// checks every aggregate against its events; returns how many steps the store accepted.
+pub fn run_and_check<S>(store: &mut S, base: i64, steps: &[Step]) -> Result<Accepted, TestCaseError>
 where
     S: EventStore<Task> + EventStore<Post>,
 {
+    let mut accepted = Accepted::default();
     for step in steps {
         let options = AppendOptions::with_metadata(Metadata::by_actor("prop"));
         let id = |n: &usize| base + *n as i64;
         // A refusal (a typed error) is a legitimate outcome of a random step.
-        let _accepted: bool = match step.clone() {
+        let done: bool = match step.clone() {
             Step::Create(n, title) => store.append(&id(&n), Created { title }, &options).is_ok(),
             Step::Retitle(n, title) => {
                 let retitled = TitleUpdated { title };
@@ -101,12 +191,13 @@ where
                 store.execute(&update, &options).is_ok()
             }
         };
+        accepted.0[step.kind()] += u32::from(done);
     }
     for n in 0..AGGREGATES as i64 {
         check_one::<S, Task>(store, base + n)?;
         check_one::<S, Post>(store, base + n)?;
     }
-    Ok(())
+    Ok(accepted)
 }
 
 fn check_one<S, A>(store: &mut S, id: i64) -> Result<(), TestCaseError>

@@ -1,6 +1,7 @@
 //! Reactors of the test domain: posts where only one is pinned (a trigger creating events on other
 //! aggregates), a trigger that fails, a cycle, a flaky and slow async reactor, an async reactor
-//! creating events, a projection, and a reactor for every event.
+//! creating events, a projection, and a reactor for every event; and a second dispatcher whose
+//! triggers handle the failures of what they do (`ForgivingDispatcher`).
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use es_diesel::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Project;
+use crate::domain::{Created, Project, Task};
 
 /// The diesel schema of the posts and boards.
 #[allow(missing_docs)]
@@ -34,6 +35,32 @@ pub mod schema {
             pinned_post -> Nullable<BigInt>,
         }
     }
+
+    diesel::table! {
+        reactions (idempotency_key, reactor, attempt) {
+            idempotency_key -> Text,
+            reactor -> Text,
+            attempt -> Integer,
+        }
+    }
+
+    diesel::table! {
+        chaos_attempts (event_id, attempt, began) {
+            event_id -> BigInt,
+            attempt -> Integer,
+            worker -> BigInt,
+            began -> BigInt,
+            ended -> Nullable<BigInt>,
+            failed -> Nullable<Bool>,
+        }
+    }
+
+    diesel::table! {
+        feed (event_id, line) {
+            event_id -> BigInt,
+            line -> Text,
+        }
+    }
 }
 
 /// The statements creating the tables of this module (and the reactions log and feed), one each.
@@ -43,8 +70,30 @@ pub const TABLES: &[&str] = &[
     "CREATE TABLE boards (id BIGINT PRIMARY KEY NOT NULL, pinned_post BIGINT)",
     "CREATE TABLE reactions (idempotency_key VARCHAR(255) NOT NULL, reactor VARCHAR(64) NOT NULL, \
      attempt INTEGER NOT NULL)",
-    "CREATE TABLE feed (event_id BIGINT NOT NULL, line VARCHAR(255) NOT NULL)",
+    "CREATE TABLE feed (event_id BIGINT NOT NULL, line TEXT NOT NULL)",
+    "CREATE TABLE chaos_attempts (event_id BIGINT NOT NULL, attempt INTEGER NOT NULL, \
+     worker BIGINT NOT NULL, began BIGINT NOT NULL, ended BIGINT, failed BOOLEAN)",
 ];
+
+/// One attempt of the `chaos` reactor, as it logged it: the job's event and attempt, the worker
+/// process that ran it, and when it began and ended (microseconds of the machine's clock, which
+/// every worker process of a test shares); `ended` and `failed` are unset when the attempt never
+/// finished (its worker was killed).
+#[derive(Queryable, Debug, Clone, Copy)]
+pub struct ChaosAttempt {
+    /// The job's event.
+    pub event_id: i64,
+    /// The attempt's number.
+    pub attempt: i32,
+    /// The process id of the worker that ran it.
+    pub worker: i64,
+    /// When it began.
+    pub began: i64,
+    /// When it ended, if it did.
+    pub ended: Option<i64>,
+    /// Whether it failed, if it ended.
+    pub failed: Option<bool>,
+}
 
 /// A post.
 #[derive(Aggregate, Queryable, Selectable, Insertable, Default, Clone, Debug, PartialEq)]
@@ -155,10 +204,14 @@ pub struct Pinged {
 #[aggregate(Project)]
 pub struct Ponged {}
 
-/// A project was shaken: its async reactor fails at random.
+/// A project was shaken: its async reactor fails at random, or always if `doomed`.
 #[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
 #[aggregate(Project)]
-pub struct Shaken {}
+pub struct Shaken {
+    /// Whether every attempt of its reactor fails (its job ends dead).
+    #[data_attributes]
+    pub doomed: bool,
+}
 
 /// An event whose trigger creates another one of itself: a cycle.
 #[derive(Event, Serialize, Deserialize, Debug, Clone, JsonSchema)]
@@ -277,27 +330,110 @@ where
     Ok(())
 }
 
-fn log_reaction<C: Database>(
-    conn: &mut C,
-    key: &str,
-    reactor: &str,
-    attempt: i32,
-) -> Result<(), ReactorError> {
-    conn.batch_execute(&format!(
-        "INSERT INTO reactions (idempotency_key, reactor, attempt) VALUES ('{key}', '{reactor}', \
-         {attempt})"
-    ))?;
-    Ok(())
+/// What the test reactors write besides events — the reactions log and the feed — with their
+/// values bound, never written into the SQL, on each connection type of the tests.
+pub trait ReactorConnection: Database {
+    /// Logs a side effect of `reactor` under its job's idempotency key.
+    fn log_reaction(&mut self, key: &str, reactor: &str, attempt: i32) -> QueryResult<()>;
+    /// Writes the feed's line for event `event_id`.
+    fn write_feed(&mut self, event_id: i64, line: &str) -> QueryResult<()>;
+    /// Logs the start of `attempt` on the job of event `event_id` by this process.
+    fn begin_chaos_attempt(&mut self, event_id: i64, attempt: i32, began: i64) -> QueryResult<()>;
+    /// Logs the end of the attempt that began at `began`, and whether it failed.
+    fn end_chaos_attempt(
+        &mut self,
+        event_id: i64,
+        attempt: i32,
+        began: i64,
+        failed: bool,
+    ) -> QueryResult<()>;
+    /// Every logged attempt of the `chaos` reactor, by event then attempt.
+    fn chaos_attempts(&mut self) -> QueryResult<Vec<ChaosAttempt>>;
 }
 
+macro_rules! reactor_connection {
+    ($conn:ty) => {
+        impl ReactorConnection for $conn {
+            fn log_reaction(&mut self, key: &str, reactor: &str, attempt: i32) -> QueryResult<()> {
+                use schema::reactions::dsl;
+                diesel::insert_into(dsl::reactions)
+                    .values((
+                        dsl::idempotency_key.eq(key),
+                        dsl::reactor.eq(reactor),
+                        dsl::attempt.eq(attempt),
+                    ))
+                    .execute(self)
+                    .map(drop)
+            }
+
+            fn write_feed(&mut self, event_id: i64, line: &str) -> QueryResult<()> {
+                use schema::feed::dsl;
+                diesel::insert_into(dsl::feed)
+                    .values((dsl::event_id.eq(event_id), dsl::line.eq(line)))
+                    .execute(self)
+                    .map(drop)
+            }
+
+            fn begin_chaos_attempt(
+                &mut self,
+                event_id: i64,
+                attempt: i32,
+                began: i64,
+            ) -> QueryResult<()> {
+                use schema::chaos_attempts::dsl;
+                diesel::insert_into(dsl::chaos_attempts)
+                    .values((
+                        dsl::event_id.eq(event_id),
+                        dsl::attempt.eq(attempt),
+                        dsl::worker.eq(i64::from(std::process::id())),
+                        dsl::began.eq(began),
+                    ))
+                    .execute(self)
+                    .map(drop)
+            }
+
+            fn end_chaos_attempt(
+                &mut self,
+                event_id: i64,
+                attempt: i32,
+                began: i64,
+                failed: bool,
+            ) -> QueryResult<()> {
+                use schema::chaos_attempts::dsl;
+                let this = dsl::chaos_attempts
+                    .filter(dsl::event_id.eq(event_id))
+                    .filter(dsl::attempt.eq(attempt))
+                    .filter(dsl::began.eq(began));
+                diesel::update(this)
+                    .set((dsl::ended.eq(clock_micros()), dsl::failed.eq(failed)))
+                    .execute(self)
+                    .map(drop)
+            }
+
+            fn chaos_attempts(&mut self) -> QueryResult<Vec<ChaosAttempt>> {
+                use schema::chaos_attempts::dsl;
+                dsl::chaos_attempts
+                    .order((dsl::event_id, dsl::attempt, dsl::began))
+                    .load(self)
+            }
+        }
+    };
+}
+
+reactor_connection!(diesel::SqliteConnection);
+#[cfg(feature = "postgres")]
+reactor_connection!(diesel::PgConnection);
+#[cfg(feature = "mysql")]
+reactor_connection!(diesel::MysqlConnection);
+
 /// Sleeps, logs its attempt, and fails while the attempt is within the event's `failures`.
-pub fn flaky<C: Database>(
+pub fn flaky<C: ReactorConnection>(
     ctx: &mut JobContext<'_, C>,
     pinged: Recorded<'_, Pinged>,
 ) -> Result<(), ReactorError> {
     std::thread::sleep(Duration::from_millis(pinged.sleep_ms));
     let (key, attempt) = (ctx.idempotency_key(), ctx.attempt());
-    log_reaction(ctx.connection(), &key, "flaky", attempt)?;
+    ctx.connection().log_reaction(&key, "flaky", attempt)?;
     if attempt <= pinged.failures {
         return Err(format!(
             "attempt {attempt} of {} failing on purpose",
@@ -308,17 +444,36 @@ pub fn flaky<C: Database>(
     Ok(())
 }
 
-/// Fails one attempt in five at random; logs each success in the reactions log under its job's
-/// idempotency key (a retried or re-run job may log twice: delivery is at least once).
-pub fn chaos<C: Database>(
+/// Microseconds since the epoch on this machine's clock.
+pub fn clock_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// Logs when each attempt begins and ends (`chaos_attempts`) and fails one attempt in five at
+/// random — every attempt if the event is `doomed`; logs each success in the
+/// reactions log under its job's idempotency key (a retried or re-run job may log twice: delivery
+/// is at least once).
+pub fn chaos<C: ReactorConnection>(
     ctx: &mut JobContext<'_, C>,
-    _: Recorded<'_, Shaken>,
+    shaken: Recorded<'_, Shaken>,
 ) -> Result<(), ReactorError> {
-    if fastrand::u8(0..5) == 0 {
-        return Err("chaos: a random failure".into());
-    }
-    let (key, attempt) = (ctx.idempotency_key(), ctx.attempt());
-    log_reaction(ctx.connection(), &key, "chaos", attempt)
+    let (event_id, attempt) = (ctx.job().event_id, ctx.attempt());
+    let began = clock_micros();
+    ctx.connection()
+        .begin_chaos_attempt(event_id, attempt, began)?;
+    let outcome: Result<(), ReactorError> = if shaken.doomed {
+        Err("chaos: doomed".into())
+    } else if fastrand::u8(0..5) == 0 {
+        Err("chaos: a random failure".into())
+    } else {
+        let key = ctx.idempotency_key();
+        ctx.connection()
+            .log_reaction(&key, "chaos", attempt)
+            .map_err(ReactorError::from)
+    };
+    ctx.connection()
+        .end_chaos_attempt(event_id, attempt, began, outcome.is_err())?;
+    outcome
 }
 
 /// Answers a ping with a `Ponged` event (caused by the ping).
@@ -336,49 +491,107 @@ where
 }
 
 /// Forwards every event to the "event bus" (the reactions log).
-pub fn forward_to_event_bus<C: Database>(
+pub fn forward_to_event_bus<C: ReactorConnection>(
     ctx: &mut JobContext<'_, C>,
     event: &AnyEvent,
 ) -> Result<(), ReactorError> {
     let (key, attempt) = (ctx.idempotency_key(), ctx.attempt());
-    log_reaction(
-        ctx.connection(),
-        &key,
-        &format!("bus:{}", event.event_type),
-        attempt,
-    )
+    let reactor = format!("bus:{}", event.event_type);
+    Ok(ctx.connection().log_reaction(&key, &reactor, attempt)?)
 }
 
 /// The projects' feed: one line per project event.
-pub fn project_feed<C: Database>(
+pub fn project_feed<C: ReactorConnection>(
     conn: &mut C,
     event: &RecordedEvent<<Project as Aggregate>::Id>,
 ) -> Result<(), ReactorError> {
-    conn.batch_execute(&format!(
-        "INSERT INTO feed (event_id, line) VALUES ({}, '{} of project {}')",
-        event.id, event.event_type, event.aggregate_id
-    ))?;
-    Ok(())
+    let line = format!("{} of project {}", event.event_type, event.aggregate_id);
+    Ok(conn.write_feed(event.id, &line)?)
 }
 
 /// The actor whose completions the tasks' feed refuses: a failing projection.
 pub const REFUSED_BY_THE_FEED: &str = "refused-by-the-feed";
 
 /// The tasks' feed: one line per completed task (it fails for [`REFUSED_BY_THE_FEED`]).
-pub fn task_feed<C: Database>(
+pub fn task_feed<C: ReactorConnection>(
     conn: &mut C,
     completed: Recorded<'_, crate::domain::Completed>,
 ) -> Result<(), ReactorError> {
     if completed.metadata().actor_id.as_deref() == Some(REFUSED_BY_THE_FEED) {
         return Err("the feed refuses this completion".into());
     }
-    conn.batch_execute(&format!(
-        "INSERT INTO feed (event_id, line) VALUES ({}, 'task {} completed by {}')",
-        completed.id(),
+    let line = format!(
+        "task {} completed by {}",
         completed.aggregate_id(),
         completed.metadata().actor_id.as_deref().unwrap_or("nobody")
-    ))?;
+    );
+    Ok(conn.write_feed(completed.id(), &line)?)
+}
+
+/// Opens a task for each written post (same id, same title). A task it cannot open is no reason to
+/// refuse the post: the error is handled and the post written. An empty title breaks the tasks'
+/// `CHECK` (the nested write fails in the database), and then the reactor just goes on; a title
+/// `boom` makes [`refuse_boom_task`] fail after the task's event was stored and its job
+/// ([`welcome_task`]) queued, and then the reactor notes the refusal in the reactions log, in the
+/// same transaction.
+pub fn open_task_for_post<C: ReactorConnection>(
+    ctx: &mut TriggerContext<'_, C>,
+    written: Recorded<'_, PostWritten>,
+) -> Result<(), ReactorError>
+where
+    Task: AggregateTable<C>,
+{
+    let id = *written.aggregate_id();
+    let title = written.title.clone();
+    let opened = ctx.append::<Task>(&id, Created { title }, &AppendOptions::default());
+    if opened.is_err() && written.title == "boom" {
+        ctx.connection()
+            .log_reaction(&format!("post {id}"), "open_task_for_post", 1)?;
+    }
     Ok(())
+}
+
+/// Fails on tasks created with the title `boom`.
+pub fn refuse_boom_task<C: Database>(
+    _: &mut TriggerContext<'_, C>,
+    created: Recorded<'_, Created>,
+) -> Result<(), ReactorError> {
+    if created.title == "boom" {
+        return Err("boom task refused".into());
+    }
+    Ok(())
+}
+
+/// Welcomes a task, after commit (does nothing: its job is what the tests look at).
+pub fn welcome_task<C: Database>(
+    _: &mut JobContext<'_, C>,
+    _: Recorded<'_, Created>,
+) -> Result<(), ReactorError> {
+    Ok(())
+}
+
+/// Writes to a table that does not exist, ignores the error and returns `Ok`: on PostgreSQL the
+/// failed statement has aborted the write transaction.
+pub fn ignore_failed_sql<C: Database>(
+    ctx: &mut TriggerContext<'_, C>,
+    _: Recorded<'_, TitleChanged>,
+) -> Result<(), ReactorError> {
+    let written = ctx
+        .connection()
+        .batch_execute("INSERT INTO no_such_table (id) VALUES (1)");
+    match written {
+        Ok(()) => Err("no_such_table exists".into()),
+        Err(_) => Ok(()),
+    }
+}
+
+dispatcher! {
+    /// Routes whose triggers handle the failures of what they do, and no catch-all job: a write
+    /// whose triggers all succeed or handle their errors commits with no statement after them.
+    pub struct ForgivingDispatcher;
+    PostWritten => trigger: [open_task_for_post -> [Created]];
+    Created => async: [welcome_task], trigger: [refuse_boom_task];
+    TitleChanged => trigger: [ignore_failed_sql];
 }
 
 dispatcher! {

@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use es_core::{
-    Aggregate, Apply, AsOf, Error, Event, EventContext, Metadata, Rebuild, RecordedEvent, Registry,
-    rebuild,
+    Aggregate, AppendOptions, Apply, AsOf, Error, Event, EventContext, Head, Metadata, NewEvent,
+    Rebuild, RecordedEvent, Registry, rebuild, stage,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -243,6 +243,30 @@ fn a_version_gap_is_reported_with_the_event_that_skips() {
     assert_eq!(
         error.to_string(),
         "version gap in `task_events` for aggregate 7: expected version 2, found 3 (event id 5)"
+    );
+}
+
+#[test]
+fn no_event_follows_the_largest_version() {
+    let head = Head {
+        version: i64::MAX - 1,
+        destroyed: false,
+    };
+    let task = || {
+        Some(Task {
+            id: 7,
+            ..Task::default()
+        })
+    };
+    let options = AppendOptions::default();
+    let one: Vec<NewEvent<Task>> = vec![Completed {}.into()];
+    let staged = stage(&7, task(), head, &one, &options).unwrap();
+    assert_eq!(staged.events[0].version, i64::MAX);
+    let two: Vec<NewEvent<Task>> = vec![Completed {}.into(), Completed {}.into()];
+    let error = stage(&7, task(), head, &two, &options).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "task 7 in `task_events` is at version 9223372036854775807: no version can follow it"
     );
 }
 

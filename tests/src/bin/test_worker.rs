@@ -19,9 +19,11 @@ fn run<D: TestDb>(db: &D, lease: Duration) {
         let base = Duration::from_millis(backoff.parse().expect("TEST_WORKER_BACKOFF_MS"));
         options = options.backoff(base, base * 8);
     }
-    let mut conn = db.connect();
     Worker::new(D::Conn::dispatcher(), options)
-        .run_until(&mut conn, &AtomicBool::new(false))
+        .run(
+            || Ok::<_, std::convert::Infallible>(db.connect()),
+            &AtomicBool::new(false),
+        )
         .expect("the worker runs until it is killed");
 }
 

@@ -1,6 +1,7 @@
 //! The dispatcher: trigger cascades and their atomicity, cycles, jobs enqueued on commit, retries
 //! with backoff, dead jobs, a killed worker, concurrent workers, causation chains, projections.
 
+use std::convert::Infallible;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -14,7 +15,9 @@ use es_diesel::{
 };
 use es_tests::backend::{Reaction, TestConnection, TestDb};
 use es_tests::domain::{Completed, Created, Note, Project, ProjectStarted, Task};
-use es_tests::reactors::{BOARD, Board, BoardOpened, Looped, Pinged, Pinned, Post, PostWritten};
+use es_tests::reactors::{
+    BOARD, Board, BoardOpened, Looped, Pinged, Pinned, Post, PostWritten, TitleChanged,
+};
 
 use crate::{Check, KillOnDrop, by, execute};
 
@@ -131,6 +134,83 @@ where
             .is_empty()
     );
     assert_eq!(job_counts(store.connection()).unwrap().pending, 0);
+}
+
+/// The ids of stored events.
+fn ids<Id>(events: &[RecordedEvent<Id>]) -> Vec<i64> {
+    events.iter().map(|event| event.id).collect()
+}
+
+/// The reactors a write ran or queued, in order.
+fn reactors(reactions: &[es_core::Reaction]) -> Vec<&'static str> {
+    reactions.iter().map(|reaction| reaction.reactor).collect()
+}
+
+/// A trigger that handles the failure of its `ctx.append` keeps nothing of that append, whatever
+/// it does next: an append refused by the database (the tasks' `CHECK`) or by its own events'
+/// trigger (after they were stored and their job queued) leaves no event, row, job or reaction,
+/// while the write that ran the trigger commits with what the trigger did after. A trigger that
+/// ignores the failure of a statement of its own never makes a write report events it did not
+/// store: PostgreSQL aborted the transaction, so the write fails; SQLite and MySQL rolled back that
+/// statement only, so the write commits, as reported.
+fn a_failed_nested_append_leaves_nothing<D: TestDb>(db: &D)
+where
+    Task: AggregateTable<D::Conn>,
+    Post: AggregateTable<D::Conn>,
+{
+    let mut conn = db.connect();
+    let mut store = DieselStore::new(&mut conn).with_dispatcher(D::Conn::forgiving_dispatcher());
+    for (id, title) in [(1, ""), (2, "boom")] {
+        let title = title.to_owned();
+        let written = store
+            .append(&id, PostWritten { title }, &by("ann"))
+            .unwrap();
+        let stored = EventStore::<Post>::history(&mut store, &id).unwrap();
+        assert_eq!(ids(&stored), ids(&written.events), "post {id} as reported");
+        assert_eq!(reactors(&written.reactions), ["open_task_for_post"]);
+        assert!(
+            EventStore::<Task>::history(&mut store, &id)
+                .unwrap()
+                .is_empty(),
+            "no event of task {id}"
+        );
+        assert_eq!(EventStore::<Task>::load(&mut store, &id).unwrap(), None);
+    }
+    assert_eq!(job_counts(store.connection()).unwrap().pending, 0);
+    assert_eq!(store.connection().reactions("open_task_for_post").len(), 1);
+
+    let written = store
+        .append(
+            &3,
+            PostWritten {
+                title: "fine".into(),
+            },
+            &by("ann"),
+        )
+        .unwrap();
+    assert_eq!(
+        reactors(&written.reactions),
+        ["open_task_for_post", "welcome_task", "refuse_boom_task"]
+    );
+    let task: Task = store.load(&3).unwrap().unwrap();
+    assert_eq!(task.title, "fine");
+    assert_eq!(job_counts(store.connection()).unwrap().pending, 1);
+
+    let title = "renamed".to_owned();
+    let renamed = store.append(&3, TitleChanged { title }, &by("ann"));
+    let stored = EventStore::<Post>::history(&mut store, &3).unwrap();
+    let post: Post = store.load(&3).unwrap().unwrap();
+    if D::FAILED_STATEMENT_ABORTS_TRANSACTION {
+        let error = renamed.unwrap_err();
+        assert!(matches!(error, Error::Storage { .. }), "{error}");
+        assert!(error.to_string().contains("aborted"), "{error}");
+        assert_eq!(stored.len(), 1);
+        assert_eq!(post.title, "fine");
+    } else {
+        let renamed = renamed.unwrap();
+        assert_eq!(ids(&stored[1..]), ids(&renamed.events));
+        assert_eq!(post.title, "renamed");
+    }
 }
 
 /// A trigger that keeps creating events that trigger it is stopped with a clear error, and
@@ -361,13 +441,12 @@ where
         for worker in ["one", "two"] {
             let stop = &stop;
             scope.spawn(move || {
-                let mut conn = db.connect();
                 let options = WorkerOptions::default()
                     .worker_id(worker)
                     .batch(4)
                     .idle_wait(Duration::from_millis(10));
                 Worker::new(D::Conn::dispatcher(), options)
-                    .run_until(&mut conn, stop)
+                    .run(|| Ok::<_, Infallible>(db.connect()), stop)
                     .unwrap();
             });
         }
@@ -394,6 +473,68 @@ where
     // The start's bus job; per ping: flaky, pong, and the bus jobs of the ping and of its pong.
     let counts = job_counts(store.connection()).unwrap();
     assert_eq!(counts.done, 1 + 4 * PINGS, "{counts:?}");
+}
+
+/// A job locked by another claim is skipped, never waited for (`FOR UPDATE SKIP LOCKED`): while
+/// another session holds the lock of the first due job, a worker claims and runs the others and
+/// returns, leaving that one alone. Without `SKIP LOCKED` the claim would wait for the lock (here,
+/// until the check gives up after 10 s and releases it).
+fn a_locked_job_is_skipped_not_waited_for<D: TestDb>(db: &D)
+where
+    Project: AggregateTable<D::Conn>,
+{
+    let mut conn = db.connect();
+    let mut store = store(&mut conn);
+    store
+        .append(&1, ProjectStarted { name: "p".into() }, &by("ann"))
+        .unwrap();
+    let first = store
+        .connection()
+        .count("SELECT MIN(id) AS value FROM es_jobs");
+    let mut holder = db.connect();
+    let (begin, end) = if D::NAME == "postgres" {
+        ("BEGIN", "COMMIT")
+    } else {
+        ("START TRANSACTION", "COMMIT")
+    };
+    execute::<D>(&mut holder, begin);
+    execute::<D>(
+        &mut holder,
+        &format!("SELECT id FROM es_jobs WHERE id = {first} FOR UPDATE"),
+    );
+    for _ in 0..3 {
+        store
+            .append(
+                &1,
+                Pinged {
+                    failures: 0,
+                    sleep_ms: 0,
+                },
+                &by("ann"),
+            )
+            .unwrap();
+    }
+    let (stats, in_time) = thread::scope(|scope| {
+        let worker = scope.spawn(|| quick_worker::<D::Conn>(1).run_once(&mut db.connect()));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !worker.is_finished() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        let in_time = worker.is_finished();
+        execute::<D>(&mut holder, end);
+        (worker.join().unwrap(), in_time)
+    });
+    assert!(in_time, "the claim waited for the locked job");
+    let stats = stats.unwrap();
+    assert_eq!(
+        stats.completed, 9,
+        "three pings: flaky, pong, the bus: {stats:?}"
+    );
+    let untouched = store.connection().count(&format!(
+        "SELECT COUNT(*) AS value FROM es_jobs WHERE id = {first} AND state = 'pending' \
+         AND attempts = 0"
+    ));
+    assert_eq!(untouched, 1, "the locked job was left alone");
 }
 
 /// A worker process killed in the middle of a job: once its lease expires, another worker claims
@@ -596,19 +737,28 @@ fn routes_are_described<D: TestDb>(_: &D) {
     assert_eq!(routes[7].pattern, Pattern::All);
 }
 
-/// On PostgreSQL, a new job wakes an idle worker by notification, long before its idle wait ends.
+/// On PostgreSQL, a new job wakes an idle worker by notification, long before its idle wait ends:
+/// once the worker has been idle (its session waiting, after a claim that found nothing) the job
+/// of a new event runs within seconds, with an idle wait of ten minutes.
 #[cfg(feature = "postgres")]
 pub(crate) fn notifications_wake_idle_workers(db: &es_tests::backend::PgDb) {
     let stop = AtomicBool::new(false);
+    let sessions = std::sync::Mutex::new(Vec::new());
+    let connect = || {
+        let mut conn = db.connect();
+        let pid = conn.count("SELECT CAST(pg_backend_pid() AS BIGINT) AS value");
+        sessions.lock().unwrap().push(pid);
+        Ok::<_, Infallible>(conn)
+    };
     thread::scope(|scope| {
+        let _stop = crate::StopOnDrop(&stop);
         let stop = &stop;
         scope.spawn(move || {
-            let mut conn = db.connect();
             let options = WorkerOptions::default()
                 .worker_id("listener")
                 .idle_wait(Duration::from_secs(600));
             Worker::new(diesel::PgConnection::dispatcher(), options)
-                .run_until(&mut conn, stop)
+                .run(connect, stop)
                 .unwrap();
         });
         let mut conn = db.connect();
@@ -616,7 +766,21 @@ pub(crate) fn notifications_wake_idle_workers(db: &es_tests::backend::PgDb) {
         store
             .append(&1, ProjectStarted { name: "p".into() }, &by("ann"))
             .unwrap();
-        thread::sleep(Duration::from_millis(300));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let worker = sessions.lock().unwrap().first().copied();
+            let idle = worker.is_some_and(|pid| {
+                store.connection().count(&format!(
+                    "SELECT COUNT(*) AS value FROM pg_stat_activity WHERE pid = {pid} \
+                     AND state = 'idle' AND clock_timestamp() - state_change > INTERVAL '200 ms'"
+                )) == 1
+            });
+            if idle && job_counts(store.connection()).unwrap().done == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the worker never went idle");
+            thread::sleep(Duration::from_millis(20));
+        }
         store
             .append(
                 &1,
@@ -627,12 +791,18 @@ pub(crate) fn notifications_wake_idle_workers(db: &es_tests::backend::PgDb) {
                 &by("ann"),
             )
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let committed = Instant::now();
+        let deadline = committed + Duration::from_secs(60);
         while store.connection().reactions("flaky").is_empty() {
             assert!(Instant::now() < deadline, "the idle worker was not woken");
-            thread::sleep(Duration::from_millis(20));
+            thread::sleep(Duration::from_millis(5));
         }
+        let woken = committed.elapsed();
         stop.store(true, Ordering::Relaxed);
+        assert!(
+            woken < Duration::from_secs(10),
+            "the idle worker waited {woken:?} for a notified job (its idle wait is 600 s)"
+        );
     });
 }
 
@@ -645,7 +815,7 @@ where
     Post: AggregateTable<D::Conn>,
     Board: AggregateTable<D::Conn>,
 {
-    vec![
+    let mut checks: Vec<(&'static str, Check<D>)> = vec![
         (
             "triggers_create_events_atomically",
             triggers_create_events_atomically::<D>,
@@ -657,6 +827,10 @@ where
         (
             "a_trigger_cycle_is_a_clear_error",
             a_trigger_cycle_is_a_clear_error::<D>,
+        ),
+        (
+            "a_failed_nested_append_leaves_nothing",
+            a_failed_nested_append_leaves_nothing::<D>,
         ),
         (
             "jobs_are_enqueued_only_on_commit",
@@ -684,5 +858,12 @@ where
         ),
         ("replay_fires_no_reactor", replay_fires_no_reactor::<D>),
         ("routes_are_described", routes_are_described::<D>),
-    ]
+    ];
+    if D::NAME != "sqlite" {
+        checks.push((
+            "a_locked_job_is_skipped_not_waited_for",
+            a_locked_job_is_skipped_not_waited_for::<D>,
+        ));
+    }
+    checks
 }

@@ -1,12 +1,15 @@
 //! Every backend-dependent behaviour, on every backend: the store (`store.rs`), commands
-//! (`commands.rs`), the dispatcher, its reactors, jobs and projections (`dispatcher.rs`), and
-//! reliability under load (`reliability.rs`).
+//! (`commands.rs`), the dispatcher, its reactors, jobs and projections (`dispatcher.rs`), the job
+//! worker's leases, fences and recovery (`leases.rs`), reliability under load
+//! (`reliability.rs`), and bad stored rows column by column (`bad_rows.rs`).
 //! SQLite always runs; PostgreSQL runs when `PG_DATABASE_URL` (or `DATABASE_URL`) is set; MySQL
 //! when built with `--features es-tests/mysql` and `MYSQL_DATABASE_URL` is set. A skipped suite is
 //! announced and its tests are listed as ignored; under `CI=true` a skipped suite is a failure.
 
+mod bad_rows;
 mod commands;
 mod dispatcher;
+mod leases;
 mod reliability;
 mod store;
 
@@ -35,6 +38,16 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Sets a stop flag when dropped: a check whose assertion fails inside a thread scope stops the
+/// workers of that scope instead of waiting for them forever.
+pub(crate) struct StopOnDrop<'a>(pub(crate) &'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 pub(crate) fn execute<D: TestDb>(conn: &mut D::Conn, sql: &str) {
     conn.batch_execute(sql)
         .unwrap_or_else(|error| panic!("{sql}: {error}"));
@@ -53,12 +66,19 @@ where
     Note: AggregateTable<D::Conn>,
     Post: AggregateTable<D::Conn>,
     Board: AggregateTable<D::Conn>,
+    leases::LeaseDispatcher: es_diesel::Dispatch<D::Conn>,
+    leases::OtherAppDispatcher: es_diesel::Dispatch<D::Conn>,
+    leases::BothAppsDispatcher: es_diesel::Dispatch<D::Conn>,
+    leases::PanicDispatcher: es_diesel::Dispatch<D::Conn>,
+    leases::InTransactionDispatcher: es_diesel::Dispatch<D::Conn>,
 {
     let checks = store::checks::<D>()
         .into_iter()
         .chain(commands::checks::<D>())
         .chain(dispatcher::checks::<D>())
+        .chain(leases::checks::<D>())
         .chain(reliability::checks::<D>())
+        .chain(bad_rows::checks::<D>())
         .chain(extra);
     let mut trials: Vec<Trial> = checks
         .map(|(name, check)| {
@@ -92,7 +112,14 @@ where
 
 fn main() {
     let arguments = Arguments::from_args();
-    let mut all = trials::<SqliteDb>(|_| SqliteDb::new(), None, Vec::new());
+    let mut all = trials::<SqliteDb>(
+        |_| SqliteDb::new(),
+        None,
+        vec![(
+            "commands_in_immediate_transactions_never_collide",
+            store::commands_in_immediate_transactions_never_collide,
+        )],
+    );
     all.extend(postgres_trials());
     all.extend(mysql_trials());
     libtest_mimic::run(&arguments, all).exit();
@@ -114,6 +141,10 @@ fn postgres_trials() -> Vec<Trial> {
             (
                 "a_writer_that_waited_for_the_lock_appends_after_the_head",
                 store::a_writer_that_waited_for_the_lock_appends_after_the_head,
+            ),
+            (
+                "a_version_stored_first_by_another_writer_is_a_conflict",
+                store::a_version_stored_first_by_another_writer_is_a_conflict,
             ),
             (
                 "notifications_wake_idle_workers",

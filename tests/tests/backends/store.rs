@@ -4,14 +4,16 @@ use std::thread;
 
 use diesel::connection::SimpleConnection;
 
-use es_core::{AsOf, Error, EventFilter, EventStore};
+use es_core::{AsOf, CommandError, Conflicted, Error, EventFilter, EventStore, retry_on_conflict};
 use es_diesel::{AggregateTable, DieselStore};
 use es_diesel::{DriftKind, FieldDrift, TextUuid};
-use es_tests::backend::TestDb;
+use es_tests::backend::{TestConnection, TestDb};
+use es_tests::commands::{UpdatePost, WritePost};
 use es_tests::contract;
 use es_tests::domain::{
     Completed, Created, Destroyed, Note, NoteWritten, Project, ProjectStarted, Task, TitleUpdated,
 };
+use es_tests::reactors::{Post, PostWritten, TitleChanged};
 
 use crate::{Check, by, execute};
 
@@ -134,6 +136,257 @@ where
     .unwrap();
     let task: Task = DieselStore::new(&mut conn).load(&1).unwrap().unwrap();
     assert_eq!(task.title, "Kept");
+}
+
+/// What a request's own transaction fails with: diesel's errors and the store's. It is
+/// [`Conflicted`], so that `retry_on_conflict` runs the whole transaction again when it collided
+/// with another.
+#[derive(Debug)]
+pub(crate) enum RequestError {
+    /// Beginning or ending the transaction failed.
+    Diesel(diesel::result::Error),
+    /// The command failed.
+    Command(CommandError),
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Diesel(error) => error.fmt(f),
+            Self::Command(error) => error.fmt(f),
+        }
+    }
+}
+
+impl From<diesel::result::Error> for RequestError {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Diesel(error)
+    }
+}
+
+impl From<CommandError> for RequestError {
+    fn from(error: CommandError) -> Self {
+        Self::Command(error)
+    }
+}
+
+impl Conflicted for RequestError {
+    fn is_conflict(&self) -> bool {
+        matches!(self, Self::Command(error) if error.is_conflict())
+    }
+}
+
+/// Runs a request's work in a transaction of the caller's (diesel's `transaction`, SQLite's
+/// `immediate_transaction`).
+pub(crate) type InTransaction<C> =
+    fn(&mut C, &mut dyn FnMut(&mut C) -> Result<(), RequestError>) -> Result<(), RequestError>;
+
+/// 4 threads × 50 commands retitling one post, each command in a transaction of the caller's that
+/// the store joins, the whole transaction retried on conflict: every command lands once, each
+/// thread's in its order. Returns how many attempts were retried.
+pub(crate) fn requests_in_transactions_land<D: TestDb>(
+    db: &D,
+    in_transaction: InTransaction<D::Conn>,
+) -> usize
+where
+    Post: AggregateTable<D::Conn>,
+{
+    const THREADS: usize = 4;
+    const REQUESTS: usize = 50;
+    let mut conn = db.connect();
+    let title = "hot".to_owned();
+    DieselStore::new(&mut conn)
+        .execute(&WritePost { id: 1, title }, &by("author"))
+        .unwrap();
+    let retries: usize = thread::scope(|scope| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|thread| {
+                scope.spawn(move || {
+                    let mut conn = db.connect();
+                    let mut attempts = 0;
+                    for request in 0..REQUESTS {
+                        let retitle = UpdatePost {
+                            id: 1,
+                            title: Some(format!("{thread}-{request}")),
+                            ..UpdatePost::default()
+                        };
+                        let actor = format!("thread-{thread}");
+                        retry_on_conflict(1_000, || {
+                            attempts += 1;
+                            in_transaction(&mut conn, &mut |conn| {
+                                DieselStore::new(conn).execute(&retitle, &by(&actor))?;
+                                Ok(())
+                            })
+                        })
+                        .unwrap_or_else(|error| panic!("{actor}, request {request}: {error}"));
+                    }
+                    attempts - REQUESTS
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap())
+            .sum()
+    });
+    let mut store = DieselStore::new(&mut conn);
+    let history = EventStore::<Post>::history(&mut store, &1).unwrap();
+    let versions: Vec<i64> = history.iter().map(|event| event.version).collect();
+    let expected: Vec<i64> = (1..=(1 + THREADS * REQUESTS) as i64).collect();
+    assert_eq!(versions, expected);
+    for thread in 0..THREADS {
+        let actor = format!("thread-{thread}");
+        let titles: Vec<String> = history
+            .iter()
+            .filter(|event| event.metadata.actor_id.as_deref() == Some(&actor))
+            .map(|event| event.data_json().unwrap()["title"].to_string())
+            .collect();
+        let wanted: Vec<String> = (0..REQUESTS)
+            .map(|request| format!("\"{thread}-{request}\""))
+            .collect();
+        assert_eq!(titles, wanted, "the requests of {actor}, in order");
+    }
+    let stored: Option<Post> = store.load(&1).unwrap();
+    assert_eq!(store.replay(&1).unwrap(), stored);
+    retries
+}
+
+/// Commands in the caller's own diesel transactions (`Connection::transaction`: a deferred
+/// `BEGIN` on SQLite, whose upgrade to a write fails when another connection wrote first) all
+/// land under contention: a collision is a conflict, retried whole by `retry_on_conflict`.
+fn commands_in_the_callers_transactions_land_under_contention<D: TestDb>(db: &D)
+where
+    Post: AggregateTable<D::Conn>,
+{
+    let retries = requests_in_transactions_land(db, |conn, work| {
+        diesel::Connection::transaction(conn, |conn| work(conn))
+    });
+    eprintln!(
+        "{}: 200 requests in the caller's transactions, {retries} retried",
+        D::NAME
+    );
+}
+
+/// A row inserted by hand into an events table with the next free id (`MAX(id) + 1`, the id
+/// SQLite gives a row inserted without one) takes the position the store allocates next: the next
+/// append fails with a storage error of that events table saying so and how to move the position,
+/// not a conflict, so `retry_on_conflict` does not run it again. Once the position is moved past
+/// it, as the error says, appends to every events table go on, and every id is unique.
+fn a_position_taken_by_hand_is_a_storage_error<D: TestDb>(db: &D)
+where
+    Task: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+{
+    let mut conn = db.connect();
+    let mut store = DieselStore::new(&mut conn);
+    store
+        .append(&1, Created { title: "t".into() }, &by("ann"))
+        .unwrap();
+    let taken = store
+        .connection()
+        .count("SELECT MAX(id) AS value FROM task_events")
+        + 1;
+    execute::<D>(
+        store.connection(),
+        &format!(
+            "INSERT INTO task_events (id, aggregate_id, version, type, data, metadata, \
+             created_at) VALUES ({taken}, 2, 1, 'task.created', '{{\"title\": \"imported\"}}', \
+             '{{}}', {})",
+            D::TIMESTAMP_LITERAL
+        ),
+    );
+    let mut attempts = 0;
+    let error = retry_on_conflict(5, || {
+        attempts += 1;
+        store.append(&1, TitleUpdated { title: "u".into() }, &by("ann"))
+    })
+    .unwrap_err();
+    assert_eq!(attempts, 1, "not retried: {error}");
+    assert!(
+        matches!(
+            error,
+            Error::Storage {
+                table: "task_events",
+                ..
+            }
+        ),
+        "{error}"
+    );
+    let message = error.to_string();
+    let fix = D::SET_POSITION.replace("{}", "<highest id>");
+    assert!(message.contains("position"), "{message}");
+    assert!(message.contains(&fix), "{message}");
+    assert_eq!(
+        EventStore::<Task>::history(&mut store, &1).unwrap().len(),
+        1
+    );
+
+    execute::<D>(
+        store.connection(),
+        &D::SET_POSITION.replace("{}", &taken.to_string()),
+    );
+    store
+        .append(&1, TitleUpdated { title: "u".into() }, &by("ann"))
+        .unwrap();
+    store
+        .append(&1, ProjectStarted { name: "p".into() }, &by("ann"))
+        .unwrap();
+    let mut ids: Vec<i64> = EventStore::<Task>::events(&mut store, &EventFilter::default())
+        .unwrap()
+        .iter()
+        .chain(&EventStore::<Project>::events(&mut store, &EventFilter::default()).unwrap())
+        .map(|event| event.id)
+        .collect();
+    assert_eq!(ids.len(), 4);
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "unique positions: {ids:?}");
+}
+
+/// A unique key of the app's own on an aggregate's table (the posts' titles): a write that breaks
+/// it, creating a row or updating one, is a storage error of that table and writes nothing — no
+/// event, no row, no other row changed.
+fn an_apps_unique_key_refuses_a_duplicate_and_writes_nothing<D: TestDb>(db: &D)
+where
+    Post: AggregateTable<D::Conn>,
+{
+    let mut conn = db.connect();
+    execute::<D>(
+        &mut conn,
+        "CREATE UNIQUE INDEX posts_title ON posts (title)",
+    );
+    let mut store = DieselStore::new(&mut conn);
+    for (id, title) in [(1, "first"), (2, "second")] {
+        let title = title.to_owned();
+        store
+            .append(&id, PostWritten { title }, &by("ann"))
+            .unwrap();
+    }
+    let rows = |store: &mut DieselStore<'_, D::Conn>| -> Vec<Option<Post>> {
+        (1..=3).map(|id| store.load(&id).unwrap()).collect()
+    };
+    let before = rows(&mut store);
+    let title = "first".to_owned();
+    let created = store
+        .append(&3, PostWritten { title }, &by("bob"))
+        .unwrap_err();
+    let title = "first".to_owned();
+    let updated = store
+        .append(&2, TitleChanged { title }, &by("bob"))
+        .unwrap_err();
+    for error in [created, updated] {
+        assert!(
+            matches!(error, Error::Storage { table: "posts", .. }),
+            "{error}"
+        );
+    }
+    assert_eq!(rows(&mut store), before);
+    for (id, events) in [(1, 1), (2, 1), (3, 0)] {
+        let history = EventStore::<Post>::history(&mut store, &id).unwrap();
+        assert_eq!(history.len(), events, "events of post {id}");
+    }
+    let title = "third".to_owned();
+    store.append(&3, PostWritten { title }, &by("bob")).unwrap();
 }
 
 /// Threads appending to one aggregate: no lost or duplicated version, and the stored aggregate
@@ -544,7 +797,9 @@ where
         "version gap in `task_events` for aggregate 53: expected version 2, found 3 (event id 9005)"
     );
     assert!(
-        replay(54).starts_with("cannot decode the metadata of event 9006 in `task_events`"),
+        replay(54).starts_with(
+            "cannot decode the metadata of event 9006 (`task.created`) in `task_events`"
+        ),
         "{}",
         replay(54)
     );
@@ -569,6 +824,7 @@ where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
     Note: AggregateTable<D::Conn>,
+    Post: AggregateTable<D::Conn>,
 {
     vec![
         ("append_applies_saves_and_records", |db| {
@@ -634,12 +890,33 @@ where
             "positions_are_global_across_events_tables",
             positions_are_global_across_events_tables::<D>,
         ),
+        (
+            "a_position_taken_by_hand_is_a_storage_error",
+            a_position_taken_by_hand_is_a_storage_error::<D>,
+        ),
+        (
+            "an_apps_unique_key_refuses_a_duplicate_and_writes_nothing",
+            an_apps_unique_key_refuses_a_duplicate_and_writes_nothing::<D>,
+        ),
+        (
+            "commands_in_the_callers_transactions_land_under_contention",
+            commands_in_the_callers_transactions_land_under_contention::<D>,
+        ),
         ("uuid_ids_work", uuid_ids_work::<D>),
         (
             "corrupt_rows_are_typed_errors",
             corrupt_rows_are_typed_errors::<D>,
         ),
     ]
+}
+
+/// On SQLite, commands in the caller's `immediate_transaction`s (`BEGIN IMMEDIATE`: the write lock
+/// from the start, waited for) all land with no retry at all.
+pub(crate) fn commands_in_immediate_transactions_never_collide(db: &es_tests::backend::SqliteDb) {
+    let retries = requests_in_transactions_land(db, |conn, work| {
+        diesel::SqliteConnection::immediate_transaction(conn, |conn| work(conn))
+    });
+    assert_eq!(retries, 0);
 }
 
 #[cfg(feature = "postgres")]
@@ -663,6 +940,34 @@ pub(crate) fn native_uuid_ids_work(db: &es_tests::backend::PgDb) {
     assert_eq!(store.replay(&id).unwrap(), Some(card));
 }
 
+/// Waits until a connection to `db` is blocked by the PostgreSQL backend `pid`.
+#[cfg(feature = "postgres")]
+fn wait_until_blocked_by(db: &es_tests::backend::PgDb, pid: i32) {
+    use diesel::RunQueryDsl;
+    let blocked = diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+        "(SELECT COUNT(*) FROM pg_stat_activity WHERE {pid} = ANY(pg_blocking_pids(pid)))"
+    ));
+    let mut observer = db.connect();
+    while diesel::select(blocked.clone())
+        .get_result::<i64>(&mut observer)
+        .unwrap()
+        == 0
+    {
+        thread::yield_now();
+    }
+}
+
+/// The PostgreSQL backend of a connection.
+#[cfg(feature = "postgres")]
+fn backend_pid(conn: &mut diesel::PgConnection) -> i32 {
+    use diesel::RunQueryDsl;
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+        "pg_backend_pid()",
+    ))
+    .get_result::<i32>(conn)
+    .unwrap()
+}
+
 /// A writer that waited for another's row lock appends after that writer's events. PostgreSQL
 /// reads the head in the locking statement with a snapshot taken before the wait, so the store
 /// must see that it is stale and read it again; otherwise the second append would reuse version 3.
@@ -670,21 +975,13 @@ pub(crate) fn native_uuid_ids_work(db: &es_tests::backend::PgDb) {
 pub(crate) fn a_writer_that_waited_for_the_lock_appends_after_the_head(
     db: &es_tests::backend::PgDb,
 ) {
-    use diesel::RunQueryDsl;
     use es_core::Transactional;
     let mut conn = db.connect();
     let mut store = DieselStore::new(&mut conn);
     store
         .append(&1, Created { title: "t".into() }, &by("ann"))
         .unwrap();
-    let first_pid = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
-        "pg_backend_pid()",
-    ))
-    .get_result::<i32>(store.connection())
-    .unwrap();
-    let waiting_for_first = diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
-        "(SELECT COUNT(*) FROM pg_stat_activity WHERE {first_pid} = ANY(pg_blocking_pids(pid)))"
-    ));
+    let first_pid = backend_pid(store.connection());
     let second = thread::scope(|scope| {
         let waiting = store
             .transaction(|store| {
@@ -705,14 +1002,7 @@ pub(crate) fn a_writer_that_waited_for_the_lock_appends_after_the_head(
                         &by("bob"),
                     )
                 });
-                let mut observer = db.connect();
-                while diesel::select(waiting_for_first.clone())
-                    .get_result::<i64>(&mut observer)
-                    .unwrap()
-                    == 0
-                {
-                    thread::yield_now();
-                }
+                wait_until_blocked_by(db, first_pid);
                 Ok::<_, Error>(waiting)
             })
             .unwrap();
@@ -723,4 +1013,51 @@ pub(crate) fn a_writer_that_waited_for_the_lock_appends_after_the_head(
     assert_eq!(second.state.unwrap().title, "second");
     let history = EventStore::<Task>::history(&mut store, &1).unwrap();
     assert_eq!(history.len(), 3);
+}
+
+/// Two creators of one aggregate on PostgreSQL: the second's lock finds no row to wait for and
+/// its head no event, so it stores version 1 too, waiting for the first's uncommitted one; when
+/// the first commits, the unique `(aggregate_id, version)` refuses it: a conflict, not a storage
+/// error.
+#[cfg(feature = "postgres")]
+pub(crate) fn a_version_stored_first_by_another_writer_is_a_conflict(db: &es_tests::backend::PgDb) {
+    use es_core::Transactional;
+    let mut conn = db.connect();
+    let mut store = DieselStore::new(&mut conn);
+    let first_pid = backend_pid(store.connection());
+    let second = thread::scope(|scope| {
+        let waiting = store
+            .transaction(|store| {
+                store.append(
+                    &1,
+                    Created {
+                        title: "first".into(),
+                    },
+                    &by("ann"),
+                )?;
+                let waiting = scope.spawn(|| {
+                    let mut conn = db.connect();
+                    let title = "second".to_owned();
+                    DieselStore::new(&mut conn).append(&1, Created { title }, &by("bob"))
+                });
+                wait_until_blocked_by(db, first_pid);
+                Ok::<_, Error>(waiting)
+            })
+            .unwrap();
+        waiting.join().unwrap()
+    });
+    let error = second.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Conflict {
+                expected: 0,
+                actual: 1,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    let task: Task = store.load(&1).unwrap().unwrap();
+    assert_eq!(task.title, "first");
 }
