@@ -175,7 +175,6 @@ impl<A: Aggregate> Staged<A> {
 
 /// Applies new events to the current state of an aggregate, enforcing the rules of the write path:
 ///
-/// - the expected version, if any, must equal the head's version ([`Error::Conflict`]);
 /// - an event that is not a creation event needs an existing aggregate ([`Error::NotFound`]);
 /// - a creation event needs an absent one ([`Error::AlreadyExists`]) whose history, if any, ends
 ///   with a destroying event: a missing row with a live history means a concurrent creator got
@@ -183,7 +182,8 @@ impl<A: Aggregate> Staged<A> {
 /// - after a destroying event the aggregate is absent;
 /// - no event follows version `i64::MAX` ([`Error::VersionOverflow`]).
 ///
-/// Every store calls this under its write lock, then writes [`Staged`] in one transaction.
+/// Every store calls this under its write lock — after [`Head::check_expected`], which it calls
+/// before deciding the events — then writes [`Staged`] in one transaction.
 pub fn stage<A: Aggregate>(
     id: &A::Id,
     current: Option<A>,
@@ -191,7 +191,6 @@ pub fn stage<A: Aggregate>(
     events: &[NewEvent<A>],
     options: &AppendOptions,
 ) -> Result<Staged<A>, Error> {
-    head.check_expected::<A>(id, options)?;
     let current_version = head.version;
     let created_at = options
         .created_at

@@ -229,8 +229,12 @@ pub fn destroy_and_restore_by_replay<S: EventStore<Task>>(
     assert_eq!(store.load(&7).unwrap(), before);
 }
 
-/// Replaying every aggregate reports progress and reproduces the stored state.
-pub fn replay_all_reproduces_every_aggregate<S: EventStore<Task>>(store: &mut S) {
+/// Replaying every aggregate reports progress and rebuilds the stored state of every aggregate
+/// from its events, after `damage` spoiled the rows of all of them (deleting or changing them).
+pub fn replay_all_reproduces_every_aggregate<S: EventStore<Task>>(
+    store: &mut S,
+    mut damage: impl FnMut(&mut S, i64),
+) {
     for id in 100..110 {
         store
             .append(
@@ -244,6 +248,10 @@ pub fn replay_all_reproduces_every_aggregate<S: EventStore<Task>>(store: &mut S)
         store.append(&id, Completed {}, &by("bob")).unwrap();
     }
     let before: Vec<Option<Task>> = (100..110).map(|id| store.load(&id).unwrap()).collect();
+    for id in 100..110 {
+        damage(store, id);
+        assert_ne!(store.load(&id).unwrap(), before[(id - 100) as usize]);
+    }
     let mut reports = Vec::new();
     let done = store
         .replay_all(&mut |progress| reports.push(*progress))

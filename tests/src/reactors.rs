@@ -500,11 +500,27 @@ pub fn forward_to_event_bus<C: ReactorConnection>(
     Ok(ctx.connection().log_reaction(&key, &reactor, attempt)?)
 }
 
+thread_local! {
+    /// The event ids the feed projections were given on this thread, in the order they came.
+    static FEED_ARRIVALS: std::cell::RefCell<Vec<i64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn note_feed_arrival(event_id: i64) {
+    FEED_ARRIVALS.with_borrow_mut(|arrivals| arrivals.push(event_id));
+}
+
+/// The event ids the feed projections (`project_feed`, `task_feed`) were given on this thread
+/// since the last call, in the order they came (a projection runs on the writer's thread).
+pub fn take_feed_arrivals() -> Vec<i64> {
+    FEED_ARRIVALS.take()
+}
+
 /// The projects' feed: one line per project event.
 pub fn project_feed<C: ReactorConnection>(
     conn: &mut C,
     event: &RecordedEvent<<Project as Aggregate>::Id>,
 ) -> Result<(), ReactorError> {
+    note_feed_arrival(event.id);
     let line = format!("{} of project {}", event.event_type, event.aggregate_id);
     Ok(conn.write_feed(event.id, &line)?)
 }
@@ -517,6 +533,7 @@ pub fn task_feed<C: ReactorConnection>(
     conn: &mut C,
     completed: Recorded<'_, crate::domain::Completed>,
 ) -> Result<(), ReactorError> {
+    note_feed_arrival(completed.id());
     if completed.metadata().actor_id.as_deref() == Some(REFUSED_BY_THE_FEED) {
         return Err("the feed refuses this completion".into());
     }

@@ -10,13 +10,15 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection;
 use es_core::{Error, EventStore, RecordedEvent};
 use es_diesel::{
-    AggregateTable, DieselStore, EventRef, Pattern, Reactor, Worker, WorkerOptions, dead_jobs,
-    job_counts, rebuild_projection, retry_dead_jobs,
+    AggregateTable, DieselStore, Dispatch, EventRef, Pattern, Reactor, ReactorError, Recorded,
+    TriggerContext, Worker, WorkerOptions, dead_jobs, dispatcher, job_counts, rebuild_projection,
+    retry_dead_jobs,
 };
 use es_tests::backend::{Reaction, TestConnection, TestDb};
 use es_tests::domain::{Completed, Created, Note, Project, ProjectStarted, Task};
 use es_tests::reactors::{
-    BOARD, Board, BoardOpened, Looped, Pinged, Pinned, Post, PostWritten, TitleChanged,
+    BOARD, Board, BoardOpened, Looped, Pinged, Pinned, Post, PostWritten, ReactorConnection,
+    TitleChanged, forward_to_event_bus, project_feed, take_feed_arrivals, task_feed,
 };
 
 use crate::{Check, KillOnDrop, by, execute};
@@ -592,63 +594,84 @@ where
     assert_eq!(flaky[0].attempt, 2, "the killed attempt counts");
 }
 
-/// A projection rebuilt from the events equals the one maintained live, and the rebuild fires no
-/// reactor and enqueues no job.
+/// Logs each project start in the reactions log: a trigger that a rebuild reading project events
+/// would reach if it ran triggers.
+fn log_project_start<C: ReactorConnection>(
+    ctx: &mut TriggerContext<'_, C>,
+    started: Recorded<'_, ProjectStarted>,
+) -> Result<(), ReactorError> {
+    let key = started.id().to_string();
+    Ok(ctx.connection().log_reaction(&key, "log_project_start", 1)?)
+}
+
+dispatcher! {
+    /// The feed projections, a trigger on an event they read, and async jobs of every event.
+    pub(crate) struct FeedDispatcher;
+    ProjectStarted => trigger: [log_project_start];
+    Completed => project: [task_feed];
+    Project::* => project: [project_feed];
+    * => async: [forward_to_event_bus];
+}
+
+/// A projection rebuilt from the events equals the one maintained live, is fed every event in the
+/// order it was written (interleaving the projects' events), and the rebuild fires no trigger
+/// (one is routed on an event it reads) and enqueues no job.
 fn projection_rebuild_equals_live_and_fires_nothing<D: TestDb>(db: &D)
 where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
     Note: AggregateTable<D::Conn>,
+    FeedDispatcher: Dispatch<D::Conn>,
 {
     let mut conn = db.connect();
-    let mut store = store(&mut conn);
-    for id in 1..=5 {
-        store
-            .append(
-                &id,
-                ProjectStarted {
-                    name: format!("p{id}"),
-                },
-                &by("ann"),
-            )
-            .unwrap();
-        store
-            .append(
-                &id,
-                Created {
-                    title: format!("t{id}"),
-                },
-                &by("ann"),
-            )
-            .unwrap();
-        store
-            .append(
-                &id,
-                Pinged {
-                    failures: 0,
-                    sleep_ms: 0,
-                },
-                &by("ann"),
-            )
-            .unwrap();
-        if id % 2 == 0 {
-            store.append(&id, Completed {}, &by("bob")).unwrap();
+    let mut store = DieselStore::new(&mut conn).with_dispatcher(&FeedDispatcher);
+    for round in 0..3 {
+        for id in 1..=5 {
+            if round == 0 {
+                let name = format!("p{id}");
+                store.append(&id, ProjectStarted { name }, &by("ann")).unwrap();
+                let title = format!("t{id}");
+                store.append(&id, Created { title }, &by("ann")).unwrap();
+            }
+            let ping = Pinged {
+                failures: 0,
+                sleep_ms: 0,
+            };
+            store.append(&id, ping, &by("ann")).unwrap();
+            if round == 1 && id % 2 == 0 {
+                store.append(&id, Completed {}, &by("bob")).unwrap();
+            }
         }
     }
     let live = store.connection().feed();
-    assert_eq!(live.len(), 5 * 2 + 2);
+    assert_eq!(live.len(), 5 * 4 + 2);
+    let live_arrivals = take_feed_arrivals();
+    assert!(live_arrivals.is_sorted(), "written in order: {live_arrivals:?}");
     let jobs = job_counts(store.connection()).unwrap();
+    let triggered = store.connection().reactions("log_project_start");
+    assert_eq!(triggered.len(), 5);
     for (projection, filter) in [("project_feed", "%of project%"), ("task_feed", "task %")] {
-        let dispatcher = D::Conn::dispatcher();
-        let read = rebuild_projection(store.connection(), dispatcher, projection, |conn| {
+        let read = rebuild_projection(store.connection(), &FeedDispatcher, projection, |conn| {
             conn.batch_execute(&format!("DELETE FROM feed WHERE line LIKE '{filter}'"))?;
             Ok(())
         })
         .unwrap();
         assert!(read > 0);
+        let fed = take_feed_arrivals();
+        let written: Vec<i64> = live_arrivals
+            .iter()
+            .copied()
+            .filter(|id| fed.contains(id))
+            .collect();
+        assert_eq!(fed, written, "{projection} is fed in the order of writing");
     }
     assert_eq!(store.connection().feed(), live);
     assert_eq!(job_counts(store.connection()).unwrap(), jobs);
+    assert_eq!(
+        store.connection().reactions("log_project_start"),
+        triggered,
+        "the rebuild ran no trigger"
+    );
 }
 
 /// Replaying aggregates through a store with a dispatcher runs no reactor: no trigger creates
@@ -814,6 +837,7 @@ where
     Note: AggregateTable<D::Conn>,
     Post: AggregateTable<D::Conn>,
     Board: AggregateTable<D::Conn>,
+    FeedDispatcher: Dispatch<D::Conn>,
 {
     let mut checks: Vec<(&'static str, Check<D>)> = vec![
         (

@@ -71,6 +71,7 @@ where
     leases::BothAppsDispatcher: es_diesel::Dispatch<D::Conn>,
     leases::PanicDispatcher: es_diesel::Dispatch<D::Conn>,
     leases::InTransactionDispatcher: es_diesel::Dispatch<D::Conn>,
+    dispatcher::FeedDispatcher: es_diesel::Dispatch<D::Conn>,
 {
     let checks = store::checks::<D>()
         .into_iter()

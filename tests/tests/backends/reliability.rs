@@ -4,6 +4,7 @@
 //! API that takes one, stored as data and never run as SQL.
 
 use std::collections::HashMap;
+use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -111,22 +112,31 @@ where
 }
 
 /// 16 threads on one aggregate with optimistic expected versions: every stale attempt is a
-/// conflict, retried on the version read again, until each command lands exactly once.
+/// conflict, retried on the version read again, until each command lands exactly once; the
+/// threads' first writes all expect the version they read before any of them wrote, so all but
+/// one of them conflict.
 fn optimistic_writers_retry_until_each_command_lands_once<D: TestDb>(db: &D)
 where
     Post: AggregateTable<D::Conn>,
 {
     write_post(db, 2);
+    let all_have_read = Barrier::new(THREADS);
     let conflicts: usize = thread::scope(|scope| {
         let handles: Vec<_> = (0..THREADS)
             .map(|thread| {
+                let all_have_read = &all_have_read;
                 scope.spawn(move || {
                     let mut conn = db.connect();
                     let mut store = DieselStore::new(&mut conn);
                     let mut conflicts = 0;
+                    let mut first_attempt = true;
                     for command in 0..OPTIMISTIC_COMMANDS {
                         let done = retry_on_conflict(10_000, || {
                             let seen = EventStore::<Post>::version(&mut store, &2)?;
+                            if std::mem::take(&mut first_attempt) {
+                                // Every thread's first write expects the version all of them read.
+                                all_have_read.wait();
+                            }
                             let options = by(thread).expect_version(seen);
                             let result = store.execute(&retitle(2, thread, command), &options);
                             conflicts +=
@@ -145,6 +155,10 @@ where
             .sum()
     });
     check_history(db, 2, OPTIMISTIC_COMMANDS);
+    assert!(
+        conflicts >= THREADS - 1,
+        "the first writes of all but one thread expected a stale version: {conflicts} conflicts"
+    );
     eprintln!(
         "{}: {} optimistic commands landed after {conflicts} conflicts",
         D::NAME,

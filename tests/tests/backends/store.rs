@@ -858,9 +858,19 @@ where
             );
         }),
         ("replay_all_reproduces_every_aggregate", |db| {
-            contract::replay_all_reproduces_every_aggregate(&mut DieselStore::new(
-                &mut db.connect(),
-            ));
+            contract::replay_all_reproduces_every_aggregate(
+                &mut DieselStore::new(&mut db.connect()),
+                |store, id| {
+                    let damage = if id % 2 == 0 {
+                        format!("DELETE FROM tasks WHERE id = {id}")
+                    } else {
+                        format!(
+                            "UPDATE tasks SET title = 'damaged', completed_at = NULL WHERE id = {id}"
+                        )
+                    };
+                    execute::<D>(store.connection(), &damage);
+                },
+            );
         }),
         (
             "a_failing_save_leaves_nothing",
