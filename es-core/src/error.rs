@@ -228,7 +228,8 @@ pub enum Error {
     },
 
     /// Concurrent writers collided in the database (a deadlock, a serialization failure, a lock
-    /// wait that timed out, a database busy with another writer) and this write was rolled back;
+    /// wait that timed out, a database busy with another writer) and this write was rolled back
+    /// (also when the collision was a trigger reactor's write, deeper in its cascade);
     /// running it again is safe — inside a transaction of your own, run that whole transaction
     /// again, as [`retry_on_conflict`](crate::retry_on_conflict) does.
     #[error("concurrent writes on {aggregate} {aggregate_id} collided, retry: {source}")]

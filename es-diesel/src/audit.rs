@@ -77,8 +77,10 @@ pub struct VerifyReport {
 /// `progress` after each batch. Nothing is written: this is the audit to run before a replay,
 /// and after it.
 ///
-/// Aggregates are read [`DEFAULT_REPLAY_BATCH`] at a time, each batch in one transaction that
-/// locks its rows as replay does, so that a concurrent write never shows up as drift. Rows that
+/// Aggregates are read [`DEFAULT_REPLAY_BATCH`] at a time, each batch's rows and events from one
+/// consistent snapshot (a read-only transaction), so that a concurrent write never shows up as
+/// drift; it takes no row lock, so that it never blocks, deadlocks or aborts an application's
+/// write. Rows that
 /// have no event at all are not looked at. An aggregate whose events cannot be replayed, or one
 /// of whose event rows cannot be read, is reported ([`DriftKind::Unreplayable`]) and the audit
 /// goes on; only a row whose aggregate cannot be read either stops it, with that row's error.
@@ -97,7 +99,7 @@ pub fn verify<C: Database, A: AggregateTable<C> + Serialize>(
             return Ok(report);
         };
         after = Some(last.clone());
-        conn.write_transaction(|conn| verify_batch::<C, A>(conn, &ids, &mut report, on_drift))?;
+        conn.snapshot_transaction(|conn| verify_batch::<C, A>(conn, &ids, &mut report, on_drift))?;
         progress(&report);
     }
 }
@@ -111,7 +113,6 @@ fn verify_batch<C: Database, A: AggregateTable<C> + Serialize>(
     report: &mut VerifyReport,
     on_drift: &mut dyn FnMut(&Drift),
 ) -> Result<(), Error> {
-    A::lock_many(conn, ids).map_err(storage(A::TABLE))?;
     let mut rows: HashMap<A::Id, A> = A::load_many(conn, ids)
         .map_err(storage(A::TABLE))?
         .into_iter()

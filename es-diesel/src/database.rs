@@ -35,6 +35,17 @@ pub trait Database: Connection + Sized + 'static + sealed::Sealed {
         finish_write(self, result)
     }
 
+    /// Runs `f` in a read-only transaction that sees one consistent snapshot of the database and
+    /// takes no row lock, so that it neither blocks writers nor waits for them: a deferred `BEGIN`
+    /// on SQLite (in WAL mode a reader keeps the snapshot of its first read), `REPEATABLE READ
+    /// READ ONLY` on PostgreSQL, `WITH CONSISTENT SNAPSHOT, READ ONLY` under `REPEATABLE READ` on
+    /// MySQL. Inside an enclosing transaction, a savepoint (seeing what the enclosing one sees).
+    #[doc(hidden)]
+    fn snapshot_transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, Error>,
+    ) -> Result<T, Error>;
+
     /// Runs `f` in a write transaction for the bookkeeping of `es_jobs` (claims, renewals,
     /// outcomes, pruning). On MySQL it reads committed rows only: under REPEATABLE READ a
     /// statement that scans `es_jobs` waits for (and deadlocks on) rows other claims lock, and
@@ -159,9 +170,11 @@ pub trait Database: Connection + Sized + 'static + sealed::Sealed {
     #[doc(hidden)]
     fn prune_jobs(&mut self, older_than: TimeDelta, limit: usize) -> Result<usize, Error>;
 
-    /// How many jobs each reactor has in each state: `(reactor, state, count)`.
+    /// How many jobs are in each state, `(reactor, state, count)`: of each reactor if `by_reactor`,
+    /// else of all reactors (reactor `""`), which the `(state, run_at)` index answers without
+    /// reading the table — a cheap poll while workers drain the jobs.
     #[doc(hidden)]
-    fn job_counts(&mut self) -> Result<Vec<(String, String, i64)>, Error>;
+    fn job_counts(&mut self, by_reactor: bool) -> Result<Vec<(String, String, i64)>, Error>;
 
     /// The dead jobs, oldest first.
     #[doc(hidden)]
@@ -244,6 +257,33 @@ pub(crate) fn is_contention(error: &diesel::result::Error) -> bool {
             CONTENDED.iter().any(|start| message.starts_with(start))
         }
         _ => false,
+    }
+}
+
+/// Runs `transaction` again, up to `attempts` times in all, while it fails with contention
+/// ([`is_contention`]: a deadlock, a serialization failure, a busy SQLite), after a random pause
+/// that doubles with each attempt (up to 10 ms, 20 ms, ... 500 ms); it must be safe to repeat (a
+/// whole transaction, rolled back when it failed).
+pub(crate) fn retry_contention<T>(
+    attempts: u32,
+    mut transaction: impl FnMut() -> Result<T, Error>,
+) -> Result<T, Error> {
+    let mut attempt = 1;
+    loop {
+        match transaction() {
+            Err(Error::Storage { source, .. })
+                if attempt < attempts
+                    && source
+                        .downcast_ref::<diesel::result::Error>()
+                        .is_some_and(is_contention) =>
+            {
+                tracing::debug!(attempt, "a transaction collided with another, retrying");
+                let longest = (10u64 << (attempt - 1).min(6)).min(500);
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(fastrand::u64(1..=longest)));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -600,6 +640,15 @@ macro_rules! database {
         impl Database for $conn {
             fn begin_write(&mut self) -> Result<(), Error> {
                 $dialect::begin_write(self).map_err(storage("transaction"))
+            }
+
+            fn snapshot_transaction<T>(
+                &mut self,
+                f: impl FnOnce(&mut Self) -> Result<T, Error>,
+            ) -> Result<T, Error> {
+                $dialect::begin_snapshot(self).map_err(storage("transaction"))?;
+                let result = f(self);
+                finish_write(self, result)
             }
 
             fn jobs_transaction<T>(
@@ -1046,7 +1095,7 @@ macro_rules! database {
                 self.jobs_transaction(|conn| query.execute(conn).map_err(storage("es_jobs")))
             }
 
-            fn job_counts(&mut self) -> Result<Vec<(String, String, i64)>, Error> {
+            fn job_counts(&mut self, by_reactor: bool) -> Result<Vec<(String, String, i64)>, Error> {
                 use diesel::RunQueryDsl;
                 #[derive(diesel::QueryableByName)]
                 struct StateCount {
@@ -1057,10 +1106,14 @@ macro_rules! database {
                     #[diesel(sql_type = diesel::sql_types::BigInt)]
                     value: i64,
                 }
-                let rows: Vec<StateCount> = diesel::sql_query(
+                let query = if by_reactor {
                     "SELECT reactor, state, COUNT(*) AS value FROM es_jobs GROUP BY reactor, state \
-                     ORDER BY reactor, state",
-                )
+                     ORDER BY reactor, state"
+                } else {
+                    "SELECT '' AS reactor, state, COUNT(*) AS value FROM es_jobs GROUP BY state \
+                     ORDER BY state"
+                };
+                let rows: Vec<StateCount> = diesel::sql_query(query)
                 .load(self)
                 .map_err(storage("es_jobs"))?;
                 Ok(rows.into_iter().map(|row| (row.reactor, row.state, row.value)).collect())
@@ -1508,6 +1561,12 @@ mod sqlite {
         }
     }
 
+    /// A deferred `BEGIN`: its first read takes the WAL snapshot it keeps, and no lock that
+    /// stops writers.
+    pub(super) fn begin_snapshot(conn: &mut SqliteConnection) -> diesel::QueryResult<()> {
+        AnsiTransactionManager::begin_transaction(conn)
+    }
+
     /// SQLite rolls back a failed statement only, never the transaction around it.
     pub(super) fn check_not_aborted(_: &mut SqliteConnection) -> Result<(), Error> {
         Ok(())
@@ -1830,6 +1889,20 @@ mod postgres {
         AnsiTransactionManager::begin_transaction(conn)
     }
 
+    pub(super) fn begin_snapshot(conn: &mut PgConnection) -> diesel::QueryResult<()> {
+        use diesel::connection::{AnsiTransactionManager, TransactionManager};
+        if AnsiTransactionManager::transaction_manager_status_mut(conn)
+            .transaction_depth()?
+            .is_some()
+        {
+            return AnsiTransactionManager::begin_transaction(conn);
+        }
+        AnsiTransactionManager::begin_transaction_sql(
+            conn,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        )
+    }
+
     /// PostgreSQL aborts a transaction at its first failed statement and answers its `COMMIT`
     /// with a rollback, and no error: before the outermost commit, one statement that fails in an
     /// aborted transaction (a savepoint's `RELEASE` fails by itself).
@@ -2122,6 +2195,26 @@ mod mysql {
     pub(super) fn begin_write(conn: &mut MysqlConnection) -> diesel::QueryResult<()> {
         use diesel::connection::{AnsiTransactionManager, TransactionManager};
         AnsiTransactionManager::begin_transaction(conn)
+    }
+
+    /// `REPEATABLE READ` for the next transaction only (a session may read committed rows for
+    /// the jobs' bookkeeping), then a transaction whose snapshot is taken at once.
+    pub(super) fn begin_snapshot(conn: &mut MysqlConnection) -> diesel::QueryResult<()> {
+        use diesel::connection::{AnsiTransactionManager, TransactionManager};
+        if AnsiTransactionManager::transaction_manager_status_mut(conn)
+            .transaction_depth()?
+            .is_some()
+        {
+            return AnsiTransactionManager::begin_transaction(conn);
+        }
+        diesel::connection::SimpleConnection::batch_execute(
+            conn,
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+        )?;
+        AnsiTransactionManager::begin_transaction_sql(
+            conn,
+            "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+        )
     }
 
     /// InnoDB rolls back a failed statement only (a deadlock rolls back the whole transaction, and

@@ -476,14 +476,21 @@ pub fn run_projection<C>(
 }
 
 /// Names the failing reactor in its error — unless the error comes from deeper in the cascade (a
-/// reactor of an event this one created, or the cascade limit), which already says where.
+/// reactor of an event this one created, or the cascade limit), which already says where, or is
+/// a collision with another writer (a deadlock, a busy database: [`Error::Contention`]), which
+/// makes the whole write one to run again, as `retry_on_conflict` does.
 pub(crate) fn reactor_error(
     reactor: &'static str,
     event: &Dispatched<'_>,
     source: ReactorError,
 ) -> Error {
     match source.downcast::<Error>() {
-        Ok(inner) if matches!(*inner, Error::Reactor { .. } | Error::CascadeTooDeep { .. }) => {
+        Ok(inner)
+            if matches!(
+                *inner,
+                Error::Reactor { .. } | Error::CascadeTooDeep { .. } | Error::Contention { .. }
+            ) =>
+        {
             *inner
         }
         Ok(inner) => wrap(reactor, event, inner),

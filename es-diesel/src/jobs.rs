@@ -22,7 +22,7 @@ use chrono::TimeDelta;
 use diesel::connection::TransactionManager;
 use es_core::{Aggregate, AppendOptions, Committed, Error, IntoEvents, RecordedEvent};
 
-use crate::database::{Database, Selection, is_contention};
+use crate::database::{Database, Selection, retry_contention};
 use crate::dispatch::{AnyEvent, Dispatch, ReactorError};
 use crate::store::DieselStore;
 use crate::table::AggregateTable;
@@ -129,7 +129,7 @@ impl JobCounts {
 /// Counts the jobs in each state.
 pub fn job_counts<C: Database>(conn: &mut C) -> Result<JobCounts, Error> {
     let mut counts = JobCounts::default();
-    for (_, state, count) in conn.job_counts()? {
+    for (_, state, count) in conn.job_counts(false)? {
         counts.add(&state, count);
     }
     Ok(counts)
@@ -139,7 +139,7 @@ pub fn job_counts<C: Database>(conn: &mut C) -> Result<JobCounts, Error> {
 /// running worker routes shows here with its jobs pending.
 pub fn job_counts_by_reactor<C: Database>(conn: &mut C) -> Result<Vec<(String, JobCounts)>, Error> {
     let mut by_reactor: Vec<(String, JobCounts)> = Vec::new();
-    for (reactor, state, count) in conn.job_counts()? {
+    for (reactor, state, count) in conn.job_counts(true)? {
         match by_reactor.last_mut() {
             Some((last, counts)) if *last == reactor => counts.add(&state, count),
             _ => {
@@ -305,6 +305,10 @@ impl<'a, C: Database> JobContext<'a, C> {
     }
 }
 
+/// How many times a worker runs a bookkeeping transaction that collided with another writer
+/// before it counts the error (it is safe to repeat).
+const BOOKKEEPING_ATTEMPTS: u32 = 5;
+
 /// How long finished jobs may wait before their outcomes are recorded together.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
@@ -341,7 +345,9 @@ pub struct WorkerOptions {
     /// wakes it sooner).
     pub idle_wait: Duration,
     /// How long done jobs stay in `es_jobs` before a running worker deletes them (`None`:
-    /// forever). Seven days by default. Dead jobs are always kept.
+    /// forever). Seven days by default. A worker prunes every `keep_done` or 10 minutes,
+    /// whichever is shorter, the first time that long after it started. Dead jobs are always
+    /// kept.
     pub keep_done: Option<Duration>,
 }
 
@@ -694,7 +700,8 @@ impl<'d, C: Database> Worker<'d, C> {
         let mut shift = Shift::new(held);
         let mut stats = WorkerStats::default();
         let mut trouble = Trouble::default();
-        let mut last_prune: Option<Instant> = None;
+        // Pruning scans the done jobs: not at start, where it would delay the first claim.
+        let mut last_prune = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let Some(current) = conn.as_mut() else {
                 conn = self.reconnect(connect, &mut trouble, &mut stats, stop);
@@ -723,7 +730,9 @@ impl<'d, C: Database> Worker<'d, C> {
         if let Some(conn) = conn.as_mut() {
             let unstarted: Vec<(i64, i32)> =
                 shift.queue.drain(..).map(|job| claim_of(&job)).collect();
-            let given_back = retry_contention(|| conn.release_jobs(&self.owner, &unstarted));
+            let given_back = retry_contention(BOOKKEEPING_ATTEMPTS, || {
+                conn.release_jobs(&self.owner, &unstarted)
+            });
             if let Err(error) = given_back.and_then(|_| self.flush(conn, &mut shift, &mut stats)) {
                 tracing::warn!(%error, "stopping: outcomes not recorded; those jobs run again");
             }
@@ -761,7 +770,7 @@ impl<'d, C: Database> Worker<'d, C> {
         conn: &mut C,
         shift: &mut Shift<'_>,
         stats: &mut WorkerStats,
-        last_prune: &mut Option<Instant>,
+        last_prune: &mut Instant,
     ) -> Result<Step, Error> {
         if shift.flush_due() {
             self.flush(conn, shift, stats)?;
@@ -773,12 +782,12 @@ impl<'d, C: Database> Worker<'d, C> {
         }
         if let Some(keep) = self.options.keep_done {
             let every = keep.min(Duration::from_secs(600));
-            if last_prune.is_none_or(|last| last.elapsed() >= every) {
+            if last_prune.elapsed() >= every {
                 let pruned = prune_jobs(conn, keep)?;
                 if pruned > 0 {
                     tracing::info!(pruned, "pruned done jobs");
                 }
-                *last_prune = Some(Instant::now());
+                *last_prune = Instant::now();
             }
         }
         Ok(if self.claim(conn, shift)? == 0 {
@@ -797,7 +806,7 @@ impl<'d, C: Database> Worker<'d, C> {
             limit: self.options.batch,
             max_attempts: self.options.max_attempts,
         };
-        let jobs = retry_contention(|| conn.claim_jobs(&claim))?;
+        let jobs = retry_contention(BOOKKEEPING_ATTEMPTS, || conn.claim_jobs(&claim))?;
         shift.held.add(&jobs);
         let claimed = jobs.len();
         shift.queue.extend(jobs);
@@ -808,7 +817,9 @@ impl<'d, C: Database> Worker<'d, C> {
     fn renew(&self, conn: &mut C, held: &Held) -> Result<(), Error> {
         let lease = checked_delta("WorkerOptions::lease", self.options.lease)?;
         let claims = held.snapshot();
-        let renewed = retry_contention(|| conn.renew_jobs(&self.owner, &claims, lease))?;
+        let renewed = retry_contention(BOOKKEEPING_ATTEMPTS, || {
+            conn.renew_jobs(&self.owner, &claims, lease)
+        })?;
         if renewed < claims.len() {
             tracing::warn!(
                 held = claims.len(),
@@ -884,7 +895,7 @@ impl<'d, C: Database> Worker<'d, C> {
             .filter(|(_, outcome)| *outcome == JobOutcome::Done)
             .map(|(job, _)| claim_of(job))
             .collect();
-        let recorded = retry_contention(|| {
+        let recorded = retry_contention(BOOKKEEPING_ATTEMPTS, || {
             conn.jobs_transaction(|conn| {
                 let mut recorded = WorkerStats {
                     completed: conn.complete_jobs(&self.owner, &done)? as u64,
@@ -1028,32 +1039,6 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .map(|message| (*message).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(a panic without a message)".to_owned())
-}
-
-/// Runs a bookkeeping statement of the worker again when it collided with another worker or
-/// writer (a deadlock, a serialization failure, a busy SQLite: [`is_contention`]); it is safe to
-/// repeat.
-fn retry_contention<T>(mut operation: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
-    const ATTEMPTS: usize = 5;
-    let mut attempt = 1;
-    loop {
-        match operation() {
-            Err(Error::Storage { source, .. })
-                if attempt < ATTEMPTS
-                    && source
-                        .downcast_ref::<diesel::result::Error>()
-                        .is_some_and(is_contention) =>
-            {
-                tracing::debug!(
-                    attempt,
-                    "job bookkeeping collided with another writer, retrying"
-                );
-                attempt += 1;
-                std::thread::sleep(Duration::from_millis(fastrand::u64(1..20)));
-            }
-            other => return other,
-        }
-    }
 }
 
 /// An error with its sources, `: `-separated (sources already in the message are not repeated).

@@ -2,6 +2,8 @@
 
 use std::slice;
 
+use diesel::connection::TransactionManager;
+
 use es_core::testing::TestStore;
 use es_core::{
     Aggregate, AppendOptions, AsOf, Committed, Error, EventFilter, EventStore, Head, NewEvent,
@@ -9,7 +11,9 @@ use es_core::{
     Transactional, rebuild, stage,
 };
 
-use crate::database::{BadRow, Database, Selection, finish_write, is_contention, storage};
+use crate::database::{
+    BadRow, Database, Selection, finish_write, is_contention, retry_contention, storage,
+};
 use crate::dispatch::{Dispatch, Dispatched, TriggerContext, UnitOfWork};
 use crate::table::{AggregateTable, Locked};
 
@@ -83,12 +87,39 @@ impl<'c, C: Database> DieselStore<'c, C> {
 
     /// Rebuilds `ids` from their events in one transaction that first locks their rows, then writes
     /// them back with one upsert and one delete. Aggregates without any event are left untouched.
+    ///
+    /// The batch locks its rows in id order, and a trigger cascade in its own: the two can
+    /// deadlock. A batch of its own transaction that collides so is run again (a few times); one
+    /// inside the caller's transaction, or one that keeps colliding, is [`Error::Contention`].
     pub(crate) fn replay_batch_of<A: AggregateTable<C>>(
         &mut self,
         ids: &[A::Id],
         on_bad: OnBadHistory,
     ) -> Result<Replayed<A>, Error> {
-        self.conn.write_transaction(|conn| {
+        let outermost = C::TransactionManager::transaction_manager_status_mut(self.conn)
+            .transaction_depth()
+            .map_err(storage("transaction"))?
+            .is_none();
+        let replayed = if outermost {
+            retry_contention(REPLAY_BATCH_ATTEMPTS, || {
+                Self::replay_batch_in(self.conn, ids, on_bad)
+            })
+        } else {
+            Self::replay_batch_in(self.conn, ids, on_bad)
+        };
+        replayed.map_err(|error| match (ids.first(), ids.last()) {
+            (Some(first), Some(last)) => contended::<A>(&format!("{first}..={last}"))(error),
+            _ => error,
+        })
+    }
+
+    /// [`replay_batch_of`](Self::replay_batch_of)'s transaction.
+    fn replay_batch_in<A: AggregateTable<C>>(
+        conn: &mut C,
+        ids: &[A::Id],
+        on_bad: OnBadHistory,
+    ) -> Result<Replayed<A>, Error> {
+        conn.write_transaction(|conn| {
             A::lock_many(conn, ids).map_err(storage(A::TABLE))?;
             let mut records = conn.select_events(A::EVENTS_TABLE, Selection::Aggregates(ids))?;
             let mut replayed = Replayed {
@@ -242,7 +273,7 @@ fn write_events<C: Database, A: AggregateTable<C>>(
 /// failure, a lock wait timeout, SQLite's busy database when the caller's deferred transaction
 /// cannot become the writer) is [`Error::Contention`]: running the transaction again is the
 /// answer, and `retry_on_conflict` does.
-fn contended<A: Aggregate>(id: &A::Id) -> impl FnOnce(Error) -> Error + '_ {
+fn contended<A: Aggregate>(id: &dyn std::fmt::Display) -> impl FnOnce(Error) -> Error + '_ {
     move |error| match error {
         Error::Storage { table, source } => {
             let contention = source
@@ -261,6 +292,10 @@ fn contended<A: Aggregate>(id: &A::Id) -> impl FnOnce(Error) -> Error + '_ {
         other => other,
     }
 }
+
+/// How many times a replay batch that lost a deadlock runs (its transaction is safe to repeat):
+/// the writers it collides with keep going, so it may lose a few times in a row.
+const REPLAY_BATCH_ATTEMPTS: u32 = 8;
 
 /// Records a rebuilt aggregate in the batch's outcome, with its events (its versions run from 1).
 fn finish<A: Aggregate>(rebuild: Rebuild<A>, replayed: &mut Replayed<A>) {

@@ -96,7 +96,9 @@ pub struct ChaosAttempt {
 }
 
 /// A post.
-#[derive(Aggregate, Queryable, Selectable, Insertable, Default, Clone, Debug, PartialEq)]
+#[derive(
+    Aggregate, Queryable, Selectable, Insertable, Serialize, Default, Clone, Debug, PartialEq,
+)]
 #[aggregate(table = schema::posts)]
 #[diesel(table_name = schema::posts)]
 pub struct Post {

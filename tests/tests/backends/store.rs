@@ -5,7 +5,7 @@ use std::thread;
 use diesel::connection::SimpleConnection;
 
 use es_core::{AsOf, CommandError, Conflicted, Error, EventFilter, EventStore, retry_on_conflict};
-use es_diesel::{AggregateTable, DieselStore};
+use es_diesel::{AggregateTable, DieselStore, verify};
 use es_diesel::{DriftKind, FieldDrift, TextUuid};
 use es_tests::backend::{TestConnection, TestDb};
 use es_tests::commands::{UpdatePost, WritePost};
@@ -666,6 +666,49 @@ where
     assert_eq!(stored, written);
 }
 
+/// `verify` neither blocks a writer nor takes its write for drift: while it reports task 1's
+/// drift, inside its read of the batch, another connection writes task 2 of the same batch under a
+/// 2-second lock timeout, and it lands; verify, reading one snapshot, finds task 2 as it was.
+fn verify_takes_no_lock_and_reads_one_snapshot<D: TestDb>(db: &D)
+where
+    Task: AggregateTable<D::Conn>,
+{
+    let mut conn = db.connect();
+    let mut store = DieselStore::new(&mut conn);
+    for id in [1, 2] {
+        let title = format!("t{id}");
+        store.append(&id, Created { title }, &by("ann")).unwrap();
+    }
+    execute::<D>(
+        store.connection(),
+        "UPDATE tasks SET title = 'tampered' WHERE id = 1",
+    );
+    let mut writer = db.connect();
+    let short_lock_wait = match D::NAME {
+        "postgres" => "SET lock_timeout = '2s'",
+        "mysql" => "SET SESSION innodb_lock_wait_timeout = 2",
+        _ => "PRAGMA busy_timeout = 2000",
+    };
+    execute::<D>(&mut writer, short_lock_wait);
+    let mut drifted = Vec::new();
+    let report = verify::<D::Conn, Task>(
+        store.connection(),
+        &mut |drift| {
+            drifted.push(drift.aggregate_id.clone());
+            let title = "written during verify".to_owned();
+            DieselStore::new(&mut writer)
+                .append(&2, TitleUpdated { title }, &by("bob"))
+                .unwrap_or_else(|error| panic!("verify blocked a writer: {error}"));
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(drifted, ["1"], "task 2's concurrent write is not drift");
+    assert_eq!((report.aggregates, report.drifted), (2, 1));
+    let two: Task = store.load(&2).unwrap().unwrap();
+    assert_eq!(two.title, "written during verify");
+}
+
 /// Bad stored data gives typed errors naming table, event id and tag, and a failed replay changes
 /// nothing.
 fn corrupt_rows_are_typed_errors<D: TestDb>(db: &D)
@@ -733,6 +776,15 @@ where
             "{}",
         );
     }
+    // Aggregate 53's row, as it was before its history was damaged: a failed replay keeps it.
+    execute::<D>(
+        &mut conn,
+        "INSERT INTO tasks (id, title) VALUES (53, 'as it was')",
+    );
+    let as_it_was = |store: &mut DieselStore<'_, D::Conn>| {
+        let task: Option<Task> = store.load(&53).unwrap();
+        assert_eq!(task.map(|task| task.title).as_deref(), Some("as it was"));
+    };
     let mut store = DieselStore::new(&mut conn);
     let after_seed = EventFilter {
         after_id: Some(9000),
@@ -810,12 +862,13 @@ where
             replay(55)
         );
     }
+    as_it_was(&mut store);
     let error = EventStore::<Task>::replay_all(&mut store, &mut |_| {}).unwrap_err();
     assert!(
         matches!(error, Error::UnknownEventType { event_id: 9001, .. }),
         "{error}"
     );
-    assert_eq!(EventStore::<Task>::load(&mut store, &53).unwrap(), None);
+    as_it_was(&mut store);
 }
 
 /// The checks of this module.
@@ -842,6 +895,10 @@ where
         (
             "verify_lists_drift_field_by_field",
             verify_lists_drift_field_by_field,
+        ),
+        (
+            "verify_takes_no_lock_and_reads_one_snapshot",
+            verify_takes_no_lock_and_reads_one_snapshot::<D>,
         ),
         ("time_travel_by_version_and_time", |db| {
             contract::time_travel_by_version_and_time(&mut DieselStore::new(&mut db.connect()));
