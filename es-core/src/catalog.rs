@@ -539,8 +539,10 @@ pub fn assert_catalog_fresh(dir: impl AsRef<Path>, aggregates: &[&str], routes: 
     }
 }
 
+/// `CI=true`, as GitHub Actions and GitLab CI set it: the one rule of this workspace (its test
+/// suites also fail, rather than skip, a backend suite without its URL under it).
 fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|value| !matches!(value.as_str(), "" | "0" | "false"))
+    std::env::var("CI").is_ok_and(|value| value == "true")
 }
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CatalogError {

@@ -229,6 +229,43 @@ pub fn destroy_and_restore_by_replay<S: EventStore<Task>>(
     assert_eq!(store.load(&7).unwrap(), before);
 }
 
+/// A creation event needs an absent aggregate whose history, if any, ends with a destroying
+/// event: creating again after `delete_row` removed the row of a live history (as a concurrent
+/// creator's lost race or a hand-made delete leaves it) is a conflict at the history's version and
+/// writes nothing; creating again after a destroying event starts the aggregate anew.
+pub fn creating_over_a_live_history_is_a_conflict<S: EventStore<Task>>(
+    store: &mut S,
+    delete_row: impl FnOnce(&mut S, i64),
+) {
+    let created = |title: &str| Created {
+        title: title.to_owned(),
+    };
+    store.append(&20, created("first"), &by("ann")).unwrap();
+    delete_row(store, 20);
+    let error = store.append(&20, created("again"), &by("bob")).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Conflict {
+                expected: 0,
+                actual: 1,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(store.version(&20).unwrap(), 1, "nothing was written");
+
+    store.append(&21, created("first"), &by("ann")).unwrap();
+    store.append(&21, Destroyed {}, &by("ann")).unwrap();
+    let reborn = store.append(&21, created("reborn"), &by("bob")).unwrap();
+    assert_eq!(reborn.events[0].version, 3);
+    assert_eq!(
+        reborn.state.map(|task| task.title).as_deref(),
+        Some("reborn")
+    );
+}
+
 /// Replaying every aggregate reports progress and rebuilds the stored state of every aggregate
 /// from its events, after `damage` spoiled the rows of all of them (deleting or changing them).
 pub fn replay_all_reproduces_every_aggregate<S: EventStore<Task>>(

@@ -30,6 +30,13 @@ fn time_travel_by_version_and_time() {
 }
 
 #[test]
+fn creating_over_a_live_history_is_a_conflict() {
+    contract::creating_over_a_live_history_is_a_conflict(&mut InMemoryStore::new(), |store, id| {
+        store.delete_row::<Task>(&id);
+    });
+}
+
+#[test]
 fn destroy_and_restore_by_replay() {
     contract::destroy_and_restore_by_replay(&mut InMemoryStore::new(), |store, id| {
         store.delete_row::<Task>(&id);
@@ -41,4 +48,27 @@ fn replay_all_reproduces_every_aggregate() {
     contract::replay_all_reproduces_every_aggregate(&mut InMemoryStore::new(), |store, id| {
         store.delete_row::<Task>(&id);
     });
+}
+
+/// A rebuild reports the version of the last event it applied (what replays count events by):
+/// 0 before any, then each event's.
+#[test]
+fn a_rebuild_tracks_the_version_it_reached() {
+    use es_core::{AppendOptions, EventStore, Rebuild};
+    use es_tests::domain::{Completed, Created, TitleUpdated};
+    let mut store = InMemoryStore::new();
+    let by = AppendOptions::default();
+    let title = "t".to_owned();
+    store.append(&1, Created { title }, &by).unwrap();
+    let title = "u".to_owned();
+    store.append(&1, TitleUpdated { title }, &by).unwrap();
+    store.append(&1, Completed {}, &by).unwrap();
+    let history = EventStore::<Task>::history(&mut store, &1).unwrap();
+    let mut rebuild = Rebuild::<Task>::new(1).unwrap();
+    assert_eq!(rebuild.version(), 0);
+    for (applied, record) in history.iter().enumerate() {
+        rebuild.apply(record).unwrap();
+        assert_eq!(rebuild.version(), applied as i64 + 1);
+    }
+    assert_eq!(rebuild.state().map(|task| task.title.as_str()), Some("u"));
 }

@@ -914,6 +914,17 @@ where
                 },
             );
         }),
+        ("creating_over_a_live_history_is_a_conflict", |db| {
+            contract::creating_over_a_live_history_is_a_conflict(
+                &mut DieselStore::new(&mut db.connect()),
+                |store, id| {
+                    execute::<D>(
+                        store.connection(),
+                        &format!("DELETE FROM tasks WHERE id = {id}"),
+                    );
+                },
+            );
+        }),
         ("replay_all_reproduces_every_aggregate", |db| {
             contract::replay_all_reproduces_every_aggregate(
                 &mut DieselStore::new(&mut db.connect()),
