@@ -51,6 +51,8 @@ pub trait TestConnection: crate::reactors::ReactorConnection {
     fn job_states(&mut self, reactor: &str, event_id: i64) -> Vec<Reaction>;
     /// The single number a `SELECT COUNT(*) AS value ...` returns.
     fn count(&mut self, sql: &str) -> i64;
+    /// The numbers a `SELECT ... AS value ...` returns, one per row.
+    fn values(&mut self, sql: &str) -> Vec<i64>;
 }
 
 /// The framework's tables, as the tests look at them.
@@ -117,6 +119,13 @@ macro_rules! test_connection {
                     .get_result(self)
                     .unwrap_or_else(|error| panic!("{sql}: {error}"));
                 count.value
+            }
+
+            fn values(&mut self, sql: &str) -> Vec<i64> {
+                let rows: Vec<Count> = diesel::sql_query(sql)
+                    .load(self)
+                    .unwrap_or_else(|error| panic!("{sql}: {error}"));
+                rows.into_iter().map(|row| row.value).collect()
             }
         }
     };
