@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use es_core::{
     AppendOptions, AsOf, CommandError, Error, EventFilter, EventStore, Metadata, NewEvent,
-    OnBadHistory, retry_on_conflict,
+    OnBadHistory, Transactional, retry_on_conflict,
 };
 use es_diesel::{
     AggregateTable, DieselStore, Worker, WorkerOptions, job_counts, rebuild_projection, verify,
 };
 use es_tests::backend::{TestConnection, TestDb};
 use es_tests::commands::{UpdatePost, WritePost};
-use es_tests::domain::{Completed, Created, Project, ProjectStarted, Task};
+use es_tests::domain::{Completed, Created, Project, ProjectStarted, Task, TitleUpdated};
 use es_tests::generative;
 use es_tests::reactors::{
     BOARD, Board, BoardOpened, ChaosAttempt, Pinned, Post, PostWritten, REFUSED_BY_THE_FEED,
@@ -790,21 +790,10 @@ where
         store.append(&id, Created { title }, &by(0)).unwrap();
     }
     execute::<D>(store.connection(), "UPDATE tasks SET title = 'damaged'");
-    let mut replayer = KillOnDrop(
-        std::process::Command::new(env!("CARGO_BIN_EXE_test_replayer"))
-            .arg(BATCH.to_string())
-            .args(db.worker_args())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("start a replay process"),
-    );
-    let mut progress = std::io::BufRead::lines(std::io::BufReader::new(
-        replayer.0.stdout.take().expect("its stdout"),
-    ));
+    let (mut replayer, mut progress) = start_replayer(db, BATCH);
     let mut reported = 0;
     while reported < 3 * BATCH {
-        let line = progress.next().expect("a progress line").expect("UTF-8");
-        reported = line.parse().expect("aggregates done");
+        reported = progress.next().expect("a progress line").aggregates;
     }
     thread::sleep(Duration::from_micros(fastrand::u64(0..20_000)));
     replayer.0.kill().expect("kill the replay");
@@ -832,6 +821,116 @@ where
         "{}: killed after {reported} reported, {rebuilt} of {TASKS} rebuilt",
         D::NAME
     );
+}
+
+/// Replay's memory is flat (README, "Benchmarks"): a replay of 10,000 tasks of 4 events, 100 per
+/// batch, holds at most 1.5× the heap that a replay of 1,000 of them holds, and at most 4 MiB more
+/// resident memory (the C client libraries' buffers, SQLite's page cache) — what a replay keeps
+/// grows with its batch, never with the table. The heap is counted by the replay process's
+/// allocator, the resident set read from `/proc/self/status`.
+fn replays_memory_is_flat<D: TestDb>(db: &D)
+where
+    Task: AggregateTable<D::Conn>,
+{
+    const BATCH: i64 = 100;
+    const SMALL: i64 = 1_000;
+    const LARGE: i64 = 10_000;
+    let mut conn = db.connect();
+    let mut store = DieselStore::new(&mut conn);
+    let mut seed = |ids: std::ops::RangeInclusive<i64>| {
+        for chunk in ids.collect::<Vec<_>>().chunks(500) {
+            store
+                .transaction(|store| {
+                    for &id in chunk {
+                        let title = format!("task {id}");
+                        let mut history: Vec<NewEvent<Task>> = vec![Created { title }.into()];
+                        history.extend((1..4).map(|n| {
+                            let title = format!("task {id}, take {n}");
+                            TitleUpdated { title }.into()
+                        }));
+                        store.append(&id, history, &by(0))?;
+                    }
+                    Ok::<_, Error>(())
+                })
+                .unwrap();
+        }
+    };
+    seed(1..=SMALL);
+    let small = peak_memory_of_replay(db, BATCH, SMALL);
+    seed(SMALL + 1..=LARGE);
+    let large = peak_memory_of_replay(db, BATCH, LARGE);
+    eprintln!(
+        "{}: replay's peak heap {} bytes over {SMALL} tasks, {} over {LARGE}; peak resident \
+         set {} KiB, {} KiB",
+        D::NAME,
+        small.peak_heap,
+        large.peak_heap,
+        small.peak_rss_kib,
+        large.peak_rss_kib
+    );
+    assert!(
+        large.peak_heap * 2 <= small.peak_heap * 3,
+        "replay's heap grew with the table: {} bytes over {SMALL} tasks, {} over {LARGE}",
+        small.peak_heap,
+        large.peak_heap
+    );
+    assert!(
+        large.peak_rss_kib <= small.peak_rss_kib + 4 * 1024,
+        "replay's resident memory grew with the table: {} KiB over {SMALL} tasks, {} over {LARGE}",
+        small.peak_rss_kib,
+        large.peak_rss_kib
+    );
+}
+
+/// The last progress of a whole replay of `db`'s tasks, `batch` per transaction, which must
+/// rebuild `tasks` aggregates: the most heap and resident memory the replay held.
+fn peak_memory_of_replay<D: TestDb>(db: &D, batch: i64, tasks: i64) -> ReplayerProgress {
+    let (mut replayer, progress) = start_replayer(db, batch);
+    let last = progress.last().expect("a progress line");
+    let status = replayer.0.wait().expect("reap the replay");
+    assert!(status.success(), "the replay failed: {status}");
+    assert_eq!(last.aggregates, tasks, "the replay rebuilt every task");
+    last
+}
+
+/// A line of `test_replayer`'s output.
+struct ReplayerProgress {
+    /// Aggregates rebuilt so far.
+    aggregates: i64,
+    /// The most heap the replay has held so far, in bytes.
+    peak_heap: usize,
+    /// The process's peak resident set size so far, in KiB.
+    peak_rss_kib: u64,
+}
+
+/// A `test_replayer` process replaying the tasks of `db`, `batch` per transaction, and its
+/// progress, a line per batch.
+fn start_replayer<D: TestDb>(
+    db: &D,
+    batch: i64,
+) -> (KillOnDrop, impl Iterator<Item = ReplayerProgress>) {
+    let mut replayer = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_test_replayer"))
+            .arg(batch.to_string())
+            .args(db.worker_args())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start a replay process"),
+    );
+    let stdout = replayer.0.stdout.take().expect("its stdout");
+    let progress = std::io::BufRead::lines(std::io::BufReader::new(stdout)).map(|line| {
+        let line = line.expect("UTF-8");
+        let numbers: Vec<&str> = line.split(' ').collect();
+        let [aggregates, peak_heap, peak_rss_kib] = numbers[..] else {
+            panic!("a progress line is three numbers: {line}");
+        };
+        ReplayerProgress {
+            aggregates: aggregates.parse().expect("aggregates done"),
+            peak_heap: peak_heap.parse().expect("peak heap"),
+            peak_rss_kib: peak_rss_kib.parse().expect("peak resident set"),
+        }
+    });
+    (replayer, progress)
 }
 
 /// The generative test of `es_tests::generative` on this backend: 24 random histories (a fixed
@@ -873,6 +972,7 @@ where
             "a_killed_replay_loses_at_most_its_batch_in_progress",
             a_killed_replay_loses_at_most_its_batch_in_progress::<D>,
         ),
+        ("replays_memory_is_flat", replays_memory_is_flat::<D>),
         (
             "audits_and_replays_survive_trigger_cascades",
             audits_and_replays_survive_trigger_cascades::<D>,
