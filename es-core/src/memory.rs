@@ -13,7 +13,8 @@ use crate::store::{
 };
 
 /// Keeps aggregates and events in memory, with the same rules as the diesel store: one global
-/// position for all events, contiguous versions, atomic appends, replay and time travel.
+/// position for all events (here 1, 2, 3… without a gap), contiguous versions, atomic appends,
+/// replay and time travel.
 ///
 /// ```
 /// use es_core::{Aggregate, AppendOptions, Apply, Event, EventContext, EventStore, InMemoryStore};

@@ -386,3 +386,91 @@ pub struct ReplayReport {
     /// What was skipped, in the order met.
     pub skipped: Vec<SkippedAggregate>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conflict() -> Error {
+        Error::Conflict {
+            aggregate: "task",
+            aggregate_id: "1".into(),
+            expected: 1,
+            actual: 2,
+        }
+    }
+
+    fn contention() -> Error {
+        Error::Contention {
+            aggregate: "task",
+            aggregate_id: "1".into(),
+            source: "deadlock detected".into(),
+        }
+    }
+
+    fn not_found() -> Error {
+        Error::NotFound {
+            aggregate: "task",
+            aggregate_id: "1".into(),
+        }
+    }
+
+    #[test]
+    fn conflicts_and_contention_are_conflicts_and_nothing_else_is() {
+        assert!(conflict().is_conflict());
+        assert!(contention().is_conflict());
+        assert!(!not_found().is_conflict());
+        assert!(CommandError::Conflict(conflict()).is_conflict());
+        assert!(CommandError::from(contention()).is_conflict());
+        assert!(!CommandError::from(not_found()).is_conflict());
+        assert!(!CommandError::Store(contention()).is_conflict());
+    }
+
+    #[test]
+    fn conflicts_are_retried_until_the_attempts_run_out() {
+        let mut tries = 0;
+        let result: Result<(), Error> = retry_on_conflict(3, || {
+            tries += 1;
+            Err(conflict())
+        });
+        assert!(matches!(result, Err(Error::Conflict { .. })));
+        assert_eq!(tries, 3);
+    }
+
+    #[test]
+    fn the_first_success_ends_the_retries() {
+        let mut tries = 0;
+        let result = retry_on_conflict(5, || {
+            tries += 1;
+            if tries < 3 {
+                Err(contention())
+            } else {
+                Ok(tries)
+            }
+        });
+        assert_eq!(result.unwrap(), 3);
+        assert_eq!(tries, 3);
+    }
+
+    #[test]
+    fn other_errors_are_never_retried() {
+        let mut tries = 0;
+        let result: Result<(), Error> = retry_on_conflict(5, || {
+            tries += 1;
+            Err(not_found())
+        });
+        assert!(matches!(result, Err(Error::NotFound { .. })));
+        assert_eq!(tries, 1);
+    }
+
+    #[test]
+    fn at_least_one_attempt_is_made() {
+        let mut tries = 0;
+        let result: Result<(), Error> = retry_on_conflict(0, || {
+            tries += 1;
+            Err(conflict())
+        });
+        assert!(result.is_err());
+        assert_eq!(tries, 1);
+    }
+}

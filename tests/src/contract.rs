@@ -14,8 +14,9 @@ fn by(actor: &str) -> AppendOptions {
 }
 
 /// Appending applies the events, saves the aggregate and stores contiguous versions with
-/// increasing global positions.
+/// increasing global positions; the aggregate's version is its last event's.
 pub fn append_applies_saves_and_records<S: EventStore<Task>>(store: &mut S) {
+    assert_eq!(store.version(&1).unwrap(), 0, "no event, version 0");
     let created = store
         .append(
             &1,
@@ -34,6 +35,11 @@ pub fn append_applies_saves_and_records<S: EventStore<Task>>(store: &mut S) {
         Some(completed.events[0].created_at.naive_utc())
     );
     assert_eq!(store.load(&1).unwrap(), Some(task));
+    assert_eq!(
+        store.version(&1).unwrap(),
+        2,
+        "the version of the last event"
+    );
 
     let history = store.history(&1).unwrap();
     let versions: Vec<i64> = history.iter().map(|event| event.version).collect();
@@ -190,6 +196,35 @@ pub fn time_travel_by_version_and_time<S: EventStore<Task>>(store: &mut S) {
         found[0].data_json().unwrap(),
         json!({"due_on": "2026-04-20"})
     );
+
+    // The bounds: `since` takes the event of its instant, `until` leaves it, `after_id` leaves the
+    // event of that id.
+    let history: Vec<i64> = store.history(&5).unwrap().iter().map(|e| e.id).collect();
+    let mut ids_of = |filter: EventFilter| -> Vec<i64> {
+        let found = store.events(&filter).unwrap();
+        let streamed: Vec<_> = store
+            .stream_events(&filter)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(streamed, found);
+        found
+            .iter()
+            .filter(|event| event.aggregate_id == 5)
+            .map(|event| event.id)
+            .collect()
+    };
+    let between = EventFilter {
+        since: Some(april(15)),
+        until: Some(april(22)),
+        ..EventFilter::default()
+    };
+    assert_eq!(ids_of(between), [history[1]]);
+    let after_first = EventFilter {
+        after_id: Some(history[0]),
+        ..EventFilter::default()
+    };
+    assert_eq!(ids_of(after_first), history[1..]);
 }
 
 /// A destroying event deletes the row; replay of a row deleted by hand restores it; replay of a
