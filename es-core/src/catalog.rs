@@ -504,8 +504,7 @@ pub fn write_catalog(
 }
 
 /// Keeps the committed catalog of `aggregates` under `dir` fresh, from a test: rewrites it, or,
-/// when the `CI` environment variable is set (and not `false` or `0`), checks it and fails when it
-/// is stale.
+/// under `CI=true`, checks it and fails when it is stale.
 ///
 /// The failure names the stale file and the command that regenerates it (`cargo test -p <the
 /// crate under test>`).
