@@ -3,7 +3,8 @@
 
 use chrono::{TimeZone, Utc};
 use es_core::{
-    AppendOptions, AsOf, Error, EventFilter, EventStore, Metadata, NewEvent, ReplayProgress,
+    AppendOptions, AsOf, Error, EventFilter, EventStore, Metadata, NewEvent, RecordedEvent,
+    ReplayProgress,
 };
 use serde_json::json;
 
@@ -134,6 +135,21 @@ pub fn optimistic_concurrency_conflicts<S: EventStore<Task>>(store: &mut S) {
     assert_eq!(store.load(&4).unwrap().unwrap().title, "v2");
 }
 
+/// The events `filter` selects, read at once and streamed, which must agree.
+fn events_matching<S: EventStore<Task>>(
+    store: &mut S,
+    filter: &EventFilter,
+) -> Vec<RecordedEvent<i64>> {
+    let found = store.events(filter).unwrap();
+    let streamed: Vec<_> = store
+        .stream_events(filter)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(streamed, found, "stream_events and events agree");
+    found
+}
+
 /// Time travel computes the state as of a version or a time, and writes nothing.
 pub fn time_travel_by_version_and_time<S: EventStore<Task>>(store: &mut S) {
     let april = |day| Utc.with_ymd_and_hms(2026, 4, day, 12, 0, 0).unwrap();
@@ -184,13 +200,7 @@ pub fn time_travel_by_version_and_time<S: EventStore<Task>>(store: &mut S) {
         until: Some(april(21)),
         ..EventFilter::default()
     };
-    let found = store.events(&due_dates).unwrap();
-    let streamed: Vec<_> = store
-        .stream_events(&due_dates)
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(streamed, found);
+    let found = events_matching(store, &due_dates);
     assert_eq!(found.len(), 1);
     assert_eq!(
         found[0].data_json().unwrap(),
@@ -201,14 +211,7 @@ pub fn time_travel_by_version_and_time<S: EventStore<Task>>(store: &mut S) {
     // event of that id.
     let history: Vec<i64> = store.history(&5).unwrap().iter().map(|e| e.id).collect();
     let mut ids_of = |filter: EventFilter| -> Vec<i64> {
-        let found = store.events(&filter).unwrap();
-        let streamed: Vec<_> = store
-            .stream_events(&filter)
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(streamed, found);
-        found
+        events_matching(store, &filter)
             .iter()
             .filter(|event| event.aggregate_id == 5)
             .map(|event| event.id)
