@@ -278,13 +278,18 @@ pub(crate) fn retry_contention<T>(
                         .is_some_and(is_contention) =>
             {
                 tracing::debug!(attempt, "a transaction collided with another, retrying");
-                let longest = (10u64 << (attempt - 1).min(6)).min(500);
+                let longest = longest_contention_pause_ms(attempt);
                 attempt += 1;
                 std::thread::sleep(std::time::Duration::from_millis(fastrand::u64(1..=longest)));
             }
             other => return other,
         }
     }
+}
+
+/// The longest pause before the attempt after `attempt` (from 1): 10 ms, doubling, at most 500 ms.
+fn longest_contention_pause_ms(attempt: u32) -> u64 {
+    (10u64 << (attempt.max(1) - 1).min(6)).min(500)
 }
 
 pub(crate) fn storage(table: &'static str) -> impl FnOnce(diesel::result::Error) -> Error {
@@ -2345,5 +2350,96 @@ mod mysql {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+    use super::*;
+
+    fn failure(kind: DatabaseErrorKind, message: &str) -> DieselError {
+        DieselError::DatabaseError(kind, Box::new(message.to_owned()))
+    }
+
+    fn deadlock() -> Error {
+        storage("tasks")(failure(DatabaseErrorKind::Unknown, "deadlock detected"))
+    }
+
+    #[test]
+    fn collisions_are_contention_and_other_failures_are_not() {
+        for message in [
+            "deadlock detected",
+            "Lock wait timeout exceeded; try restarting transaction",
+            "database is locked",
+            "database table is locked",
+            "database schema is locked",
+        ] {
+            assert!(
+                is_contention(&failure(DatabaseErrorKind::Unknown, message)),
+                "{message}"
+            );
+        }
+        assert!(is_contention(&failure(
+            DatabaseErrorKind::SerializationFailure,
+            ""
+        )));
+        assert!(!is_contention(&failure(
+            DatabaseErrorKind::Unknown,
+            "syntax error"
+        )));
+        assert!(!is_contention(&failure(
+            DatabaseErrorKind::UniqueViolation,
+            "deadlock detected"
+        )));
+        assert!(!is_contention(&DieselError::NotFound));
+    }
+
+    #[test]
+    fn contention_is_retried_up_to_the_attempts_in_all() {
+        let tries = Cell::new(0);
+        let result: Result<(), Error> = retry_contention(3, || {
+            tries.set(tries.get() + 1);
+            Err(deadlock())
+        });
+        assert!(matches!(result, Err(Error::Storage { .. })));
+        assert_eq!(tries.get(), 3);
+    }
+
+    #[test]
+    fn a_success_ends_the_retries() {
+        let tries = Cell::new(0);
+        let result = retry_contention(5, || {
+            tries.set(tries.get() + 1);
+            if tries.get() < 2 {
+                Err(deadlock())
+            } else {
+                Ok(tries.get())
+            }
+        });
+        assert_eq!(result.unwrap(), 2);
+    }
+
+    #[test]
+    fn other_failures_are_never_retried() {
+        let tries = Cell::new(0);
+        let result: Result<(), Error> = retry_contention(5, || {
+            tries.set(tries.get() + 1);
+            Err(storage("tasks")(failure(
+                DatabaseErrorKind::Unknown,
+                "syntax error",
+            )))
+        });
+        assert!(result.is_err());
+        assert_eq!(tries.get(), 1);
+    }
+
+    #[test]
+    fn the_pause_doubles_up_to_half_a_second() {
+        let pauses: Vec<u64> = (1..=8).map(longest_contention_pause_ms).collect();
+        assert_eq!(pauses, [10, 20, 40, 80, 160, 320, 500, 500]);
     }
 }
