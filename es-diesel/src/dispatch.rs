@@ -529,3 +529,76 @@ impl<C: Database> Dispatch<C> for NoReactors {
         &[]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reacting_to<R>(check: impl FnOnce(&Dispatched<'_>) -> R) -> R {
+        let erased = || -> AnyEvent { unreachable!("the test's event is never erased") };
+        check(&Dispatched {
+            aggregate: TypeId::of::<()>(),
+            events_table: "task_events",
+            event_type: "task.created",
+            event_id: 7,
+            event: None,
+            record: &(),
+            erased: &erased,
+        })
+    }
+
+    #[test]
+    fn a_reactors_own_failure_names_the_reactor_and_the_event() {
+        let not_found = Error::NotFound {
+            aggregate: "project",
+            aggregate_id: "3".into(),
+        };
+        for source in [ReactorError::from(not_found), "mail server down".into()] {
+            let error = reacting_to(|event| reactor_error("notify", event, source));
+            let Error::Reactor {
+                reactor,
+                table,
+                event_id,
+                tag,
+                ..
+            } = error
+            else {
+                panic!("not a reactor error: {error:?}");
+            };
+            assert_eq!(
+                (reactor, table.as_str(), event_id, tag.as_str()),
+                ("notify", "task_events", 7, "task.created")
+            );
+        }
+    }
+
+    #[test]
+    fn a_collision_or_a_deeper_failure_passes_through() {
+        let contention = Error::Contention {
+            aggregate: "project",
+            aggregate_id: "3".into(),
+            source: "deadlock detected".into(),
+        };
+        let error = reacting_to(|event| reactor_error("notify", event, contention.into()));
+        assert!(matches!(error, Error::Contention { .. }), "{error:?}");
+        let deeper = Error::Reactor {
+            reactor: "audit",
+            table: "project_events".into(),
+            event_id: 8,
+            tag: "project.started".into(),
+            source: "disk full".into(),
+        };
+        let error = reacting_to(|event| reactor_error("notify", event, deeper.into()));
+        assert!(
+            matches!(
+                error,
+                Error::Reactor {
+                    reactor: "audit",
+                    event_id: 8,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+    }
+}
