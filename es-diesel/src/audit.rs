@@ -206,7 +206,14 @@ fn compare<A: Aggregate + Serialize>(
         (Some(_), None) => return Ok(Some(DriftKind::UnexpectedRow)),
         (Some(stored), Some(replayed)) => (state_json(stored)?, state_json(replayed)?),
     };
-    let fields = match (stored, replayed) {
+    let fields = field_drift(stored, replayed);
+    Ok((!fields.is_empty()).then_some(DriftKind::Fields(fields)))
+}
+
+/// The fields on which two states differ, as JSON: field by field when both are objects (a field
+/// missing on one side is `null` there), else the whole value under an empty field name.
+fn field_drift(stored: Value, replayed: Value) -> Vec<FieldDrift> {
+    match (stored, replayed) {
         (Value::Object(stored), Value::Object(mut replayed)) => {
             let mut fields: Vec<FieldDrift> = stored
                 .into_iter()
@@ -232,8 +239,7 @@ fn compare<A: Aggregate + Serialize>(
             replayed,
         }],
         _ => Vec::new(),
-    };
-    Ok((!fields.is_empty()).then_some(DriftKind::Fields(fields)))
+    }
 }
 
 /// An aggregate's state as JSON, through its `Serialize`.
@@ -243,4 +249,47 @@ pub(crate) fn state_json<A: Aggregate + Serialize>(state: &A) -> Result<Value, E
         aggregate_id: state.id().to_string(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{FieldDrift, field_drift};
+
+    fn drift(field: &str, stored: serde_json::Value, replayed: serde_json::Value) -> FieldDrift {
+        FieldDrift {
+            field: field.to_owned(),
+            stored,
+            replayed,
+        }
+    }
+
+    #[test]
+    fn objects_differ_field_by_field() {
+        let stored = json!({"id": 1, "title": "a", "done": false, "gone": 3});
+        let replayed = json!({"id": 1, "title": "b", "done": false, "new": 4});
+        let mut fields = field_drift(stored, replayed);
+        fields.sort_by(|a, b| a.field.cmp(&b.field));
+        assert_eq!(
+            fields,
+            vec![
+                drift("gone", json!(3), json!(null)),
+                drift("new", json!(null), json!(4)),
+                drift("title", json!("a"), json!("b")),
+            ]
+        );
+        let same = json!({"id": 1, "title": "a"});
+        assert_eq!(field_drift(same.clone(), same), Vec::new());
+    }
+
+    #[test]
+    fn other_values_differ_as_a_whole() {
+        assert_eq!(
+            field_drift(json!([1, 2]), json!([1, 3])),
+            vec![drift("", json!([1, 2]), json!([1, 3]))]
+        );
+        assert_eq!(field_drift(json!("a"), json!({"a": 1})).len(), 1);
+        assert_eq!(field_drift(json!(7), json!(7)), Vec::new());
+    }
 }

@@ -35,6 +35,7 @@ where
 }
 
 fn main() {
+    es_tests::exit_with_parent();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let batch = args[0].parse().expect("BATCH");
     match args[1].as_str() {

@@ -28,6 +28,7 @@ fn run<D: TestDb>(db: &D, lease: Duration) {
 }
 
 fn main() {
+    es_tests::exit_with_parent();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let lease = Duration::from_millis(args[0].parse().expect("LEASE_MS"));
     match args[1].as_str() {

@@ -50,6 +50,7 @@ where
 }
 
 fn main() {
+    es_tests::exit_with_parent();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args[0].as_str() {
         "sqlite" => run(&SqliteDb::open(&args[1])),

@@ -233,8 +233,8 @@ where
     )
     .unwrap();
     assert_eq!(
-        (verified.aggregates, verified.drifted),
-        (rows.len() as u64, rows.len() as u64)
+        (verified.aggregates, verified.drifted, verified.unreplayable),
+        (rows.len() as u64, rows.len() as u64, bad.len() as u64)
     );
     let unreplayable: Vec<&str> = drifts
         .iter()

@@ -318,6 +318,8 @@ where
             assert!(Instant::now() < deadline, "the first attempt never began");
             thread::sleep(Duration::from_millis(5));
         }
+        let counts = job_counts(&mut conn).unwrap();
+        assert_eq!((counts.pending, counts.running), (0, 1), "{counts:?}");
         let takeover = scope.spawn(|| {
             second
                 .run(|| Ok::<_, Infallible>(db.connect()), &stop)
@@ -452,8 +454,23 @@ where
         &BothAppsDispatcher,
         &[pinged(0, 0), pinged(0, 0), pinged(0, 0)],
     );
-    let mine = Worker::new(&LeaseDispatcher, options("mine"));
     let mut conn = db.connect();
+    let one_at_a_time = Worker::new(&LeaseDispatcher, options("mine").batch(1));
+    assert_eq!(one_at_a_time.run_once(&mut conn).unwrap().completed, 1);
+    let counts: Vec<(String, [i64; 4])> = job_counts_by_reactor(&mut conn)
+        .unwrap()
+        .into_iter()
+        .map(|(reactor, c)| (reactor, [c.pending, c.running, c.done, c.dead]))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("other_app_ping".to_owned(), [3, 0, 0, 0]),
+            ("timed_ping".to_owned(), [2, 0, 1, 0]),
+        ],
+        "one entry per reactor, its states added up"
+    );
+    let mine = Worker::new(&LeaseDispatcher, options("mine"));
     let deadline = Instant::now() + Duration::from_secs(20);
     while job_counts_by_reactor(&mut conn)
         .unwrap()

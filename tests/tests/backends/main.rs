@@ -5,6 +5,8 @@
 //! SQLite always runs; PostgreSQL runs when `PG_DATABASE_URL` (or `DATABASE_URL`) is set; MySQL
 //! when built with `--features es-tests/mysql` and `MYSQL_DATABASE_URL` is set. A skipped suite is
 //! announced and its tests are listed as ignored; under `CI=true` a skipped suite is a failure.
+//! With `ES_TESTS_FAIL_FAST=1` the first failing check ends the run (mutation testing: one
+//! failure is all it needs to know).
 
 mod bad_rows;
 mod commands;
@@ -81,11 +83,22 @@ where
         .chain(reliability::checks::<D>())
         .chain(bad_rows::checks::<D>())
         .chain(extra);
+    let fail_fast = std::env::var("ES_TESTS_FAIL_FAST").as_deref() == Ok("1");
     let mut trials: Vec<Trial> = checks
         .map(|(name, check)| {
             let make = make.clone();
-            Trial::test(format!("{}::{name}", D::NAME), move || {
-                check(&make(name));
+            let test = format!("{}::{name}", D::NAME);
+            Trial::test(test.clone(), move || {
+                if !fail_fast {
+                    check(&make(name));
+                } else if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    check(&make(name))
+                }))
+                .is_err()
+                {
+                    eprintln!("{test} failed; ES_TESTS_FAIL_FAST=1 ends the run");
+                    std::process::exit(101);
+                }
                 Ok(())
             })
             .with_ignored_flag(skip.is_some())
