@@ -1058,9 +1058,78 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicBool;
     use std::time::Duration;
 
-    use super::WorkerOptions;
+    use es_core::Error;
+
+    use super::{Trouble, WorkerOptions, error_chain, panic_message};
+
+    #[test]
+    fn every_duration_option_may_take_up_to_a_century() {
+        let century = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+        let options = |duration| {
+            WorkerOptions::default()
+                .lease(duration)
+                .backoff(duration, duration)
+                .idle_wait(duration)
+                .keep_done(Some(duration))
+        };
+        assert!(options(century).validate().is_ok());
+        let error = options(century + Duration::from_secs(1)).validate();
+        assert!(
+            matches!(
+                error,
+                Err(Error::InvalidOption {
+                    option: "WorkerOptions::lease",
+                    ..
+                })
+            ),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn a_troubled_worker_waits_twice_as_long_each_time_up_to_the_most() {
+        let stopped = AtomicBool::new(true);
+        let mut trouble = Trouble::default();
+        let mut waits = Vec::new();
+        for _ in 0..9 {
+            trouble.wait(&stopped);
+            waits.push(trouble.next.expect("a next wait"));
+        }
+        let ms = |ms| Duration::from_millis(ms);
+        assert_eq!(
+            waits,
+            [100, 200, 400, 800, 1_600, 3_200, 5_000, 5_000, 5_000].map(ms)
+        );
+    }
+
+    #[test]
+    fn a_failed_attempt_keeps_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer failed")]
+        struct Outer(#[source] Middle);
+        #[derive(Debug, thiserror::Error)]
+        #[error("middle failed: the root")]
+        struct Middle(#[source] Root);
+        #[derive(Debug, thiserror::Error)]
+        #[error("the root")]
+        struct Root;
+        assert_eq!(
+            error_chain(&Outer(Middle(Root))),
+            "outer failed: middle failed: the root"
+        );
+        assert_eq!(error_chain(&Root), "the root");
+    }
+
+    #[test]
+    fn a_panic_is_told_by_its_message() {
+        let message = |payload: Box<dyn std::any::Any + Send>| panic_message(&*payload);
+        assert_eq!(message(Box::new("static")), "static");
+        assert_eq!(message(Box::new(String::from("formatted"))), "formatted");
+        assert_eq!(message(Box::new(7)), "(a panic without a message)");
+    }
 
     #[test]
     fn retry_delays_double_with_each_attempt_up_to_the_maximum() {

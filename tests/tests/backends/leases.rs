@@ -710,6 +710,26 @@ where
         (0, 0, 1),
         "{counts:?}"
     );
+
+    // More done jobs than one pruning statement deletes: pruning goes on until none is left.
+    let at = D::TIMESTAMP_LITERAL;
+    let old_done: Vec<String> = (1_000_001..=1_001_500)
+        .map(|n| format!("('tasks_events', {n}, 'timed_ping', 'done', 1, {at}, {at}, {at})"))
+        .collect();
+    execute::<D>(
+        &mut conn,
+        &format!(
+            "INSERT INTO es_jobs \
+             (events_table, event_id, reactor, state, attempts, run_at, created_at, finished_at) \
+             VALUES {}",
+            old_done.join(", ")
+        ),
+    );
+    assert_eq!(
+        prune_jobs(&mut conn, Duration::from_secs(86_400)).unwrap(),
+        1_500
+    );
+    assert_eq!(job_counts(&mut conn).unwrap().done, 0);
 }
 
 /// Options out of range are a clear error when a worker starts, never a panic deep in time
