@@ -1065,6 +1065,71 @@ mod tests {
 
     use super::{Trouble, WorkerOptions, error_chain, panic_message};
 
+    /// A dispatcher without routes.
+    #[cfg(feature = "sqlite")]
+    struct NoRoutes;
+
+    #[cfg(feature = "sqlite")]
+    impl crate::Dispatch<diesel::SqliteConnection> for NoRoutes {
+        fn dispatch(
+            &self,
+            _: &mut crate::TriggerContext<'_, diesel::SqliteConnection>,
+            _: &crate::dispatch::Dispatched<'_>,
+        ) -> Result<(), Error> {
+            Ok(())
+        }
+
+        fn project(
+            &self,
+            _: &mut diesel::SqliteConnection,
+            _: &str,
+            _: &crate::AnyEvent,
+        ) -> Result<(), Error> {
+            Ok(())
+        }
+
+        fn run_job(
+            &self,
+            ctx: &mut super::JobContext<'_, diesel::SqliteConnection>,
+        ) -> Result<(), Error> {
+            Err(ctx.unrouted())
+        }
+
+        fn routes(&self) -> &'static [crate::Route] {
+            &[]
+        }
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn a_job_context_shows_its_job() {
+        use diesel::Connection;
+
+        let mut conn = diesel::SqliteConnection::establish(":memory:").unwrap();
+        let job = super::ClaimedJob {
+            id: 7,
+            events_table: "task_events".to_owned(),
+            event_id: 42,
+            reactor: "notify".to_owned(),
+            attempts: 2,
+        };
+        let ctx = super::JobContext {
+            conn: &mut conn,
+            dispatcher: &NoRoutes,
+            job: &job,
+            correlation_id: None,
+        };
+        assert_eq!(
+            format!("{ctx:?}"),
+            "JobContext { job: ClaimedJob { id: 7, events_table: \"task_events\", event_id: 42, \
+             reactor: \"notify\", attempts: 2 }, .. }"
+        );
+        assert_eq!(
+            (ctx.idempotency_key(), ctx.attempt()),
+            ("42:notify".to_owned(), 2)
+        );
+    }
+
     #[test]
     fn every_duration_option_may_take_up_to_a_century() {
         let century = Duration::from_secs(100 * 365 * 24 * 60 * 60);
