@@ -1131,6 +1131,23 @@ mod tests {
     }
 
     #[test]
+    fn a_lease_is_at_least_a_millisecond() {
+        let lease = |lease| WorkerOptions::default().lease(lease).validate();
+        assert!(lease(Duration::from_millis(1)).is_ok());
+        let error = lease(Duration::from_micros(999));
+        assert!(
+            matches!(
+                error,
+                Err(Error::InvalidOption {
+                    option: "WorkerOptions::lease",
+                    ..
+                })
+            ),
+            "{error:?}"
+        );
+    }
+
+    #[test]
     fn every_duration_option_may_take_up_to_a_century() {
         let century = Duration::from_secs(100 * 365 * 24 * 60 * 60);
         let options = |duration| {
