@@ -510,12 +510,12 @@ pub struct WorkerStats {
 }
 
 impl WorkerStats {
-    fn add(&mut self, other: WorkerStats) {
-        self.completed += other.completed;
-        self.retried += other.retried;
-        self.dead += other.dead;
-        self.stale += other.stale;
-        self.errors += other.errors;
+    /// Adds the outcomes one flush recorded (a flush has no errors of the worker's own to add).
+    fn add_outcomes(&mut self, recorded: WorkerStats) {
+        self.completed += recorded.completed;
+        self.retried += recorded.retried;
+        self.dead += recorded.dead;
+        self.stale += recorded.stale;
     }
 }
 
@@ -930,7 +930,7 @@ impl<'d, C: Database> Worker<'d, C> {
             .collect();
         shift.held.remove(&claims);
         shift.finished.clear();
-        stats.add(recorded);
+        stats.add_outcomes(recorded);
         Ok(())
     }
 
@@ -1128,6 +1128,31 @@ mod tests {
             (ctx.idempotency_key(), ctx.attempt()),
             ("42:notify".to_owned(), 2)
         );
+    }
+
+    #[test]
+    fn the_heartbeat_beats_three_times_a_lease_and_at_most_each_millisecond() {
+        let every = |lease| WorkerOptions::default().lease(lease).heartbeat_every();
+        assert_eq!(every(Duration::from_secs(3)), Duration::from_secs(1));
+        assert_eq!(every(Duration::from_millis(1)), Duration::from_millis(1));
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn a_worker_shows_its_owner_reactors_and_options() {
+        let worker = super::Worker::<diesel::SqliteConnection>::new(
+            &NoRoutes,
+            WorkerOptions::default().worker_id("host-1"),
+        );
+        let shown = format!("{worker:?}");
+        assert!(
+            shown.starts_with(&format!(
+                "Worker {{ owner: \"{}\", reactors: [], options: WorkerOptions {{ worker_id: \"host-1\"",
+                worker.owner()
+            )),
+            "{shown}"
+        );
+        assert!(worker.owner().starts_with("host-1/"), "{}", worker.owner());
     }
 
     #[test]
