@@ -1065,6 +1065,17 @@ mod tests {
 
     use super::{Trouble, WorkerOptions, error_chain, panic_message};
 
+    /// A claim of job `id` (of event `10 × id`) at attempt `attempts`.
+    fn claimed(id: i64, attempts: i32) -> super::ClaimedJob {
+        super::ClaimedJob {
+            id,
+            events_table: "task_events".to_owned(),
+            event_id: id * 10,
+            reactor: "notify".to_owned(),
+            attempts,
+        }
+    }
+
     /// A dispatcher without routes.
     #[cfg(feature = "sqlite")]
     struct NoRoutes;
@@ -1106,13 +1117,7 @@ mod tests {
         use diesel::Connection;
 
         let mut conn = diesel::SqliteConnection::establish(":memory:").unwrap();
-        let job = super::ClaimedJob {
-            id: 7,
-            events_table: "task_events".to_owned(),
-            event_id: 42,
-            reactor: "notify".to_owned(),
-            attempts: 2,
-        };
+        let job = claimed(7, 2);
         let ctx = super::JobContext {
             conn: &mut conn,
             dispatcher: &NoRoutes,
@@ -1121,12 +1126,12 @@ mod tests {
         };
         assert_eq!(
             format!("{ctx:?}"),
-            "JobContext { job: ClaimedJob { id: 7, events_table: \"task_events\", event_id: 42, \
+            "JobContext { job: ClaimedJob { id: 7, events_table: \"task_events\", event_id: 70, \
              reactor: \"notify\", attempts: 2 }, .. }"
         );
         assert_eq!(
             (ctx.idempotency_key(), ctx.attempt()),
-            ("42:notify".to_owned(), 2)
+            ("70:notify".to_owned(), 2)
         );
     }
 
@@ -1153,6 +1158,17 @@ mod tests {
             "{shown}"
         );
         assert!(worker.owner().starts_with("host-1/"), "{}", worker.owner());
+    }
+
+    #[test]
+    fn a_worker_holds_its_claims_until_their_outcomes_are_recorded() {
+        let held = super::Held::default();
+        held.add(&[claimed(1, 1), claimed(2, 3)]);
+        held.add(&[claimed(3, 1)]);
+        held.remove(&[(2, 3), (3, 2)]);
+        assert_eq!(held.snapshot(), [(1, 1), (3, 1)]);
+        held.remove(&[(1, 1), (3, 1)]);
+        assert_eq!(held.snapshot(), []);
     }
 
     #[test]
