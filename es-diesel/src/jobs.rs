@@ -1172,6 +1172,21 @@ mod tests {
     }
 
     #[test]
+    fn outcomes_are_flushed_once_the_queue_is_empty_or_a_second_has_passed() {
+        let held = super::Held::default();
+        let mut shift = super::Shift::new(&held);
+        assert!(!shift.flush_due(), "nothing to flush");
+        shift
+            .finished
+            .push((claimed(1, 1), super::JobOutcome::Done));
+        assert!(shift.flush_due(), "nothing left to run");
+        shift.queue.push_back(claimed(2, 1));
+        assert!(!shift.flush_due(), "the next job runs first");
+        shift.last_flush -= super::FLUSH_EVERY;
+        assert!(shift.flush_due(), "a second has passed");
+    }
+
+    #[test]
     fn a_lease_is_at_least_a_millisecond() {
         let lease = |lease| WorkerOptions::default().lease(lease).validate();
         assert!(lease(Duration::from_millis(1)).is_ok());

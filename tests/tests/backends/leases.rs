@@ -268,6 +268,52 @@ where
     assert_eq!(overlapping_attempts(&mut conn), 0);
 }
 
+/// `run_once` has no heartbeat but renews its batch's lease between jobs: a batch of 3 jobs of
+/// 600 ms under a 1 s lease is never taken over by a worker running beside it (without the
+/// renewals the third job's lease expires while the second runs, and the other worker takes it).
+fn run_once_renews_its_batch_between_jobs<D: TestDb>(db: &D)
+where
+    Project: AggregateTable<D::Conn>,
+    LeaseDispatcher: Dispatch<D::Conn>,
+{
+    let ids = ping(
+        db,
+        &LeaseDispatcher,
+        &[pinged(600, 0), pinged(600, 0), pinged(600, 0)],
+    );
+    let lease = Duration::from_secs(1);
+    let batch = Worker::new(&LeaseDispatcher, options("batch").lease(lease).batch(3));
+    let other = Worker::new(&LeaseDispatcher, options("other").lease(lease));
+    let stop = AtomicBool::new(false);
+    let (ran, taken_over) = thread::scope(|scope| {
+        let _stop = StopOnDrop(&stop);
+        let ran = scope.spawn(|| batch.run_once(&mut db.connect()).unwrap());
+        let mut conn = db.connect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while attempts_of(&mut conn, ids[0]) == 0 {
+            assert!(Instant::now() < deadline, "the batch never began");
+            thread::sleep(Duration::from_millis(5));
+        }
+        let taken_over = scope.spawn(|| {
+            other
+                .run(|| Ok::<_, Infallible>(db.connect()), &stop)
+                .unwrap()
+        });
+        let ran = ran.join().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        (ran, taken_over.join().unwrap())
+    });
+    assert_eq!(
+        (ran.completed, taken_over.completed),
+        (3, 0),
+        "{ran:?} {taken_over:?}"
+    );
+    let mut conn = db.connect();
+    for id in ids {
+        assert_eq!(attempts_of(&mut conn, id), 1, "event {id}");
+    }
+}
+
 /// Two workers given one name, a job of 600 ms whose first attempt fails, leases of 200 ms: the
 /// attempts never overlap, the failure is recorded on the attempt that failed only, and the job
 /// ends done on its second attempt (before, one name fenced nothing: the first attempt's late
@@ -789,6 +835,10 @@ where
         (
             "a_batch_longer_than_its_lease_runs_each_job_once",
             a_batch_longer_than_its_lease_runs_each_job_once::<D>,
+        ),
+        (
+            "run_once_renews_its_batch_between_jobs",
+            run_once_renews_its_batch_between_jobs::<D>,
         ),
         (
             "workers_sharing_a_name_never_overlap",
