@@ -733,6 +733,32 @@ where
     let counts = job_counts(&mut conn).unwrap();
     assert_eq!((counts.done, counts.dead), (1, 1), "{counts:?}");
 
+    // A worker prunes first a while after it starts (10 minutes here), never at once.
+    execute::<D>(
+        &mut conn,
+        &format!(
+            "UPDATE es_jobs SET finished_at = {} WHERE event_id = {}",
+            D::TIMESTAMP_LITERAL,
+            ids[1]
+        ),
+    );
+    DieselStore::new(&mut conn)
+        .with_dispatcher(&LeaseDispatcher)
+        .append(&1, pinged(0, 0), &AppendOptions::default())
+        .unwrap();
+    let starter = Worker::new(
+        &LeaseDispatcher,
+        options("starter").keep_done(Some(Duration::from_secs(86_400))),
+    );
+    run_workers(
+        db,
+        std::slice::from_ref(&starter),
+        Duration::from_secs(20),
+        no_job_left,
+    );
+    let counts = job_counts(&mut conn).unwrap();
+    assert_eq!((counts.done, counts.dead), (2, 1), "{counts:?}");
+
     let mut store = DieselStore::new(&mut conn).with_dispatcher(&LeaseDispatcher);
     store
         .append(&1, pinged(0, 0), &AppendOptions::default())
