@@ -839,16 +839,13 @@ impl<'d, C: Database> Worker<'d, C> {
         held: &Held,
         done: &AtomicBool,
     ) {
-        let every = self.options.heartbeat_every();
+        let mut beats = Beats::starting(Instant::now(), self.options.heartbeat_every());
         let mut conn: Option<C> = None;
-        let mut next = Instant::now() + every;
         while !done.load(Ordering::Relaxed) {
-            let now = Instant::now();
-            if now < next {
-                std::thread::park_timeout(next - now);
+            if let Some(wait) = beats.wait(Instant::now()) {
+                std::thread::park_timeout(wait);
                 continue;
             }
-            next = now + every;
             if held.lock().is_empty() {
                 continue;
             }
@@ -984,6 +981,32 @@ impl<'d, C: Database> Worker<'d, C> {
         // Within range: `validate` bounds both backoff options by a century.
         let delay = TimeDelta::from_std(delay).unwrap_or(TimeDelta::MAX);
         (JobOutcome::Retry { delay, error }, panicked)
+    }
+}
+
+/// When a heartbeat beats: every `every`, the first time `every` after it starts.
+#[derive(Debug)]
+struct Beats {
+    every: Duration,
+    next: Instant,
+}
+
+impl Beats {
+    fn starting(now: Instant, every: Duration) -> Self {
+        Self {
+            every,
+            next: now + every,
+        }
+    }
+
+    /// How long to wait until the next beat, or `None` if it is due; the beat after it is then
+    /// `every` from `now`.
+    fn wait(&mut self, now: Instant) -> Option<Duration> {
+        if now < self.next {
+            return Some(self.next - now);
+        }
+        self.next = now + self.every;
+        None
     }
 }
 
@@ -1184,6 +1207,27 @@ mod tests {
         assert!(!shift.flush_due(), "the next job runs first");
         shift.last_flush -= super::FLUSH_EVERY;
         assert!(shift.flush_due(), "a second has passed");
+    }
+
+    #[test]
+    fn the_heartbeat_beats_every_period_from_its_start() {
+        let ms = Duration::from_millis;
+        let start = std::time::Instant::now();
+        let mut beats = super::Beats::starting(start, ms(100));
+        assert_eq!(beats.wait(start), Some(ms(100)));
+        assert_eq!(beats.wait(start + ms(99)), Some(ms(1)));
+        assert_eq!(beats.wait(start + ms(100)), None);
+        assert_eq!(beats.wait(start + ms(100)), Some(ms(100)));
+        assert_eq!(
+            beats.wait(start + ms(250)),
+            None,
+            "a late beat is not skipped"
+        );
+        assert_eq!(
+            beats.wait(start + ms(260)),
+            Some(ms(90)),
+            "the next is a period after it"
+        );
     }
 
     #[test]
