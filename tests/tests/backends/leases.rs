@@ -552,6 +552,42 @@ where
     }
 }
 
+/// A worker whose last allowed attempt outlives its lease: another worker finds the lease
+/// expired and the job dead, and the late failure is a stale outcome, not a second death.
+fn a_late_last_attempt_is_stale<D: TestDb>(db: &D)
+where
+    Project: AggregateTable<D::Conn>,
+    LeaseDispatcher: Dispatch<D::Conn>,
+{
+    let ids = ping(db, &LeaseDispatcher, &[pinged(1_500, 1)]);
+    let last = || {
+        options("last")
+            .lease(Duration::from_millis(100))
+            .max_attempts(1)
+    };
+    let (first, finder) = (
+        Worker::new(&LeaseDispatcher, last()),
+        Worker::new(&LeaseDispatcher, last()),
+    );
+    let mut conn = db.connect();
+    let late = thread::scope(|scope| {
+        let late = scope.spawn(|| first.run_once(&mut db.connect()).unwrap());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while attempts_of(&mut conn, ids[0]) == 0 {
+            assert!(Instant::now() < deadline, "the attempt never began");
+            thread::sleep(Duration::from_millis(5));
+        }
+        thread::sleep(Duration::from_millis(300));
+        assert_eq!(finder.run_once(&mut conn).unwrap(), WorkerStats::default());
+        late.join().unwrap()
+    });
+    assert_eq!((late.dead, late.stale), (0, 1), "{late:?}");
+    assert_eq!(
+        job_state(&mut conn, ids[0], "timed_ping"),
+        ("dead".into(), 1)
+    );
+}
+
 /// A job whose worker died during its last allowed attempt is dead once the lease expires,
 /// with an error that says so: never run a fourth time.
 fn an_unfinished_last_attempt_is_dead<D: TestDb>(db: &D)
@@ -715,7 +751,12 @@ where
     );
     let mut conn = db.connect();
     let worker = Worker::new(&LeaseDispatcher, options("pruner").max_attempts(1));
-    worker.run_once(&mut conn).unwrap();
+    let stats = worker.run_once(&mut conn).unwrap();
+    assert_eq!(
+        (stats.completed, stats.retried, stats.dead, stats.stale),
+        (2, 0, 1, 0),
+        "{stats:?}"
+    );
     assert_eq!(job_counts(&mut conn).unwrap().done, 2);
     assert_eq!(prune_jobs(&mut conn, Duration::from_secs(3600)).unwrap(), 0);
     execute::<D>(
@@ -861,6 +902,10 @@ where
         (
             "a_batch_longer_than_its_lease_runs_each_job_once",
             a_batch_longer_than_its_lease_runs_each_job_once::<D>,
+        ),
+        (
+            "a_late_last_attempt_is_stale",
+            a_late_last_attempt_is_stale::<D>,
         ),
         (
             "run_once_renews_its_batch_between_jobs",
