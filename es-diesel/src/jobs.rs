@@ -1288,6 +1288,14 @@ mod tests {
     }
 
     #[test]
+    fn a_troubled_worker_sleeps_its_wait_unless_stopped() {
+        let running = AtomicBool::new(false);
+        let started = std::time::Instant::now();
+        Trouble::default().wait(&running);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+    }
+
+    #[test]
     fn a_failed_attempt_keeps_each_cause_once() {
         #[derive(Debug, thiserror::Error)]
         #[error("outer failed")]
