@@ -427,3 +427,20 @@ impl<C: Database, A: AggregateTable<C>> TestStore<A> for DieselStore<'_, C> {
             .map(drop)
     }
 }
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use diesel::Connection;
+
+    use super::DieselStore;
+
+    #[test]
+    fn a_store_shows_its_dispatcher_and_replay_batch() {
+        let mut conn = diesel::SqliteConnection::establish(":memory:").unwrap();
+        let store = DieselStore::new(&mut conn).replay_batch(7);
+        assert_eq!(
+            format!("{store:?}"),
+            "DieselStore { dispatcher: None, replay_batch: 7, .. }"
+        );
+    }
+}

@@ -129,10 +129,16 @@ fn main() {
     let mut all = trials::<SqliteDb>(
         |_| SqliteDb::new(),
         None,
-        vec![(
-            "commands_in_immediate_transactions_never_collide",
-            store::commands_in_immediate_transactions_never_collide,
-        )],
+        vec![
+            (
+                "commands_in_immediate_transactions_never_collide",
+                store::commands_in_immediate_transactions_never_collide,
+            ),
+            (
+                "a_replay_in_a_stale_transaction_is_contention",
+                store::a_replay_in_a_stale_transaction_is_contention,
+            ),
+        ],
     );
     all.extend(postgres_trials());
     all.extend(mysql_trials());

@@ -4,7 +4,9 @@ use std::thread;
 
 use diesel::connection::SimpleConnection;
 
-use es_core::{AsOf, CommandError, Conflicted, Error, EventFilter, EventStore, retry_on_conflict};
+use es_core::{
+    AsOf, CommandError, Conflicted, Error, EventFilter, EventStore, OnBadHistory, retry_on_conflict,
+};
 use es_diesel::{AggregateTable, DieselStore, verify};
 use es_diesel::{DriftKind, FieldDrift, TextUuid};
 use es_tests::backend::{TestConnection, TestDb};
@@ -630,6 +632,19 @@ where
             .all(|count| count.day.len() == 10 && count.day <= today),
         "{counts:?}"
     );
+
+    // A replay repairs what it can (the edited row, the missing one, the row of a destroyed
+    // task) and leaves the unreplayable one as it is.
+    let replayed =
+        EventStore::<Task>::replay_all_with(&mut store, OnBadHistory::Skip, &mut |_| {}).unwrap();
+    assert_eq!(replayed.progress.skipped, 1);
+    let after = es_diesel::verify::<_, Task>(store.connection(), &mut |_| {}, &mut |_| {}).unwrap();
+    assert_eq!(
+        (after.aggregates, after.drifted, after.unreplayable),
+        (30, 1, 1)
+    );
+    let ghost: Option<Task> = store.load(&9).unwrap();
+    assert_eq!(ghost, None);
 }
 
 /// Events of several aggregates share one global position, in the order they were written.
@@ -1138,4 +1153,34 @@ pub(crate) fn a_version_stored_first_by_another_writer_is_a_conflict(db: &es_tes
     );
     let task: Task = store.load(&1).unwrap().unwrap();
     assert_eq!(task.title, "first");
+}
+
+/// On SQLite, a replay inside the caller's deferred transaction (`BEGIN`) after another connection
+/// wrote since that transaction read: its write cannot begin, which is `Contention` naming the
+/// batch's aggregates (`1..=3`), for `retry_on_conflict` to run the caller's transaction again;
+/// inside the caller's transaction the replay does not retry on its own.
+pub(crate) fn a_replay_in_a_stale_transaction_is_contention(db: &es_tests::backend::SqliteDb) {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let mut conn = db.connect();
+    for id in 1..=3 {
+        DieselStore::new(&mut conn)
+            .append(&id, Created { title: "t".into() }, &by("ann"))
+            .unwrap();
+    }
+    AnsiTransactionManager::begin_transaction(&mut conn).unwrap();
+    let mut store = DieselStore::new(&mut conn);
+    let read: Option<Task> = store.load(&1).unwrap();
+    assert!(read.is_some());
+    DieselStore::new(&mut db.connect())
+        .append(&2, TitleUpdated { title: "u".into() }, &by("bob"))
+        .unwrap();
+    let error = EventStore::<Task>::replay_all(&mut store, &mut |_| {}).unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            Error::Contention { aggregate: "task", aggregate_id, .. } if aggregate_id == "1..=3"
+        ),
+        "{error}"
+    );
+    AnsiTransactionManager::rollback_transaction(&mut conn).unwrap();
 }
