@@ -1230,21 +1230,24 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_lease_is_at_least_a_millisecond() {
-        let lease = |lease| WorkerOptions::default().lease(lease).validate();
-        assert!(lease(Duration::from_millis(1)).is_ok());
-        let error = lease(Duration::from_micros(999));
+    fn assert_invalid_lease(validated: Result<(), Error>) {
         assert!(
             matches!(
-                error,
+                validated,
                 Err(Error::InvalidOption {
                     option: "WorkerOptions::lease",
                     ..
                 })
             ),
-            "{error:?}"
+            "{validated:?}"
         );
+    }
+
+    #[test]
+    fn a_lease_is_at_least_a_millisecond() {
+        let lease = |lease| WorkerOptions::default().lease(lease).validate();
+        assert!(lease(Duration::from_millis(1)).is_ok());
+        assert_invalid_lease(lease(Duration::from_micros(999)));
     }
 
     #[test]
@@ -1258,17 +1261,7 @@ mod tests {
                 .keep_done(Some(duration))
         };
         assert!(options(century).validate().is_ok());
-        let error = options(century + Duration::from_secs(1)).validate();
-        assert!(
-            matches!(
-                error,
-                Err(Error::InvalidOption {
-                    option: "WorkerOptions::lease",
-                    ..
-                })
-            ),
-            "{error:?}"
-        );
+        assert_invalid_lease(options(century + Duration::from_secs(1)).validate());
     }
 
     #[test]

@@ -737,6 +737,41 @@ where
     assert!(!sessions.lock().unwrap().is_empty(), "it connected again");
 }
 
+/// Marks the job of `event_id` finished long ago.
+fn finished_long_ago<D: TestDb>(conn: &mut D::Conn, event_id: i64) {
+    execute::<D>(
+        conn,
+        &format!(
+            "UPDATE es_jobs SET finished_at = {} WHERE event_id = {event_id}",
+            D::TIMESTAMP_LITERAL
+        ),
+    );
+}
+
+/// Pings project 1, then runs a worker keeping done jobs for `keep_done` until `done` holds.
+fn ping_and_work<D: TestDb>(
+    db: &D,
+    conn: &mut D::Conn,
+    name: &str,
+    keep_done: Duration,
+    done: impl FnMut(&mut D::Conn) -> bool,
+) where
+    Project: AggregateTable<D::Conn>,
+    LeaseDispatcher: Dispatch<D::Conn>,
+{
+    DieselStore::new(conn)
+        .with_dispatcher(&LeaseDispatcher)
+        .append(&1, pinged(0, 0), &AppendOptions::default())
+        .unwrap();
+    let worker = Worker::new(&LeaseDispatcher, options(name).keep_done(Some(keep_done)));
+    run_workers(
+        db,
+        std::slice::from_ref(&worker),
+        Duration::from_secs(20),
+        done,
+    );
+}
+
 /// Done jobs are deleted once older than the retention, by `prune_jobs` and by a running worker
 /// (`WorkerOptions::keep_done`); pending and dead jobs are kept.
 fn done_jobs_are_pruned<D: TestDb>(db: &D)
@@ -759,14 +794,7 @@ where
     );
     assert_eq!(job_counts(&mut conn).unwrap().done, 2);
     assert_eq!(prune_jobs(&mut conn, Duration::from_secs(3600)).unwrap(), 0);
-    execute::<D>(
-        &mut conn,
-        &format!(
-            "UPDATE es_jobs SET finished_at = {} WHERE event_id = {}",
-            D::TIMESTAMP_LITERAL,
-            ids[0]
-        ),
-    );
+    finished_long_ago::<D>(&mut conn, ids[0]);
     assert_eq!(
         prune_jobs(&mut conn, Duration::from_secs(86_400)).unwrap(),
         1
@@ -775,43 +803,22 @@ where
     assert_eq!((counts.done, counts.dead), (1, 1), "{counts:?}");
 
     // A worker prunes first a while after it starts (10 minutes here), never at once.
-    execute::<D>(
-        &mut conn,
-        &format!(
-            "UPDATE es_jobs SET finished_at = {} WHERE event_id = {}",
-            D::TIMESTAMP_LITERAL,
-            ids[1]
-        ),
-    );
-    DieselStore::new(&mut conn)
-        .with_dispatcher(&LeaseDispatcher)
-        .append(&1, pinged(0, 0), &AppendOptions::default())
-        .unwrap();
-    let starter = Worker::new(
-        &LeaseDispatcher,
-        options("starter").keep_done(Some(Duration::from_secs(86_400))),
-    );
-    run_workers(
+    finished_long_ago::<D>(&mut conn, ids[1]);
+    ping_and_work(
         db,
-        std::slice::from_ref(&starter),
-        Duration::from_secs(20),
+        &mut conn,
+        "starter",
+        Duration::from_secs(86_400),
         no_job_left,
     );
     let counts = job_counts(&mut conn).unwrap();
     assert_eq!((counts.done, counts.dead), (2, 1), "{counts:?}");
 
-    let mut store = DieselStore::new(&mut conn).with_dispatcher(&LeaseDispatcher);
-    store
-        .append(&1, pinged(0, 0), &AppendOptions::default())
-        .unwrap();
-    let keeper = Worker::new(
-        &LeaseDispatcher,
-        options("keeper").keep_done(Some(Duration::from_millis(100))),
-    );
-    run_workers(
+    ping_and_work(
         db,
-        std::slice::from_ref(&keeper),
-        Duration::from_secs(20),
+        &mut conn,
+        "keeper",
+        Duration::from_millis(100),
         |conn| {
             let counts = job_counts(conn).unwrap();
             counts.pending == 0 && counts.done == 0
