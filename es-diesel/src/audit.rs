@@ -8,7 +8,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::DEFAULT_REPLAY_BATCH;
-use crate::database::{BadRow, Database, EventCount, Selection, storage};
+use crate::database::Database;
+use crate::errors::storage;
+use crate::events::{BadRow, EventCount, Selection, aggregate_ids, select_events};
 use crate::table::AggregateTable;
 
 /// How many events of each type the events table of `A` holds per day (UTC), by day then type:
@@ -16,7 +18,7 @@ use crate::table::AggregateTable;
 pub fn event_counts<C: Database, A: AggregateTable<C>>(
     conn: &mut C,
 ) -> Result<Vec<EventCount>, Error> {
-    conn.event_counts(A::EVENTS_TABLE)
+    crate::events::event_counts(conn, A::EVENTS_TABLE)
 }
 
 /// An aggregate whose stored row is not what its events build.
@@ -94,7 +96,7 @@ pub fn verify<C: Database, A: AggregateTable<C> + Serialize>(
     let mut report = VerifyReport::default();
     let mut after: Option<A::Id> = None;
     loop {
-        let ids = conn.aggregate_ids(A::EVENTS_TABLE, after.as_ref(), DEFAULT_REPLAY_BATCH)?;
+        let ids = aggregate_ids(conn, A::EVENTS_TABLE, after.as_ref(), DEFAULT_REPLAY_BATCH)?;
         let Some(last) = ids.last() else {
             return Ok(report);
         };
@@ -118,7 +120,7 @@ fn verify_batch<C: Database, A: AggregateTable<C> + Serialize>(
         .into_iter()
         .map(|row| (row.id().clone(), row))
         .collect();
-    let mut records = conn.select_events(A::EVENTS_TABLE, Selection::Aggregates(ids))?;
+    let mut records = select_events(conn, A::EVENTS_TABLE, Selection::Aggregates(ids))?;
     let mut current: Option<Replaying<A>> = None;
     while let Some(row) = records.next_row() {
         let record = match row {

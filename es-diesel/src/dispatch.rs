@@ -9,17 +9,19 @@
 //! [`rebuild_projection`](crate::rebuild_projection). Reactors never run during replay.
 
 use std::any::{Any, TypeId};
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use es_core::{
-    Aggregate, AppendOptions, Committed, Error, Event, IntoEvents, Metadata, Reaction,
-    ReactionKind, RecordedEvent, Route,
+    Aggregate, AppendOptions, Committed, Error, Event, IntoEvents, Metadata, ReactionKind,
+    RecordedEvent, Route,
 };
 
 use crate::database::Database;
-use crate::store::append_in_transaction;
+use crate::errors::reactor_error;
+use crate::events::{AnyEvent, Selection, select_any_event, select_events};
+use crate::jobs::queue::{ClaimedJob, NewJob};
 use crate::table::AggregateTable;
+use crate::write::{UnitOfWork, append, append_in_transaction};
 
 /// What a reactor returns when it fails: any error.
 pub type ReactorError = Box<dyn std::error::Error + Send + Sync>;
@@ -72,60 +74,6 @@ impl<E: Event> std::ops::Deref for Recorded<'_, E> {
     type Target = E;
     fn deref(&self) -> &E {
         self.event
-    }
-}
-
-/// Any stored event, as a reactor routed with `*` receives it.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct AnyEvent {
-    /// The events table it is stored in (names its aggregate).
-    pub events_table: String,
-    /// The aggregate id, as text.
-    pub aggregate_id: String,
-    /// The event's id (its global position).
-    pub id: i64,
-    /// Its version within its aggregate.
-    pub version: i64,
-    /// Its type tag.
-    pub event_type: String,
-    /// Its data attributes, as JSON text.
-    pub data: String,
-    /// Who created it and from where.
-    pub metadata: Arc<Metadata>,
-    /// When it was created.
-    pub created_at: DateTime<Utc>,
-}
-
-impl AnyEvent {
-    /// The typed record, if this event belongs to aggregate `A` and its id parses.
-    pub fn record_of<A: Aggregate>(&self) -> Option<RecordedEvent<A::Id>> {
-        if self.events_table != A::EVENTS_TABLE {
-            return None;
-        }
-        Some(RecordedEvent {
-            id: self.id,
-            aggregate_id: self.aggregate_id.parse().ok()?,
-            version: self.version,
-            event_type: self.event_type.clone(),
-            data: self.data.clone(),
-            metadata: self.metadata.clone(),
-            created_at: self.created_at,
-        })
-    }
-
-    /// The erased form of a record of aggregate `A`.
-    pub fn of<A: Aggregate>(record: &RecordedEvent<A::Id>) -> Self {
-        Self {
-            events_table: A::EVENTS_TABLE.to_owned(),
-            aggregate_id: record.aggregate_id.to_string(),
-            id: record.id,
-            version: record.version,
-            event_type: record.event_type.clone(),
-            data: record.data.clone(),
-            metadata: record.metadata.clone(),
-            created_at: record.created_at,
-        }
     }
 }
 
@@ -220,67 +168,10 @@ pub trait Dispatch<C: Database>: Send + Sync {
 
     /// Runs the async reactor of a job.
     #[doc(hidden)]
-    fn run_job(&self, ctx: &mut crate::JobContext<'_, C>) -> Result<(), Error>;
+    fn run_job(&self, ctx: &mut JobContext<'_, C>) -> Result<(), Error>;
 
     /// The routes, as declared.
     fn routes(&self) -> &'static [Route];
-}
-
-/// A job to insert with the events of a write.
-#[doc(hidden)]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewJob {
-    pub(crate) events_table: &'static str,
-    pub(crate) event_id: i64,
-    pub(crate) reactor: &'static str,
-}
-
-/// What one write transaction accumulates while its reactors cascade.
-#[derive(Debug, Default)]
-pub(crate) struct UnitOfWork {
-    pub(crate) jobs: Vec<NewJob>,
-    pub(crate) chain: Vec<String>,
-    pub(crate) reactions: Vec<Reaction>,
-    /// Whether a reactor had the connection (a trigger's [`TriggerContext::connection`], a
-    /// projection handler): it may have handled the error of a statement of its own, which on
-    /// PostgreSQL aborted the transaction ([`Database::check_not_aborted`]).
-    pub(crate) lent: bool,
-}
-
-/// How much a [`UnitOfWork`] held before a nested append, to forget what it added if it fails.
-#[derive(Debug, Clone, Copy)]
-struct Mark {
-    jobs: usize,
-    chain: usize,
-    reactions: usize,
-}
-
-impl UnitOfWork {
-    fn mark(&self) -> Mark {
-        Mark {
-            jobs: self.jobs.len(),
-            chain: self.chain.len(),
-            reactions: self.reactions.len(),
-        }
-    }
-
-    /// Forgets the jobs, cascade steps and reactions added since `mark`: those of a nested append
-    /// whose savepoint was rolled back.
-    fn truncate(&mut self, mark: Mark) {
-        self.jobs.truncate(mark.jobs);
-        self.chain.truncate(mark.chain);
-        self.reactions.truncate(mark.reactions);
-    }
-
-    fn record(&mut self, kind: ReactionKind, reactor: &'static str, event: &Dispatched<'_>) {
-        self.reactions.push(Reaction {
-            kind,
-            reactor,
-            events_table: event.events_table,
-            event_id: event.event_id,
-            event_type: event.event_type.to_owned(),
-        });
-    }
 }
 
 /// What a trigger reactor receives: the write transaction, and the way to create more events in
@@ -400,7 +291,13 @@ impl<'t, C: Database> TriggerContext<'t, C> {
         );
         let _entered = span.enter();
         self.unit.record(ReactionKind::Trigger, reactor, event);
-        run(self).map_err(|source| reactor_error(reactor, event, source))
+        run(self).map_err(|source| {
+            reactor_error(
+                reactor,
+                (event.events_table, event.event_id, event.event_type),
+                source,
+            )
+        })
     }
 
     /// Runs one projection handler.
@@ -437,23 +334,139 @@ impl<'t, C: Database> TriggerContext<'t, C> {
     }
 }
 
-/// Runs `f` with the typed event if a stored erased event is an `E` (projection rebuilds).
-#[doc(hidden)]
-pub fn typed_from_any<E: Event>(
-    event: &AnyEvent,
-    f: impl FnOnce(Recorded<'_, E>) -> Result<(), Error>,
-) -> Result<(), Error> {
-    if !E::has_tag(&event.event_type) {
-        return Ok(());
+/// What an async reactor receives: a connection of the worker, the job, and the way to create
+/// events caused by the job's event.
+pub struct JobContext<'a, C: Database> {
+    conn: &'a mut C,
+    dispatcher: &'a dyn Dispatch<C>,
+    job: &'a ClaimedJob,
+    correlation_id: Option<uuid::Uuid>,
+}
+
+impl<C: Database> std::fmt::Debug for JobContext<'_, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobContext")
+            .field("job", self.job)
+            .finish_non_exhaustive()
     }
-    let Some(record) = event.record_of::<E::Aggregate>() else {
-        return Ok(());
-    };
-    let decoded = E::decode(&record)?;
-    f(Recorded {
-        event: &decoded,
-        record: &record,
-    })
+}
+
+impl<'a, C: Database> JobContext<'a, C> {
+    /// The context of a claimed job, run on `conn`.
+    pub(crate) fn new(
+        conn: &'a mut C,
+        dispatcher: &'a dyn Dispatch<C>,
+        job: &'a ClaimedJob,
+    ) -> Self {
+        Self {
+            conn,
+            dispatcher,
+            job,
+            correlation_id: None,
+        }
+    }
+
+    /// The worker's connection (not in a transaction).
+    pub fn connection(&mut self) -> &mut C {
+        self.conn
+    }
+
+    /// The job.
+    pub fn job(&self) -> &ClaimedJob {
+        self.job
+    }
+
+    /// A key unique to this event and reactor, the same on every attempt: record it with the side
+    /// effect to make a reactor idempotent under at-least-once delivery.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}:{}", self.job.event_id, self.job.reactor)
+    }
+
+    /// This attempt's number: 1 for the first run.
+    pub fn attempt(&self) -> i32 {
+        self.job.attempts
+    }
+
+    /// Appends events in a transaction of their own, with the job's event as causation and its
+    /// correlation id; their reactors run as usual.
+    pub fn append<A: AggregateTable<C>>(
+        &mut self,
+        id: &A::Id,
+        events: impl IntoEvents<A>,
+        options: &AppendOptions,
+    ) -> Result<Committed<A>, Error> {
+        let mut options = options.clone();
+        options.metadata.causation_id = Some(self.job.event_id);
+        if let Some(correlation) = self.correlation_id {
+            options.metadata.correlation_id = Some(correlation);
+        }
+        let events = events.into_events();
+        append(
+            self.conn,
+            Some(self.dispatcher),
+            id,
+            |_| Ok::<_, Error>(events),
+            &options,
+        )
+    }
+
+    /// The job's event, if it belongs to aggregate `A`.
+    #[doc(hidden)]
+    pub fn load<A: Aggregate>(&mut self) -> Result<Option<RecordedEvent<A::Id>>, Error>
+    where
+        A::Id: crate::IdColumn<C::Backend>,
+    {
+        if self.job.events_table != A::EVENTS_TABLE {
+            return Ok(None);
+        }
+        let record = select_events(self.conn, A::EVENTS_TABLE, Selection::Id(self.job.event_id))?
+            .next()
+            .transpose()?;
+        if let Some(record) = &record {
+            self.correlation_id = record.metadata.correlation_id;
+        }
+        Ok(record)
+    }
+
+    /// The job's event, erased.
+    #[doc(hidden)]
+    pub fn load_any(&mut self) -> Result<Option<AnyEvent>, Error> {
+        let event = select_any_event(self.conn, &self.job.events_table, self.job.event_id)?;
+        if let Some(event) = &event {
+            self.correlation_id = event.metadata.correlation_id;
+        }
+        Ok(event)
+    }
+
+    /// Runs the reactor, naming it in its error.
+    #[doc(hidden)]
+    pub fn run(
+        &mut self,
+        reactor: &'static str,
+        tag: &str,
+        run: impl FnOnce(&mut Self) -> Result<(), ReactorError>,
+    ) -> Result<(), Error> {
+        let (table, event_id) = (self.job.events_table.clone(), self.job.event_id);
+        run(self).map_err(|source| Error::Reactor {
+            reactor,
+            table,
+            event_id,
+            tag: tag.to_owned(),
+            source,
+        })
+    }
+
+    /// The error of a job no route of the dispatcher handles for its event (a route removed
+    /// since the job was queued).
+    #[doc(hidden)]
+    pub fn unrouted(&self) -> Error {
+        Error::UnroutedJob {
+            job_id: self.job.id,
+            reactor: self.job.reactor.clone(),
+            event_id: self.job.event_id,
+            table: self.job.events_table.clone(),
+        }
+    }
 }
 
 /// Runs one projection handler, naming it in its error and its tracing span.
@@ -475,39 +488,6 @@ pub fn run_projection<C>(
     })
 }
 
-/// Names the failing reactor in its error — unless the error comes from deeper in the cascade (a
-/// reactor of an event this one created, or the cascade limit), which already says where, or is
-/// a collision with another writer (a deadlock, a busy database: [`Error::Contention`]), which
-/// makes the whole write one to run again, as `retry_on_conflict` does.
-pub(crate) fn reactor_error(
-    reactor: &'static str,
-    event: &Dispatched<'_>,
-    source: ReactorError,
-) -> Error {
-    match source.downcast::<Error>() {
-        Ok(inner)
-            if matches!(
-                *inner,
-                Error::Reactor { .. } | Error::CascadeTooDeep { .. } | Error::Contention { .. }
-            ) =>
-        {
-            *inner
-        }
-        Ok(inner) => wrap(reactor, event, inner),
-        Err(source) => wrap(reactor, event, source),
-    }
-}
-
-fn wrap(reactor: &'static str, event: &Dispatched<'_>, source: ReactorError) -> Error {
-    Error::Reactor {
-        reactor,
-        table: event.events_table.to_owned(),
-        event_id: event.event_id,
-        tag: event.event_type.to_owned(),
-        source,
-    }
-}
-
 /// A dispatcher with no route: what a store without a dispatcher uses.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoReactors;
@@ -521,84 +501,11 @@ impl<C: Database> Dispatch<C> for NoReactors {
         Ok(())
     }
 
-    fn run_job(&self, ctx: &mut crate::JobContext<'_, C>) -> Result<(), Error> {
+    fn run_job(&self, ctx: &mut JobContext<'_, C>) -> Result<(), Error> {
         Err(ctx.unrouted())
     }
 
     fn routes(&self) -> &'static [Route] {
         &[]
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn reacting_to<R>(check: impl FnOnce(&Dispatched<'_>) -> R) -> R {
-        let erased = || -> AnyEvent { unreachable!("the test's event is never erased") };
-        check(&Dispatched {
-            aggregate: TypeId::of::<()>(),
-            events_table: "task_events",
-            event_type: "task.created",
-            event_id: 7,
-            event: None,
-            record: &(),
-            erased: &erased,
-        })
-    }
-
-    #[test]
-    fn a_reactors_own_failure_names_the_reactor_and_the_event() {
-        let not_found = Error::NotFound {
-            aggregate: "project",
-            aggregate_id: "3".into(),
-        };
-        for source in [ReactorError::from(not_found), "mail server down".into()] {
-            let error = reacting_to(|event| reactor_error("notify", event, source));
-            let Error::Reactor {
-                reactor,
-                table,
-                event_id,
-                tag,
-                ..
-            } = error
-            else {
-                panic!("not a reactor error: {error:?}");
-            };
-            assert_eq!(
-                (reactor, table.as_str(), event_id, tag.as_str()),
-                ("notify", "task_events", 7, "task.created")
-            );
-        }
-    }
-
-    #[test]
-    fn a_collision_or_a_deeper_failure_passes_through() {
-        let contention = Error::Contention {
-            aggregate: "project",
-            aggregate_id: "3".into(),
-            source: "deadlock detected".into(),
-        };
-        let error = reacting_to(|event| reactor_error("notify", event, contention.into()));
-        assert!(matches!(error, Error::Contention { .. }), "{error:?}");
-        let deeper = Error::Reactor {
-            reactor: "audit",
-            table: "project_events".into(),
-            event_id: 8,
-            tag: "project.started".into(),
-            source: "disk full".into(),
-        };
-        let error = reacting_to(|event| reactor_error("notify", event, deeper.into()));
-        assert!(
-            matches!(
-                error,
-                Error::Reactor {
-                    reactor: "audit",
-                    event_id: 8,
-                    ..
-                }
-            ),
-            "{error:?}"
-        );
     }
 }

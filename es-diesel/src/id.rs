@@ -1,4 +1,6 @@
 //! How aggregate ids are stored in the `aggregate_id` column of each backend.
+//!
+//! Calls `backend` (SQLite's strict integers) and `text_uuid`.
 
 use diesel::deserialize;
 use diesel::query_builder::QueryFragment;
@@ -94,7 +96,7 @@ macro_rules! sqlite_integer_id {
                 row: &(impl Row<'a, diesel::sqlite::Sqlite> + RowIndex<I>),
                 column: I,
             ) -> deserialize::Result<Self> {
-                let value = crate::database::read_sqlite_integer(row, column)?;
+                let value = crate::backend::sqlite::read_integer(row, column)?;
                 Ok(<$id>::try_from(value)?)
             }
         }

@@ -217,10 +217,13 @@
 //! as an operator command line in an app's own binary.
 
 mod audit;
+mod backend;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod database;
 mod dispatch;
+mod errors;
+mod events;
 mod id;
 mod jobs;
 mod projection;
@@ -229,24 +232,27 @@ mod statement;
 mod store;
 mod table;
 mod text_uuid;
+mod write;
 
 #[cfg(feature = "sqlite")]
-pub mod sqlite;
+pub use backend::sqlite;
 
 pub use audit::{Drift, DriftKind, FieldDrift, VerifyReport, event_counts, verify};
-pub use database::{Database, EventCount};
+pub use database::Database;
 pub use dispatch::{
-    AnyEvent, Dispatch, MAX_CASCADE, NoReactors, ReactorError, Recorded, TriggerContext,
+    Dispatch, JobContext, MAX_CASCADE, NoReactors, ReactorError, Recorded, TriggerContext,
 };
 /// The description of a dispatcher's routes, shared with the event catalog of `es-core`.
 pub use es_core::{EventRef, Pattern, Reactor, Route};
 /// Routes events to reactors; see the [dispatch module documentation](crate#reactors).
 pub use es_derive::dispatcher;
+pub use events::{AnyEvent, EventCount};
 pub use id::IdColumn;
-pub use jobs::{
-    ClaimedJob, DeadJob, JobContext, JobCounts, Worker, WorkerOptions, WorkerStats, dead_jobs,
-    job_counts, job_counts_by_reactor, prune_jobs, retry_dead_jobs,
+pub use jobs::queue::{
+    ClaimedJob, DeadJob, JobCounts, dead_jobs, job_counts, job_counts_by_reactor, prune_jobs,
+    retry_dead_jobs,
 };
+pub use jobs::{Worker, WorkerOptions, WorkerStats};
 pub use projection::{PROJECTION_BATCH, rebuild_projection};
 pub use schema::{create_tables, ddl, migration_sql};
 pub use store::{DEFAULT_REPLAY_BATCH, DieselStore};
@@ -255,9 +261,11 @@ pub use text_uuid::TextUuid;
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::dispatch::{Dispatched, run_projection, typed_from_any};
+    pub use crate::backend::HeadInLock;
+    pub use crate::dispatch::{Dispatched, run_projection};
+    pub use crate::projection::typed_from_any;
     pub use crate::statement::{Bound, Query, save, upsert};
-    pub use crate::table::{HeadColumns, HeadInLock, locked};
+    pub use crate::table::{HeadColumns, locked};
     pub use diesel;
     pub use es_core;
 

@@ -1,11 +1,15 @@
-//! Rebuilding a projection from the events, in the order they were written.
+//! Projections: rebuilding one from the events, in the order they were written, and the typed
+//! view of a stored event the generated `project` handlers take.
+//!
+//! Calls `database`, `dispatch` and `events`.
 
 use std::collections::BTreeSet;
 
-use es_core::{Error, Pattern, Registry};
+use es_core::{Error, Event, Pattern, Registry};
 
 use crate::database::Database;
-use crate::dispatch::{Dispatch, ReactorError};
+use crate::dispatch::{Dispatch, ReactorError, Recorded};
+use crate::events::{AnyEvent, select_any_events_after};
 
 /// How many events a projection rebuild reads per query.
 pub const PROJECTION_BATCH: usize = 1_000;
@@ -37,7 +41,7 @@ pub fn rebuild_projection<C: Database>(
         let mut after = 0;
         let mut read = 0;
         loop {
-            let events = conn.select_any_events_after(&tables, after, PROJECTION_BATCH)?;
+            let events = select_any_events_after(conn, &tables, after, PROJECTION_BATCH)?;
             let Some(last) = events.last() else {
                 return Ok(read);
             };
@@ -83,4 +87,23 @@ fn projection_tables<C: Database>(
         }
     }
     Ok(tables.into_iter().collect())
+}
+
+/// Runs `f` with the typed event if a stored erased event is an `E` (projection rebuilds).
+#[doc(hidden)]
+pub fn typed_from_any<E: Event>(
+    event: &AnyEvent,
+    f: impl FnOnce(Recorded<'_, E>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    if !E::has_tag(&event.event_type) {
+        return Ok(());
+    }
+    let Some(record) = event.record_of::<E::Aggregate>() else {
+        return Ok(());
+    };
+    let decoded = E::decode(&record)?;
+    f(Recorded {
+        event: &decoded,
+        record: &record,
+    })
 }

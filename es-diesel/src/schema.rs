@@ -5,7 +5,8 @@
 
 use es_core::Error;
 
-use crate::database::{Database, storage};
+use crate::database::Database;
+use crate::errors::storage;
 use crate::id::IdColumn;
 use crate::table::AggregateTable;
 

@@ -1,13 +1,17 @@
 //! The raw SQL statements of the store and of the generated code: text with bound values, prepared
 //! once per connection when short, and the aggregates' multi-row upsert.
+//!
+//! Calls nothing of the crate: every other room builds its statements here.
 
 use diesel::backend::Backend;
 use diesel::connection::Connection;
+use diesel::deserialize::{self, FromSql};
 use diesel::query_builder::QueryFragment;
 use diesel::query_dsl::methods::ExecuteDsl;
+use diesel::row::{Row, RowIndex};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{BigInt, HasSqlType, Integer, Nullable, Text};
 use diesel::{QueryResult, RunQueryDsl};
-
-use crate::id::IdColumn;
 
 /// Statements with at most this many parameters are prepared once per connection and reused
 /// (diesel's statement cache, keyed by their SQL text); longer ones are batches whose text varies
@@ -66,26 +70,40 @@ impl<'a, DB: Backend> Query<'a, DB> {
         self.bind_fragment(Box::new(value.as_expression()))
     }
 
-    /// Binds each of `values` as SQL type `ST`, comma-separated (the inside of an `IN (...)`
-    /// list; nothing for no value).
-    pub fn bind_list<ST, V>(mut self, values: impl IntoIterator<Item = V>) -> Self
+    /// Binds a 64-bit integer (`BIGINT`).
+    pub fn big_int(self, value: i64) -> Self
     where
-        V: diesel::expression::AsExpression<ST>,
-        V::Expression: diesel::query_builder::QueryFragment<DB> + Send + 'a,
-        ST: diesel::sql_types::SqlType + diesel::expression::TypedExpressionType,
+        DB: Binds,
     {
+        self.bind_fragment(DB::big_int(value))
+    }
+
+    /// Binds a 32-bit integer (`INTEGER`).
+    pub fn integer(self, value: i32) -> Self
+    where
+        DB: Binds,
+    {
+        self.bind_fragment(DB::integer(value))
+    }
+
+    /// Binds a text.
+    pub fn text(self, value: impl Into<String>) -> Self
+    where
+        DB: Binds,
+    {
+        self.bind_fragment(DB::text(value.into()))
+    }
+
+    /// Binds each of `values`, comma-separated: the inside of an `IN (...)` list (nothing for no
+    /// value).
+    pub fn bind_list(mut self, values: impl IntoIterator<Item = Bound<'a, DB>>) -> Self {
         for (index, value) in values.into_iter().enumerate() {
             if index > 0 {
                 self = self.sql(", ");
             }
-            self = self.bind::<ST, V>(value);
+            self = self.bind_fragment(value);
         }
         self
-    }
-
-    /// Binds the aggregate id `id` where the text has reached.
-    pub fn bind_id<Id: IdColumn<DB>>(self, id: &Id) -> Self {
-        self.bind_fragment(id.bind_value())
     }
 
     /// Binds a value already in its SQL type where the text has reached.
@@ -128,6 +146,105 @@ impl<DB: Backend, C> diesel::RunQueryDsl<C> for Query<'_, DB> {}
 
 /// A value bound to a statement, in its SQL type.
 pub type Bound<'a, DB> = Box<dyn QueryFragment<DB> + Send + 'a>;
+
+/// A backend that binds the store's own value types: every backend diesel has. Implemented once,
+/// for each backend that meets the bounds, so that code generic over a backend names this trait
+/// instead of repeating them.
+pub trait Binds: Backend {
+    /// A 64-bit integer (`BIGINT`).
+    fn big_int<'a>(value: i64) -> Bound<'a, Self>;
+    /// A 32-bit integer (`INTEGER`).
+    fn integer<'a>(value: i32) -> Bound<'a, Self>;
+    /// A text.
+    fn text<'a>(value: String) -> Bound<'a, Self>;
+}
+
+impl<DB> Binds for DB
+where
+    DB: Backend + HasSqlType<BigInt> + HasSqlType<Integer> + HasSqlType<Text>,
+    i64: ToSql<BigInt, DB>,
+    i32: ToSql<Integer, DB>,
+    String: ToSql<Text, DB>,
+{
+    fn big_int<'a>(value: i64) -> Bound<'a, Self> {
+        Box::new(diesel::expression::AsExpression::<BigInt>::as_expression(
+            value,
+        ))
+    }
+
+    fn integer<'a>(value: i32) -> Bound<'a, Self> {
+        Box::new(diesel::expression::AsExpression::<Integer>::as_expression(
+            value,
+        ))
+    }
+
+    fn text<'a>(value: String) -> Bound<'a, Self> {
+        Box::new(diesel::expression::AsExpression::<Text>::as_expression(
+            value,
+        ))
+    }
+}
+
+/// A backend that reads the store's own value types from a row as diesel does: every backend
+/// diesel has. Like [`Binds`], implemented once for each backend that meets the bounds.
+pub trait Reads: Backend {
+    /// A 64-bit integer (`BIGINT`).
+    fn get_big_int<'a, I>(
+        row: &(impl Row<'a, Self> + RowIndex<I>),
+        column: I,
+    ) -> deserialize::Result<i64>;
+    /// A 32-bit integer (`INTEGER`).
+    fn get_integer<'a, I>(
+        row: &(impl Row<'a, Self> + RowIndex<I>),
+        column: I,
+    ) -> deserialize::Result<i32>;
+    /// A text.
+    fn get_text<'a, I>(
+        row: &(impl Row<'a, Self> + RowIndex<I>),
+        column: I,
+    ) -> deserialize::Result<String>;
+    /// A text or `NULL`.
+    fn get_optional_text<'a, I>(
+        row: &(impl Row<'a, Self> + RowIndex<I>),
+        column: I,
+    ) -> deserialize::Result<Option<String>>;
+}
+
+impl<DB> Reads for DB
+where
+    DB: Backend + HasSqlType<BigInt> + HasSqlType<Integer> + HasSqlType<Text>,
+    i64: FromSql<BigInt, DB>,
+    i32: FromSql<Integer, DB>,
+    String: FromSql<Text, DB>,
+{
+    fn get_big_int<'a, I>(
+        row: &(impl Row<'a, Self> + RowIndex<I>),
+        column: I,
+    ) -> deserialize::Result<i64> {
+        row.get_value::<BigInt, i64, I>(column)
+    }
+
+    fn get_integer<'a, I>(
+        row: &(impl Row<'a, Self> + RowIndex<I>),
+        column: I,
+    ) -> deserialize::Result<i32> {
+        row.get_value::<Integer, i32, I>(column)
+    }
+
+    fn get_text<'a, I>(
+        row: &(impl Row<'a, Self> + RowIndex<I>),
+        column: I,
+    ) -> deserialize::Result<String> {
+        row.get_value::<Text, String, I>(column)
+    }
+
+    fn get_optional_text<'a, I>(
+        row: &(impl Row<'a, Self> + RowIndex<I>),
+        column: I,
+    ) -> deserialize::Result<Option<String>> {
+        row.get_value::<Nullable<Text>, Option<String>, I>(column)
+    }
+}
 
 /// SQLite's bound on the parameters of one statement (PostgreSQL allows 65,535).
 const MAX_BINDS: usize = 32_766;

@@ -6,16 +6,18 @@ use diesel::connection::TransactionManager;
 
 use es_core::testing::TestStore;
 use es_core::{
-    Aggregate, AppendOptions, AsOf, Committed, Error, EventFilter, EventStore, Head, NewEvent,
+    Aggregate, AppendOptions, AsOf, Committed, Error, EventFilter, EventStore, NewEvent,
     OnBadHistory, Rebuild, RecordedEvent, ReplayProgress, ReplayReport, SkippedAggregate,
-    Transactional, rebuild, stage,
+    Transactional, rebuild,
 };
 
-use crate::database::{
-    BadRow, Database, Selection, finish_write, is_contention, retry_contention, storage,
-};
-use crate::dispatch::{Dispatch, Dispatched, TriggerContext, UnitOfWork};
-use crate::table::{AggregateTable, Locked};
+use crate::backend::finish_write;
+use crate::database::Database;
+use crate::dispatch::Dispatch;
+use crate::errors::{contended, retry_contention, storage};
+use crate::events::{BadRow, Selection, aggregate_ids, last_event, select_events};
+use crate::table::AggregateTable;
+use crate::write::append;
 
 /// How many aggregates a replay rebuilds per transaction unless told otherwise.
 pub const DEFAULT_REPLAY_BATCH: usize = 500;
@@ -121,7 +123,7 @@ impl<'c, C: Database> DieselStore<'c, C> {
     ) -> Result<Replayed<A>, Error> {
         conn.write_transaction(|conn| {
             A::lock_many(conn, ids).map_err(storage(A::TABLE))?;
-            let mut records = conn.select_events(A::EVENTS_TABLE, Selection::Aggregates(ids))?;
+            let mut records = select_events(conn, A::EVENTS_TABLE, Selection::Aggregates(ids))?;
             let mut replayed = Replayed {
                 events: 0,
                 saved: Vec::with_capacity(ids.len()),
@@ -185,114 +187,6 @@ impl<'c, C: Database> DieselStore<'c, C> {
     }
 }
 
-/// Appends the events `decide` makes inside the current write transaction: lock the row, read the
-/// head, check the expected version, decide, apply, insert the events, save the row, then dispatch
-/// each event (its trigger reactors may append more, through this same function). Async jobs and
-/// the reactions accumulate in `unit`; the returned reactions are those of this call.
-pub(crate) fn append_in_transaction<C: Database, A: AggregateTable<C>, E: From<Error>>(
-    conn: &mut C,
-    dispatcher: Option<&dyn Dispatch<C>>,
-    unit: &mut UnitOfWork,
-    id: &A::Id,
-    decide: impl FnOnce(Option<&A>) -> Result<Vec<NewEvent<A>>, E>,
-    options: &AppendOptions,
-) -> Result<Committed<A>, E> {
-    let (current, head) = lock_head::<C, A>(conn, id, options).map_err(contended::<A>(id))?;
-    let events = decide(current.as_ref())?;
-    if events.is_empty() {
-        return Ok(Committed::new(current, Vec::new()));
-    }
-    let first_reaction = unit.reactions.len();
-    let mut committed =
-        write_events(conn, id, current, head, &events, options).map_err(contended::<A>(id))?;
-    if let Some(dispatcher) = dispatcher {
-        for (event, record) in events.iter().zip(&committed.events) {
-            unit.chain.push(record.event_type.clone());
-            Dispatched::describe::<A, _>(record, Some(event.as_any()), |dispatched| {
-                let mut ctx = TriggerContext::new(conn, dispatcher, unit, record);
-                dispatcher.dispatch(&mut ctx, dispatched)
-            })?;
-            unit.chain.pop();
-        }
-    }
-    committed.reactions = unit.reactions[first_reaction..].to_vec();
-    Ok(committed)
-}
-
-/// Locks the aggregate's row and reads its head, checking the version the caller expects.
-fn lock_head<C: Database, A: AggregateTable<C>>(
-    conn: &mut C,
-    id: &A::Id,
-    options: &AppendOptions,
-) -> Result<(Option<A>, Head), Error> {
-    let (current, last) = match A::lock(conn, id).map_err(storage(A::TABLE))? {
-        Locked::WithHead(row, last) => (Some(row), last),
-        Locked::Row(row) => (row, conn.last_event(A::EVENTS_TABLE, id)?),
-    };
-    let head = Head::new::<A>(
-        last.as_ref().map_or(0, |(version, _)| *version),
-        last.as_ref().map(|(_, tag)| tag.as_str()),
-    );
-    head.check_expected::<A>(id, options)?;
-    Ok((current, head))
-}
-
-/// Applies the events to the locked aggregate, inserts them and saves (or deletes) its row.
-fn write_events<C: Database, A: AggregateTable<C>>(
-    conn: &mut C,
-    id: &A::Id,
-    current: Option<A>,
-    head: Head,
-    events: &[NewEvent<A>],
-    options: &AppendOptions,
-) -> Result<Committed<A>, Error> {
-    let staged = {
-        let _apply =
-            tracing::info_span!("apply", aggregate = A::NAME, aggregate_id = %id).entered();
-        stage(id, current, head, events, options)?
-    };
-    let upsert = staged.state.as_ref().and_then(A::upsert);
-    let saved_with_events = upsert.is_some();
-    let positions = conn.insert_events(
-        A::EVENTS_TABLE,
-        id,
-        &staged,
-        upsert.map(|upsert| (A::TABLE, upsert)),
-    )?;
-    if !saved_with_events {
-        match &staged.state {
-            Some(state) => A::save(conn, slice::from_ref(state)),
-            None => A::delete(conn, slice::from_ref(id)),
-        }
-        .map_err(storage(A::TABLE))?;
-    }
-    Ok(staged.into_committed(id, positions))
-}
-
-/// Lock contention between concurrent writers ([`is_contention`]: a deadlock, a serialization
-/// failure, a lock wait timeout, SQLite's busy database when the caller's deferred transaction
-/// cannot become the writer) is [`Error::Contention`]: running the transaction again is the
-/// answer, and `retry_on_conflict` does.
-fn contended<A: Aggregate>(id: &dyn std::fmt::Display) -> impl FnOnce(Error) -> Error + '_ {
-    move |error| match error {
-        Error::Storage { table, source } => {
-            let contention = source
-                .downcast_ref::<diesel::result::Error>()
-                .is_some_and(is_contention);
-            if contention {
-                Error::Contention {
-                    aggregate: A::NAME,
-                    aggregate_id: id.to_string(),
-                    source,
-                }
-            } else {
-                Error::Storage { table, source }
-            }
-        }
-        other => other,
-    }
-}
-
 /// How many times a replay batch that lost a deadlock runs (its transaction is safe to repeat):
 /// the writers it collides with keep going, so it may lose a few times in a row.
 const REPLAY_BATCH_ATTEMPTS: u32 = 8;
@@ -314,7 +208,7 @@ impl<C: Database> Transactional for DieselStore<'_, C> {
         &mut self,
         work: impl FnOnce(&mut Self) -> Result<R, E>,
     ) -> Result<R, E> {
-        self.conn.begin_write()?;
+        self.conn.begin_write().map_err(storage("transaction"))?;
         let result = work(self);
         finish_write(self.conn, result)
     }
@@ -327,26 +221,7 @@ impl<C: Database, A: AggregateTable<C>> EventStore<A> for DieselStore<'_, C> {
         decide: impl FnOnce(Option<&A>) -> Result<Vec<NewEvent<A>>, E>,
         options: &AppendOptions,
     ) -> Result<Committed<A>, E> {
-        let span = tracing::info_span!(
-            "append",
-            aggregate = A::NAME,
-            aggregate_id = %id,
-            events = tracing::field::Empty
-        );
-        let _entered = span.enter();
-        let dispatcher = self.dispatcher;
-        let committed = self.conn.write_transaction(|conn| {
-            let mut unit = UnitOfWork::default();
-            let committed =
-                append_in_transaction(conn, dispatcher, &mut unit, id, decide, options)?;
-            if unit.lent && unit.jobs.is_empty() {
-                conn.check_not_aborted()?;
-            }
-            conn.insert_jobs(&unit.jobs)?;
-            Ok::<_, E>(committed)
-        })?;
-        span.record("events", committed.events.len());
-        Ok(committed)
+        append(self.conn, self.dispatcher, id, decide, options)
     }
 
     fn load(&mut self, id: &A::Id) -> Result<Option<A>, Error> {
@@ -354,26 +229,29 @@ impl<C: Database, A: AggregateTable<C>> EventStore<A> for DieselStore<'_, C> {
     }
 
     fn version(&mut self, id: &A::Id) -> Result<i64, Error> {
-        let last = self.conn.last_event(A::EVENTS_TABLE, id)?;
+        let last = last_event(self.conn, A::EVENTS_TABLE, id)?;
         Ok(last.map_or(0, |(version, _)| version))
     }
 
     fn history(&mut self, id: &A::Id) -> Result<Vec<RecordedEvent<A::Id>>, Error> {
-        self.conn
-            .select_events(A::EVENTS_TABLE, Selection::Aggregate { id, as_of: None })?
-            .collect()
+        select_events(
+            self.conn,
+            A::EVENTS_TABLE,
+            Selection::Aggregate { id, as_of: None },
+        )?
+        .collect()
     }
 
     fn stream_events<'s>(
         &'s mut self,
         filter: &'s EventFilter,
     ) -> Result<impl Iterator<Item = Result<RecordedEvent<A::Id>, Error>> + 's, Error> {
-        self.conn
-            .select_events(A::EVENTS_TABLE, Selection::Filter(filter))
+        select_events(self.conn, A::EVENTS_TABLE, Selection::Filter(filter))
     }
 
     fn state_as_of(&mut self, id: &A::Id, as_of: AsOf) -> Result<Option<A>, Error> {
-        let records = self.conn.select_events(
+        let records = select_events(
+            self.conn,
             A::EVENTS_TABLE,
             Selection::Aggregate {
                 id,
@@ -396,9 +274,12 @@ impl<C: Database, A: AggregateTable<C>> EventStore<A> for DieselStore<'_, C> {
         let mut report = ReplayReport::default();
         let mut after: Option<A::Id> = None;
         loop {
-            let ids =
-                self.conn
-                    .aggregate_ids(A::EVENTS_TABLE, after.as_ref(), self.replay_batch)?;
+            let ids = aggregate_ids(
+                self.conn,
+                A::EVENTS_TABLE,
+                after.as_ref(),
+                self.replay_batch,
+            )?;
             let Some(last) = ids.last() else {
                 return Ok(report);
             };

@@ -1,4 +1,6 @@
 //! The aggregate's own table: an ordinary diesel table, read and written by generated code.
+//!
+//! Calls `database`, `backend` (the head-in-lock check), `id` and `statement`.
 
 use std::marker::PhantomData;
 
@@ -10,6 +12,7 @@ use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use es_core::Aggregate;
 
+use crate::backend::HeadInLock;
 use crate::database::Database;
 use crate::id::IdColumn;
 use crate::statement::Query;
@@ -67,16 +70,6 @@ pub enum Locked<A> {
     WithHead(A, Option<(i64, String)>),
     /// The row if it exists; the store reads the head with a statement of its own, after the lock.
     Row(Option<A>),
-}
-
-/// A connection whose locking `SELECT` of an aggregate's row can read the head of its events in
-/// the same statement. Not MySQL: there the head is read by a consistent read after the lock, and
-/// a consistent read inside the locking statement would fix the transaction's snapshot before the
-/// lock is granted.
-#[doc(hidden)]
-pub trait HeadInLock: Database {
-    /// An SQL boolean: true when the head read by the locking statement of `table` is current.
-    fn head_is_current(table: &str, id_column: &str) -> String;
 }
 
 /// The three columns the generated [`AggregateTable::lock`] selects beside the row of `A`: its

@@ -1,0 +1,373 @@
+//! The events tables: every statement on them, written once over the backend's dialect — the
+//! head of an aggregate, the `INSERT` of staged events, the reads by aggregate, filter and id,
+//! the aggregate ids, the counts, and the erased reads of a job's or a projection's events. Their
+//! rows and the decoding of them are `rows.rs`.
+//!
+//! Calls `events::rows`, `backend` (the dialect), `statement`, `id` and `errors`.
+
+mod rows;
+
+use es_core::{AsOf, Error, EventFilter, Staged};
+
+pub use self::rows::{AnyEvent, EventCount};
+use self::rows::{AnyRow, ErasedRow, EventRow, IdRow, LastEvent, MetadataCache, Position};
+pub(crate) use self::rows::{BadRow, Records};
+use crate::backend::{Dialect, SqlDialect};
+use crate::errors::storage;
+use crate::id::IdColumn;
+use crate::statement::Query;
+
+/// Which events [`select_events`] reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Selection<'a, Id> {
+    /// One aggregate's events in version order, up to `as_of`.
+    Aggregate { id: &'a Id, as_of: Option<AsOf> },
+    /// Several aggregates' events, by aggregate then version.
+    Aggregates(&'a [Id]),
+    /// Events of every aggregate matching a filter, in global order.
+    Filter(&'a EventFilter),
+    /// One event, by id.
+    Id(i64),
+}
+
+/// The version and tag of the last event of one aggregate, if any.
+pub(crate) fn last_event<C: Dialect, Id: IdColumn<C::Backend>>(
+    conn: &mut C,
+    table: &'static str,
+    id: &Id,
+) -> Result<Option<(i64, String)>, Error> {
+    let query = Query::new(format!(
+        "SELECT id, version, type FROM {table} WHERE aggregate_id = "
+    ))
+    .bind_fragment(id.bind_value())
+    .sql(" ORDER BY version DESC LIMIT 1");
+    let last: Vec<LastEvent> = conn.load(query).map_err(storage(table))?;
+    last.into_iter()
+        .next()
+        .map(|last| last.into_head(table, id))
+        .transpose()
+}
+
+/// Inserts staged events with one multi-row `INSERT`, returning their ids in order, and runs
+/// `save`, the upsert of the aggregate's row (its table, the statement), if any. Where the
+/// events table numbers its rows itself (PostgreSQL's sequence) the `INSERT` returns the ids and
+/// the upsert rides in it (`WITH es_saved AS (upsert) INSERT ...`): one round trip; elsewhere the
+/// positions are reserved first and the upsert follows.
+pub(crate) fn insert_events<C: Dialect, Id: IdColumn<C::Backend>, A: es_core::Aggregate>(
+    conn: &mut C,
+    table: &'static str,
+    id: &Id,
+    staged: &Staged<A>,
+    save: Option<(&'static str, Query<'_, C::Backend>)>,
+) -> Result<Vec<i64>, Error> {
+    let count = i64::try_from(staged.events.len()).unwrap_or(i64::MAX);
+    let first_version = staged.events.first().map_or(1, |event| event.version);
+    let Some(last) = conn.reserve_positions(count)? else {
+        let insert = insert_statement(table, id, staged, None).sql(" RETURNING id AS value");
+        let (statement, saved_table) = match save {
+            Some((saved_table, upsert)) => (
+                Query::new("WITH es_saved AS (")
+                    .append(upsert)
+                    .sql(") ")
+                    .append(insert),
+                Some(saved_table),
+            ),
+            None => (insert, None),
+        };
+        let rows: Vec<Position> = conn.load(statement).map_err(|error| {
+            let from_save = matches!(
+                &error,
+                diesel::result::Error::DatabaseError(_, info)
+                    if info.table_name().is_some_and(|name| Some(name) == saved_table)
+            );
+            match saved_table {
+                Some(saved_table) if from_save => storage(saved_table)(error),
+                _ => {
+                    insert_error::<C::Backend, _>(table, (A::NAME, id), first_version, None)(error)
+                }
+            }
+        })?;
+        return Ok(rows.into_iter().map(|row| row.0).collect());
+    };
+    let first = last - count + 1;
+    conn.execute(insert_statement(table, id, staged, Some(first)))
+        .map_err(insert_error::<C::Backend, _>(
+            table,
+            (A::NAME, id),
+            first_version,
+            Some((first, last)),
+        ))?;
+    if let Some((saved_table, upsert)) = save {
+        conn.execute(upsert).map_err(storage(saved_table))?;
+    }
+    Ok((first..=last).collect())
+}
+
+/// The `INSERT` of staged events: `(aggregate_id, version, type, data, metadata, created_at)`
+/// for each, preceded by an explicit `id` when `first_position` is given.
+fn insert_statement<'a, DB: SqlDialect, Id: IdColumn<DB>>(
+    table: &str,
+    id: &Id,
+    staged: &Staged<impl Sized>,
+    first_position: Option<i64>,
+) -> Query<'a, DB> {
+    let columns = if first_position.is_some() {
+        "id, aggregate_id, version, type, data, metadata, created_at"
+    } else {
+        "aggregate_id, version, type, data, metadata, created_at"
+    };
+    let mut query = Query::new(format!("INSERT INTO {table} ({columns}) VALUES "));
+    for (index, event) in staged.events.iter().enumerate() {
+        query = query.sql(if index == 0 { "(" } else { ", (" });
+        if let Some(first) = first_position {
+            let position = first + i64::try_from(index).unwrap_or(i64::MAX);
+            query = query.big_int(position).sql(", ");
+        }
+        query = query
+            .bind_fragment(id.bind_value())
+            .sql(", ")
+            .big_int(event.version)
+            .sql(", ")
+            .text(event.tag)
+            .sql(", ")
+            .text(event.data.clone())
+            .sql(DB::JSON_CAST)
+            .sql(", ")
+            .text(staged.metadata_json.clone())
+            .sql(DB::JSON_CAST)
+            .sql(", ");
+        query = DB::bind_time(query, staged.created_at).sql(")");
+    }
+    query
+}
+
+/// whose column default does).
+fn insert_error<DB: SqlDialect, Id: std::fmt::Display>(
+    table: &'static str,
+    (aggregate, id): (&'static str, &Id),
+    first_version: i64,
+    allocated: Option<(i64, i64)>,
+) -> impl FnOnce(diesel::result::Error) -> Error {
+    move |error| match error {
+        diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            ref info,
+        ) => {
+            if DB::is_version_key(table, info.as_ref()) {
+                Error::Conflict {
+                    aggregate,
+                    aggregate_id: id.to_string(),
+                    expected: first_version - 1,
+                    actual: first_version,
+                }
+            } else {
+                Error::Storage {
+                    table,
+                    source: Box::new(PositionTaken {
+                        table,
+                        allocated: match allocated {
+                            Some((first, last)) if first == last => format!("event id {first}"),
+                            Some((first, last)) => format!("one of the event ids {first}..={last}"),
+                            None => "the event id".to_owned(),
+                        },
+                        fix: DB::MOVE_POSITION,
+                        source: error,
+                    }),
+                }
+            }
+        }
+        other => storage(table)(other),
+    }
+}
+
+/// The position (the id) the store allocated to an event is taken already in its events table, by
+/// a row the store did not write: it took its id elsewhere than from the global position.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{allocated} the store allocated in `{table}` is taken already, by a row the store did not \
+     write (inserted by hand?): move the position past the highest id of every events table \
+     (`{fix}`), then write again ({source})"
+)]
+struct PositionTaken {
+    table: &'static str,
+    allocated: String,
+    fix: &'static str,
+    #[source]
+    source: diesel::result::Error,
+}
+
+/// Reads events with one query, streamed: each row is read and decoded as the iterator reaches it
+/// (errors come in event order), and the connection is busy until the iterator is dropped.
+pub(crate) fn select_events<'c, C: Dialect, Id: IdColumn<C::Backend> + 'c>(
+    conn: &'c mut C,
+    table: &'static str,
+    selection: Selection<'c, Id>,
+) -> Result<Records<'c, Id>, Error> {
+    let query = Query::new(format!(
+        "SELECT {} FROM {table} WHERE ",
+        C::Backend::SELECT_COLUMNS
+    ));
+    let query = match selection {
+        Selection::Aggregate { id, as_of } => {
+            let query = query.sql("aggregate_id = ").bind_fragment(id.bind_value());
+            let query = match as_of {
+                None => query,
+                Some(AsOf::Version(version)) => query.sql(" AND version <= ").big_int(version),
+                Some(AsOf::Time(time)) => {
+                    C::Backend::bind_time(query.sql(" AND created_at <= "), time)
+                }
+            };
+            query.sql(" ORDER BY version")
+        }
+        Selection::Aggregates(ids) => query
+            .sql("aggregate_id IN (")
+            .bind_list(ids.iter().map(IdColumn::bind_value))
+            .sql(") ORDER BY aggregate_id, version"),
+        Selection::Id(event_id) => query.sql("id = ").big_int(event_id),
+        Selection::Filter(filter) => filtered(query, filter),
+    };
+    let rows = conn.stream::<EventRow<Id>>(query).map_err(storage(table))?;
+    Ok(Records::new(rows, table))
+}
+
+/// The conditions and order of a [`Selection::Filter`], after `WHERE `.
+fn filtered<'a, DB: SqlDialect>(query: Query<'a, DB>, filter: &EventFilter) -> Query<'a, DB> {
+    let mut query = query.sql("1 = 1");
+    if !filter.tags.is_empty() {
+        query = query
+            .sql(" AND type IN (")
+            .bind_list(filter.tags.iter().map(|tag| DB::text(tag.clone())))
+            .sql(")");
+    }
+    if let Some(since) = filter.since {
+        query = DB::bind_time(query.sql(" AND created_at >= "), since);
+    }
+    if let Some(until) = filter.until {
+        query = DB::bind_time(query.sql(" AND created_at < "), until);
+    }
+    if let Some(after) = filter.after_id {
+        query = query.sql(" AND id > ").big_int(after);
+    }
+    query = query.sql(" ORDER BY id");
+    match filter.limit {
+        Some(limit) => query
+            .sql(" LIMIT ")
+            .big_int(i64::try_from(limit).unwrap_or(i64::MAX)),
+        None => query,
+    }
+}
+
+/// The next `limit` aggregate ids that have events, after `after`, in order.
+pub(crate) fn aggregate_ids<C: Dialect, Id: IdColumn<C::Backend>>(
+    conn: &mut C,
+    table: &'static str,
+    after: Option<&Id>,
+    limit: usize,
+) -> Result<Vec<Id>, Error> {
+    // A loose index scan: one index seek per id, whatever the planner's statistics say
+    // (`SELECT DISTINCT ... LIMIT` scans the whole table on PostgreSQL when a bulk load has not
+    // been analyzed yet: 6 s per batch of a 1,000,000-event table).
+    let mut query = Query::new(format!(
+        "WITH RECURSIVE ids (aggregate_id, n) AS (SELECT (SELECT aggregate_id FROM {table}"
+    ));
+    if let Some(after) = after {
+        query = query
+            .sql(" WHERE aggregate_id > ")
+            .bind_fragment(after.bind_value());
+    }
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let query = query
+        .sql(&format!(
+            " ORDER BY aggregate_id LIMIT 1), 1 UNION ALL SELECT (SELECT aggregate_id \
+             FROM {table} AS e WHERE e.aggregate_id > ids.aggregate_id \
+             ORDER BY e.aggregate_id LIMIT 1), n + 1 FROM ids \
+             WHERE ids.aggregate_id IS NOT NULL AND n < "
+        ))
+        .big_int(limit)
+        .sql(") SELECT aggregate_id FROM ids WHERE aggregate_id IS NOT NULL");
+    let rows: Vec<IdRow<Id>> = conn.load(query).map_err(storage(table))?;
+    Ok(rows.into_iter().map(|row| row.0).collect())
+}
+
+/// How many events of each type an events table holds per day (UTC), by day then type.
+pub(crate) fn event_counts<C: Dialect>(
+    conn: &mut C,
+    table: &'static str,
+) -> Result<Vec<EventCount>, Error> {
+    conn.load(Query::new(format!(
+        "SELECT {} AS day, type, COUNT(*) AS events FROM {table} \
+         GROUP BY day, type ORDER BY day, type",
+        C::Backend::DAY_OF_CREATED_AT
+    )))
+    .map_err(storage(table))
+}
+
+/// Reads one event, erased, from an events table named at run time (a job's).
+pub(crate) fn select_any_event<C: Dialect>(
+    conn: &mut C,
+    table: &str,
+    event_id: i64,
+) -> Result<Option<AnyEvent>, Error> {
+    if !is_identifier(table) {
+        return Ok(None);
+    }
+    let query = Query::new(format!(
+        "SELECT {} FROM {table} WHERE id = ",
+        C::Backend::SELECT_ANY_COLUMNS
+    ))
+    .big_int(event_id);
+    let rows: Vec<ErasedRow> = conn.load(query).map_err(storage("jobs"))?;
+    let Some(ErasedRow(row)) = rows.into_iter().next() else {
+        return Ok(None);
+    };
+    let record = row
+        .into_record("jobs", &mut MetadataCache::default())
+        .map_err(|bad| bad.error)?;
+    Ok(Some(AnyEvent {
+        events_table: table.to_owned(),
+        aggregate_id: record.aggregate_id,
+        id: record.id,
+        version: record.version,
+        event_type: record.event_type,
+        data: record.data,
+        metadata: record.metadata,
+        created_at: record.created_at,
+    }))
+}
+
+/// Events of several tables, erased, with an id greater than `after`, in global order.
+pub(crate) fn select_any_events_after<C: Dialect>(
+    conn: &mut C,
+    tables: &[&'static str],
+    after: i64,
+    limit: usize,
+) -> Result<Vec<AnyEvent>, Error> {
+    let mut query = Query::new(String::new());
+    for (index, table) in tables.iter().enumerate() {
+        if index > 0 {
+            query = query.sql(" UNION ALL ");
+        }
+        query = query
+            .sql(&format!(
+                "SELECT {}, '{table}' AS events_table FROM {table} WHERE id > ",
+                C::Backend::SELECT_ANY_COLUMNS
+            ))
+            .big_int(after);
+    }
+    let query = query
+        .sql(" ORDER BY id LIMIT ")
+        .big_int(i64::try_from(limit).unwrap_or(i64::MAX));
+    let rows: Vec<AnyRow> = conn.load(query).map_err(storage("events"))?;
+    let mut cache = MetadataCache::default();
+    rows.into_iter()
+        .map(|row| row.into_event(&mut cache))
+        .collect()
+}
+
+/// Whether a table name read from the database (a job's) is a plain identifier, safe to put in SQL.
+fn is_identifier(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'_'))
+        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
+        && name.len() <= 63
+}
