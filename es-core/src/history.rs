@@ -1,8 +1,6 @@
 //! Folding events into aggregates: the rules shared by every store for appending, replaying and
 //! time travel, so that a live write and a replay of the same events always agree.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::aggregate::Aggregate;
@@ -10,7 +8,6 @@ use crate::error::Error;
 use crate::event::{EventContext, NewEvent, RecordedEvent};
 use crate::metadata::Metadata;
 use crate::registry::Registry;
-use crate::store::Committed;
 
 /// A point in an aggregate's history, for time travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,39 +135,6 @@ pub struct Staged<A> {
     pub metadata_json: String,
     /// The creation time shared by the events.
     pub created_at: DateTime<Utc>,
-}
-
-impl<A: Aggregate> Staged<A> {
-    /// The stored events of aggregate `id` at `positions` (their global ids, in order), and the
-    /// aggregate after them: what a store returns once it has written them.
-    pub fn into_committed(
-        self,
-        id: &A::Id,
-        positions: impl IntoIterator<Item = i64>,
-    ) -> Committed<A> {
-        let Self {
-            state,
-            events,
-            metadata,
-            created_at,
-            ..
-        } = self;
-        let metadata = Arc::new(metadata);
-        let recorded = events
-            .into_iter()
-            .zip(positions)
-            .map(|(event, position)| RecordedEvent {
-                id: position,
-                aggregate_id: id.clone(),
-                version: event.version,
-                event_type: event.tag.to_owned(),
-                data: event.data,
-                metadata: Arc::clone(&metadata),
-                created_at,
-            })
-            .collect();
-        Committed::new(state, recorded)
-    }
 }
 
 /// Applies new events to the current state of an aggregate, enforcing the rules of the write path:

@@ -174,7 +174,7 @@ impl<A: Aggregate + Clone> EventStore<A> for InMemoryStore {
         let staged = stage(id, current, head, &events, options)?;
         let first = self.last_position + 1;
         let count = i64::try_from(staged.events.len()).unwrap_or(i64::MAX);
-        let committed = staged.into_committed(id, first..first + count);
+        let committed = Committed::from_staged(staged, id, first..first + count);
         let table = self.table::<A>();
         match &committed.state {
             Some(state) => table.rows.insert(id.clone(), state.clone()),

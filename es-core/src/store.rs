@@ -1,12 +1,14 @@
 //! The contract every store implements: the in-memory one here, the diesel one in `es-diesel`.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use crate::aggregate::Aggregate;
 use crate::command::{Command, CommandError};
 use crate::error::Error;
 use crate::event::{IntoEvents, NewEvent, RecordedEvent};
-use crate::history::{AppendOptions, AsOf};
+use crate::history::{AppendOptions, AsOf, Staged};
 
 /// Appending, reading, replaying and time travel for the events of aggregate `A`.
 pub trait EventStore<A: Aggregate> {
@@ -288,6 +290,38 @@ impl<A: Aggregate> Committed<A> {
             events,
             reactions: Vec::new(),
         }
+    }
+
+    /// The stored events of aggregate `id` at `positions` (their global ids, in order), and the
+    /// aggregate after them, from what [`stage`](crate::stage) staged: what a store returns once
+    /// it has written them.
+    pub fn from_staged(
+        staged: Staged<A>,
+        id: &A::Id,
+        positions: impl IntoIterator<Item = i64>,
+    ) -> Self {
+        let Staged {
+            state,
+            events,
+            metadata,
+            created_at,
+            ..
+        } = staged;
+        let metadata = Arc::new(metadata);
+        let recorded = events
+            .into_iter()
+            .zip(positions)
+            .map(|(event, position)| RecordedEvent {
+                id: position,
+                aggregate_id: id.clone(),
+                version: event.version,
+                event_type: event.tag.to_owned(),
+                data: event.data,
+                metadata: Arc::clone(&metadata),
+                created_at,
+            })
+            .collect();
+        Self::new(state, recorded)
     }
 
     /// Whether nothing was written: a command that decided no event.

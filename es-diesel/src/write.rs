@@ -129,7 +129,7 @@ fn write_events<C: Database, A: AggregateTable<C>>(
         }
         .map_err(storage(A::TABLE))?;
     }
-    Ok(staged.into_committed(id, positions))
+    Ok(Committed::from_staged(staged, id, positions))
 }
 
 /// What one write transaction accumulates while its reactors cascade.
