@@ -495,7 +495,7 @@ fn generate_table(
                 quote! {
                     fn upsert(
                         aggregate: &Self,
-                    ) -> ::core::option::Option<::es_diesel::__private::Query<'_, #backend>> {
+                    ) -> ::core::option::Option<::es_diesel::__private::Statement<'_, #backend>> {
                         ::core::option::Option::Some(::es_diesel::__private::upsert(
                             <Self as ::es_diesel::AggregateTable<#connection>>::TABLE,
                             #column_names,

@@ -1,5 +1,7 @@
 //! Auditing what is stored against the events: [`verify`] replays every aggregate in memory and
 //! compares it with its row, field by field; [`event_counts`] counts events per type and day.
+//!
+//! Calls `store` (the replay batch size), `events`, `table`, `database` and `errors`.
 
 use std::collections::HashMap;
 

@@ -7,6 +7,10 @@
 //! [`Worker`](crate::Worker). A `project` handler maintains a read model: it runs in the write
 //! transaction like a trigger and is re-run, in global event order, by
 //! [`rebuild_projection`](crate::rebuild_projection). Reactors never run during replay.
+//!
+//! What a reactor sees lives here: [`Dispatch`], [`Dispatched`], [`Recorded`], [`TriggerContext`]
+//! and [`JobContext`]. Calls `write` (a reactor's `append` is an append: the crate's one import
+//! circle), `events`, `jobs::queue`, `table`, `database` and `errors`.
 
 use std::any::{Any, TypeId};
 

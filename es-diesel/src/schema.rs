@@ -2,6 +2,8 @@
 //!
 //! Put it in a diesel migration (print it once with [`migration_sql`]) or run it at start-up with
 //! [`create_tables`]; every statement is idempotent (`IF NOT EXISTS`).
+//!
+//! Calls `database` (each backend's DDL), `table`, `id` and `errors`.
 
 use es_core::Error;
 

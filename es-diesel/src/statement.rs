@@ -18,10 +18,11 @@ use diesel::{QueryResult, RunQueryDsl};
 /// with their length, sent unprepared so that the cache holds only the small fixed shapes.
 const MAX_PREPARED_BINDS: usize = 64;
 
-/// A raw SQL query: text, and values bound where diesel writes the backend's placeholders (`?` or
-/// `$1`). Unlike `diesel::sql_query`, which is never prepared ahead, a short one is prepared once
-/// per connection (at most 64 parameters).
-pub struct Query<'a, DB: Backend> {
+/// A raw SQL statement: text, and values bound where diesel writes the backend's placeholders (`?`
+/// or `$1`). Unlike `diesel::sql_query`, which is never prepared ahead, a short one is prepared
+/// once per connection (at most 64 parameters). Built only inside the crate; the generated code
+/// gets one from [`upsert`].
+pub struct Statement<'a, DB: Backend> {
     pieces: Vec<Piece<'a, DB>>,
     binds: usize,
 }
@@ -31,9 +32,9 @@ enum Piece<'a, DB> {
     Bind(Bound<'a, DB>),
 }
 
-impl<'a, DB: Backend> Query<'a, DB> {
+impl<'a, DB: Backend> Statement<'a, DB> {
     /// A statement starting with `sql`.
-    pub fn new(sql: impl Into<String>) -> Self {
+    pub(crate) fn new(sql: impl Into<String>) -> Self {
         Self {
             pieces: vec![Piece::Sql(sql.into())],
             binds: 0,
@@ -41,7 +42,7 @@ impl<'a, DB: Backend> Query<'a, DB> {
     }
 
     /// Appends `sql` to the text.
-    pub fn sql(mut self, sql: &str) -> Self {
+    pub(crate) fn sql(mut self, sql: &str) -> Self {
         match self.pieces.last_mut() {
             Some(Piece::Sql(text)) => text.push_str(sql),
             _ => self.pieces.push(Piece::Sql(sql.to_owned())),
@@ -50,7 +51,7 @@ impl<'a, DB: Backend> Query<'a, DB> {
     }
 
     /// Appends `other`, its text and its values.
-    pub fn append(mut self, other: Query<'a, DB>) -> Self {
+    pub(crate) fn append(mut self, other: Statement<'a, DB>) -> Self {
         for piece in other.pieces {
             match piece {
                 Piece::Sql(text) => self = self.sql(&text),
@@ -61,7 +62,7 @@ impl<'a, DB: Backend> Query<'a, DB> {
     }
 
     /// Binds `value` as SQL type `ST` where the text has reached.
-    pub fn bind<ST, V>(self, value: V) -> Self
+    pub(crate) fn bind<ST, V>(self, value: V) -> Self
     where
         V: diesel::expression::AsExpression<ST>,
         V::Expression: diesel::query_builder::QueryFragment<DB> + Send + 'a,
@@ -71,7 +72,7 @@ impl<'a, DB: Backend> Query<'a, DB> {
     }
 
     /// Binds a 64-bit integer (`BIGINT`).
-    pub fn big_int(self, value: i64) -> Self
+    pub(crate) fn big_int(self, value: i64) -> Self
     where
         DB: Binds,
     {
@@ -79,7 +80,7 @@ impl<'a, DB: Backend> Query<'a, DB> {
     }
 
     /// Binds a 32-bit integer (`INTEGER`).
-    pub fn integer(self, value: i32) -> Self
+    pub(crate) fn integer(self, value: i32) -> Self
     where
         DB: Binds,
     {
@@ -87,7 +88,7 @@ impl<'a, DB: Backend> Query<'a, DB> {
     }
 
     /// Binds a text.
-    pub fn text(self, value: impl Into<String>) -> Self
+    pub(crate) fn text(self, value: impl Into<String>) -> Self
     where
         DB: Binds,
     {
@@ -96,7 +97,7 @@ impl<'a, DB: Backend> Query<'a, DB> {
 
     /// Binds each of `values`, comma-separated: the inside of an `IN (...)` list (nothing for no
     /// value).
-    pub fn bind_list(mut self, values: impl IntoIterator<Item = Bound<'a, DB>>) -> Self {
+    pub(crate) fn bind_list(mut self, values: impl IntoIterator<Item = Bound<'a, DB>>) -> Self {
         for (index, value) in values.into_iter().enumerate() {
             if index > 0 {
                 self = self.sql(", ");
@@ -107,14 +108,14 @@ impl<'a, DB: Backend> Query<'a, DB> {
     }
 
     /// Binds a value already in its SQL type where the text has reached.
-    pub fn bind_fragment(mut self, value: Bound<'a, DB>) -> Self {
+    pub(crate) fn bind_fragment(mut self, value: Bound<'a, DB>) -> Self {
         self.binds += 1;
         self.pieces.push(Piece::Bind(value));
         self
     }
 }
 
-impl<DB: Backend> diesel::query_builder::QueryFragment<DB> for Query<'_, DB> {
+impl<DB: Backend> diesel::query_builder::QueryFragment<DB> for Statement<'_, DB> {
     fn walk_ast<'b>(
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
@@ -133,16 +134,16 @@ impl<DB: Backend> diesel::query_builder::QueryFragment<DB> for Query<'_, DB> {
 }
 
 /// No static id: diesel keys the prepared statement by its SQL text.
-impl<DB: Backend> diesel::query_builder::QueryId for Query<'_, DB> {
+impl<DB: Backend> diesel::query_builder::QueryId for Statement<'_, DB> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl<DB: Backend> diesel::query_builder::Query for Query<'_, DB> {
+impl<DB: Backend> diesel::query_builder::Query for Statement<'_, DB> {
     type SqlType = diesel::sql_types::Untyped;
 }
 
-impl<DB: Backend, C> diesel::RunQueryDsl<C> for Query<'_, DB> {}
+impl<DB: Backend, C> diesel::RunQueryDsl<C> for Statement<'_, DB> {}
 
 /// A value bound to a statement, in its SQL type.
 pub type Bound<'a, DB> = Box<dyn QueryFragment<DB> + Send + 'a>;
@@ -256,12 +257,12 @@ pub fn upsert<'a, DB: Backend>(
     table: &str,
     columns: &[&str],
     rows: impl IntoIterator<Item = Vec<Bound<'a, DB>>>,
-) -> Query<'a, DB> {
+) -> Statement<'a, DB> {
     let quoted: Vec<String> = columns
         .iter()
         .map(|column| format!("\"{column}\""))
         .collect();
-    let mut query = Query::new(format!(
+    let mut query = Statement::new(format!(
         "INSERT INTO \"{table}\" ({}) VALUES ",
         quoted.join(", ")
     ));
@@ -298,7 +299,7 @@ pub fn save<'a, C: Connection>(
     rows: impl IntoIterator<Item = Vec<Bound<'a, C::Backend>>>,
 ) -> QueryResult<()>
 where
-    Query<'a, C::Backend>: ExecuteDsl<C>,
+    Statement<'a, C::Backend>: ExecuteDsl<C>,
 {
     for statement in upserts(table, columns, rows) {
         statement.execute(conn)?;
@@ -311,7 +312,7 @@ fn upserts<'a, DB: Backend>(
     table: &str,
     columns: &[&str],
     rows: impl IntoIterator<Item = Vec<Bound<'a, DB>>>,
-) -> Vec<Query<'a, DB>> {
+) -> Vec<Statement<'a, DB>> {
     let per_statement = MAX_BINDS / columns.len().max(1);
     let mut statements = Vec::new();
     let mut rows = rows.into_iter().peekable();
@@ -327,7 +328,7 @@ mod tests {
     use diesel::query_builder::QueryFragment;
     use diesel::sql_types::{BigInt, Text};
 
-    use super::{Bound, MAX_PREPARED_BINDS, Query, upsert, upserts};
+    use super::{Bound, MAX_PREPARED_BINDS, Statement, upsert, upserts};
 
     fn row(id: i64, title: &str) -> Vec<Bound<'static, Pg>> {
         vec![
@@ -367,8 +368,8 @@ mod tests {
 
     #[test]
     fn short_statements_are_prepared_and_batches_are_not() {
-        let mut short = Query::<Pg>::new("SELECT 1 WHERE 1 = ");
-        let mut long = Query::<Pg>::new("SELECT 1 WHERE 1 IN (");
+        let mut short = Statement::<Pg>::new("SELECT 1 WHERE 1 = ");
+        let mut long = Statement::<Pg>::new("SELECT 1 WHERE 1 IN (");
         short = short.bind::<BigInt, _>(1_i64);
         for value in 0..=MAX_PREPARED_BINDS {
             long = long

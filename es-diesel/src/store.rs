@@ -1,4 +1,8 @@
-//! [`DieselStore`]: the [`EventStore`] of a diesel connection.
+//! [`DieselStore`]: the [`EventStore`] of a diesel connection — reads, replay and time travel;
+//! its appends are the write path of `write.rs`.
+//!
+//! Calls `write`, `dispatch` (the dispatcher it carries), `events`, `table`, `backend` (the
+//! transaction it ends), `database` and `errors`.
 
 use std::slice;
 

@@ -15,7 +15,7 @@ use es_core::Aggregate;
 use crate::backend::HeadInLock;
 use crate::database::Database;
 use crate::id::IdColumn;
-use crate::statement::Query;
+use crate::statement::Statement;
 
 /// How the store reads, locks and writes an aggregate's row on connection `C`.
 ///
@@ -53,7 +53,7 @@ pub trait AggregateTable<C: Database>: Aggregate<Id: IdColumn<C::Backend>> {
     /// of its events (on PostgreSQL, one round trip for both). `None`, the default (and MySQL's):
     /// the store calls [`save`](Self::save).
     #[doc(hidden)]
-    fn upsert(aggregate: &Self) -> Option<Query<'_, C::Backend>> {
+    fn upsert(aggregate: &Self) -> Option<Statement<'_, C::Backend>> {
         let _ = aggregate;
         None
     }

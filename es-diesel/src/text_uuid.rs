@@ -1,4 +1,6 @@
 //! [`TextUuid`]: a UUID aggregate id that every backend can store.
+//!
+//! Calls nothing of the crate.
 
 use std::fmt;
 use std::str::FromStr;

@@ -7,14 +7,14 @@
 //! the job queue, tables, the write path) are written once over these traits.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use diesel::connection::{Connection, TransactionManager};
+use diesel::connection::{AnsiTransactionManager, Connection, TransactionManager};
 use diesel::deserialize::{self, QueryableByName};
 use diesel::result::DatabaseErrorInformation;
 use diesel::row::{Row, RowIndex};
 use es_core::Error;
 
 use crate::errors::storage;
-use crate::statement::{Binds, Query, Reads};
+use crate::statement::{Binds, Reads, Statement};
 
 #[cfg(feature = "mysql")]
 mod mysql;
@@ -52,11 +52,11 @@ pub trait SqlDialect: Binds + Reads + sealed::Sealed {
     fn is_version_key(table: &str, info: &dyn DatabaseErrorInformation) -> bool;
 
     /// Binds a time as the backend stores `created_at`.
-    fn bind_time(query: Query<'_, Self>, time: DateTime<Utc>) -> Query<'_, Self>;
+    fn bind_time(query: Statement<'_, Self>, time: DateTime<Utc>) -> Statement<'_, Self>;
 
     /// Appends the time `offset` from now: the database's clock where it has one that every
     /// machine shares (PostgreSQL, MySQL), this process's on SQLite (one machine).
-    fn now_plus(query: Query<'_, Self>, offset: TimeDelta) -> Query<'_, Self>;
+    fn now_plus(query: Statement<'_, Self>, offset: TimeDelta) -> Statement<'_, Self>;
 
     /// Reads an integer column (an id, a version) the store wrote: as diesel does, unless the
     /// backend lets through what is not one.
@@ -92,33 +92,42 @@ pub trait SqlDialect: Binds + Reads + sealed::Sealed {
 /// What a connection does differently: its write and snapshot transactions, the allocation of
 /// event positions, waking workers, and running the crate's statements. Sealed: implemented for
 /// `SqliteConnection`, `PgConnection` and `MysqlConnection`.
-pub trait Dialect: Connection<Backend: SqlDialect> + Sized + 'static + sealed::Sealed {
+pub trait Dialect:
+    Connection<Backend: SqlDialect, TransactionManager = AnsiTransactionManager>
+    + Sized
+    + 'static
+    + sealed::Sealed
+{
     /// Runs `statement`; returns how many rows it changed.
-    fn execute(&mut self, statement: Query<'_, Self::Backend>) -> diesel::QueryResult<usize>;
+    fn execute(&mut self, statement: Statement<'_, Self::Backend>) -> diesel::QueryResult<usize>;
 
     /// Runs `statement` and reads every row.
     fn load<T: QueryableByName<Self::Backend> + 'static>(
         &mut self,
-        statement: Query<'_, Self::Backend>,
+        statement: Statement<'_, Self::Backend>,
     ) -> diesel::QueryResult<Vec<T>>;
 
     /// Runs `statement` and reads its rows as the iterator reaches them (PostgreSQL: row by row,
     /// as they arrive); the connection is busy until the iterator is dropped.
     fn stream<'c, T: QueryableByName<Self::Backend> + 'static>(
         &'c mut self,
-        statement: Query<'c, Self::Backend>,
+        statement: Statement<'c, Self::Backend>,
     ) -> diesel::QueryResult<Box<dyn Iterator<Item = diesel::QueryResult<T>> + 'c>>;
 
     /// Begins a transaction that holds the write lock: `BEGIN IMMEDIATE` on SQLite, an ordinary
     /// transaction elsewhere (rows are locked with `SELECT ... FOR UPDATE`). Inside an enclosing
     /// transaction, a savepoint.
-    fn begin_write(&mut self) -> diesel::QueryResult<()>;
+    fn begin_write(&mut self) -> diesel::QueryResult<()> {
+        AnsiTransactionManager::begin_transaction(self)
+    }
 
     /// Begins a read-only transaction that sees one consistent snapshot and takes no row lock: a
     /// deferred `BEGIN` on SQLite (in WAL mode a reader keeps the snapshot of its first read),
     /// `REPEATABLE READ READ ONLY` on PostgreSQL, `WITH CONSISTENT SNAPSHOT, READ ONLY` under
     /// `REPEATABLE READ` on MySQL. Inside an enclosing transaction, a savepoint.
-    fn begin_snapshot(&mut self) -> diesel::QueryResult<()>;
+    fn begin_snapshot(&mut self) -> diesel::QueryResult<()> {
+        AnsiTransactionManager::begin_transaction(self)
+    }
 
     /// Prepares the next transaction for the bookkeeping of `es_jobs` (MySQL: `READ COMMITTED`).
     fn before_jobs_transaction(&mut self) -> Result<(), Error> {
@@ -214,6 +223,31 @@ pub(crate) fn finish_write<C: Connection, T, E: From<Error>>(
     }
 }
 
+/// Begins a transaction with `outermost` (its own `BEGIN`), or a savepoint inside an enclosing
+/// transaction.
+fn begin_outermost<C: Connection<TransactionManager = AnsiTransactionManager>>(
+    conn: &mut C,
+    outermost: impl FnOnce(&mut C) -> diesel::QueryResult<()>,
+) -> diesel::QueryResult<()> {
+    let nested = AnsiTransactionManager::transaction_manager_status_mut(conn)
+        .transaction_depth()?
+        .is_some();
+    if nested {
+        AnsiTransactionManager::begin_transaction(conn)
+    } else {
+        outermost(conn)
+    }
+}
+
+/// A number a statement returns (`... AS value`): a position, an id.
+pub(crate) struct Number(pub(crate) i64);
+
+impl<DB: Reads> QueryableByName<DB> for Number {
+    fn build<'a>(row: &impl diesel::row::NamedRow<'a, DB>) -> deserialize::Result<Self> {
+        DB::get_big_int(row, 0).map(Number)
+    }
+}
+
 /// The two indexes of an events table: by type and time (filters), by time (time travel).
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 fn indexes_ddl(table: &str) -> [String; 2] {
@@ -243,21 +277,21 @@ macro_rules! run_statements {
     ($loading:ty) => {
         fn execute(
             &mut self,
-            statement: crate::statement::Query<'_, Self::Backend>,
+            statement: crate::statement::Statement<'_, Self::Backend>,
         ) -> diesel::QueryResult<usize> {
             diesel::RunQueryDsl::execute(statement, self)
         }
 
         fn load<T: diesel::deserialize::QueryableByName<Self::Backend> + 'static>(
             &mut self,
-            statement: crate::statement::Query<'_, Self::Backend>,
+            statement: crate::statement::Statement<'_, Self::Backend>,
         ) -> diesel::QueryResult<Vec<T>> {
             diesel::RunQueryDsl::load(statement, self)
         }
 
         fn stream<'c, T: diesel::deserialize::QueryableByName<Self::Backend> + 'static>(
             &'c mut self,
-            statement: crate::statement::Query<'c, Self::Backend>,
+            statement: crate::statement::Statement<'c, Self::Backend>,
         ) -> diesel::QueryResult<Box<dyn Iterator<Item = diesel::QueryResult<T>> + 'c>> {
             let rows = diesel::RunQueryDsl::load_iter::<T, $loading>(statement, self)?;
             Ok(Box::new(rows))

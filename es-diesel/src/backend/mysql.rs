@@ -6,16 +6,16 @@
 //! Calls `backend` (the traits it implements), `statement` and `errors`.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::connection::{AnsiTransactionManager, SimpleConnection};
 use diesel::mysql::{Mysql, MysqlConnection};
 use diesel::result::DatabaseErrorInformation;
 use diesel::row::{Row, RowIndex};
 use diesel::sql_types::Datetime;
 use es_core::Error;
 
-use super::{Dialect, SqlDialect, microseconds, run_statements, sealed};
+use super::{Dialect, Number, SqlDialect, begin_outermost, microseconds, run_statements, sealed};
 use crate::errors::storage;
-use crate::statement::Query;
+use crate::statement::Statement;
 
 impl sealed::Sealed for Mysql {}
 impl sealed::Sealed for MysqlConnection {}
@@ -45,13 +45,13 @@ impl SqlDialect for Mysql {
             .ends_with(&format!("{table}_aggregate_version'"))
     }
 
-    fn bind_time(query: Query<'_, Mysql>, time: DateTime<Utc>) -> Query<'_, Mysql> {
+    fn bind_time(query: Statement<'_, Mysql>, time: DateTime<Utc>) -> Statement<'_, Mysql> {
         query.bind::<Datetime, _>(time.naive_utc())
     }
 
     /// The server's clock, in UTC as the store's times are, so that the leases of workers on
     /// several machines compare one clock, never their own.
-    fn now_plus(query: Query<'_, Mysql>, offset: TimeDelta) -> Query<'_, Mysql> {
+    fn now_plus(query: Statement<'_, Mysql>, offset: TimeDelta) -> Statement<'_, Mysql> {
         query
             .sql("(UTC_TIMESTAMP(6) + INTERVAL ")
             .big_int(microseconds(offset))
@@ -112,24 +112,16 @@ impl Dialect for MysqlConnection {
     // Events are fetched from the prepared statement's result as the iterator reaches each row.
     run_statements!(diesel::connection::DefaultLoadingMode);
 
-    fn begin_write(&mut self) -> diesel::QueryResult<()> {
-        AnsiTransactionManager::begin_transaction(self)
-    }
-
     /// `REPEATABLE READ` for the next transaction only (a session may read committed rows for
     /// the jobs' bookkeeping), then a transaction whose snapshot is taken at once.
     fn begin_snapshot(&mut self) -> diesel::QueryResult<()> {
-        if AnsiTransactionManager::transaction_manager_status_mut(self)
-            .transaction_depth()?
-            .is_some()
-        {
-            return AnsiTransactionManager::begin_transaction(self);
-        }
-        self.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")?;
-        AnsiTransactionManager::begin_transaction_sql(
-            self,
-            "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
-        )
+        begin_outermost(self, |conn| {
+            conn.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")?;
+            AnsiTransactionManager::begin_transaction_sql(
+                conn,
+                "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+            )
+        })
     }
 
     /// The bookkeeping of jobs reads committed rows only: under REPEATABLE READ, InnoDB's gap
@@ -143,26 +135,21 @@ impl Dialect for MysqlConnection {
 
     /// The `es_positions` counter row, moved into the session's `LAST_INSERT_ID`, then read.
     fn reserve_positions(&mut self, count: i64) -> Result<Option<i64>, Error> {
-        #[derive(diesel::QueryableByName)]
-        struct Last {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            value: i64,
-        }
         self.execute(
-            Query::new("UPDATE es_positions SET position = LAST_INSERT_ID(position + ")
+            Statement::new("UPDATE es_positions SET position = LAST_INSERT_ID(position + ")
                 .big_int(count)
                 .sql(") WHERE name = 'events'"),
         )
         .map_err(storage("es_positions"))?;
-        let last: Vec<Last> = self
-            .load(Query::new(
+        let last: Vec<Number> = self
+            .load(Statement::new(
                 "SELECT CAST(LAST_INSERT_ID() AS SIGNED) AS value",
             ))
             .map_err(storage("es_positions"))?;
         let last = last
             .first()
             .ok_or_else(|| storage("es_positions")(diesel::result::Error::NotFound))?;
-        Ok(Some(last.value))
+        Ok(Some(last.0))
     }
 }
 
@@ -172,7 +159,7 @@ mod tests {
 
     #[test]
     fn lease_times_are_the_servers_clock_in_utc() {
-        let query = Mysql::now_plus(Query::new("SELECT "), TimeDelta::milliseconds(-3));
+        let query = Mysql::now_plus(Statement::new("SELECT "), TimeDelta::milliseconds(-3));
         assert_eq!(
             diesel::debug_query::<Mysql, _>(&query).to_string(),
             "SELECT (UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND) -- binds: [-3000]"

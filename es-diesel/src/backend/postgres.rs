@@ -13,9 +13,12 @@ use diesel::row::{Row, RowIndex};
 use diesel::sql_types::Timestamptz;
 use es_core::Error;
 
-use super::{Dialect, HeadInLock, SqlDialect, indexes_ddl, microseconds, run_statements, sealed};
+use super::{
+    Dialect, HeadInLock, SqlDialect, begin_outermost, indexes_ddl, microseconds, run_statements,
+    sealed,
+};
 use crate::errors::storage;
-use crate::statement::Query;
+use crate::statement::Statement;
 
 impl sealed::Sealed for Pg {}
 impl sealed::Sealed for PgConnection {}
@@ -57,13 +60,13 @@ impl SqlDialect for Pg {
             .is_some_and(|details| details.starts_with("Key (aggregate_id, version)="))
     }
 
-    fn bind_time(query: Query<'_, Pg>, time: DateTime<Utc>) -> Query<'_, Pg> {
+    fn bind_time(query: Statement<'_, Pg>, time: DateTime<Utc>) -> Statement<'_, Pg> {
         query.bind::<Timestamptz, _>(time)
     }
 
     /// The server's `now()` (the start of its transaction), so that the leases of workers on
     /// several machines compare one clock, never their own.
-    fn now_plus(query: Query<'_, Pg>, offset: TimeDelta) -> Query<'_, Pg> {
+    fn now_plus(query: Statement<'_, Pg>, offset: TimeDelta) -> Statement<'_, Pg> {
         query
             .sql("(now() + ")
             .big_int(microseconds(offset))
@@ -126,21 +129,13 @@ impl Dialect for PgConnection {
     // end a result and keep the connection).
     run_statements!(diesel::pg::PgRowByRowLoadingMode);
 
-    fn begin_write(&mut self) -> diesel::QueryResult<()> {
-        AnsiTransactionManager::begin_transaction(self)
-    }
-
     fn begin_snapshot(&mut self) -> diesel::QueryResult<()> {
-        if AnsiTransactionManager::transaction_manager_status_mut(self)
-            .transaction_depth()?
-            .is_some()
-        {
-            return AnsiTransactionManager::begin_transaction(self);
-        }
-        AnsiTransactionManager::begin_transaction_sql(
-            self,
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-        )
+        begin_outermost(self, |conn| {
+            AnsiTransactionManager::begin_transaction_sql(
+                conn,
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            )
+        })
     }
 
     /// The `es_event_position` sequence is the id column's default.
@@ -230,7 +225,7 @@ mod tests {
 
     #[test]
     fn lease_times_are_the_servers_clock() {
-        let query = Pg::now_plus(Query::new("SELECT "), TimeDelta::seconds(2));
+        let query = Pg::now_plus(Statement::new("SELECT "), TimeDelta::seconds(2));
         assert_eq!(
             diesel::debug_query::<Pg, _>(&query).to_string(),
             "SELECT (now() + $1 * INTERVAL '1 microsecond') -- binds: [2000000]"

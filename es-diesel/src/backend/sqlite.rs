@@ -10,7 +10,7 @@
 //! Calls `backend` (the traits it implements), `statement` and `errors`.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::connection::{AnsiTransactionManager, SimpleConnection};
 use diesel::deserialize::FromSql;
 use diesel::result::{DatabaseErrorInformation, UnexpectedEndOfRow, UnexpectedNullError};
 use diesel::row::{Row, RowIndex};
@@ -18,9 +18,11 @@ use diesel::sqlite::{Sqlite, SqliteConnection, SqliteType, SqliteValue};
 use diesel::{Connection, ConnectionResult};
 use es_core::Error;
 
-use super::{Dialect, HeadInLock, SqlDialect, indexes_ddl, run_statements, sealed};
+use super::{
+    Dialect, HeadInLock, Number, SqlDialect, begin_outermost, indexes_ddl, run_statements, sealed,
+};
 use crate::errors::storage;
-use crate::statement::Query;
+use crate::statement::Statement;
 
 /// How long a connection waits for the write lock before failing.
 pub const BUSY_TIMEOUT_MS: u32 = 10_000;
@@ -94,12 +96,12 @@ impl SqlDialect for Sqlite {
         info.message() == format!("UNIQUE constraint failed: {table}.aggregate_id, {table}.version")
     }
 
-    fn bind_time(query: Query<'_, Sqlite>, time: DateTime<Utc>) -> Query<'_, Sqlite> {
+    fn bind_time(query: Statement<'_, Sqlite>, time: DateTime<Utc>) -> Statement<'_, Sqlite> {
         query.text(time.format(FORMAT).to_string())
     }
 
     /// SQLite runs on one machine: its clock is this process's.
-    fn now_plus(query: Query<'_, Sqlite>, offset: TimeDelta) -> Query<'_, Sqlite> {
+    fn now_plus(query: Statement<'_, Sqlite>, offset: TimeDelta) -> Statement<'_, Sqlite> {
         let time =
             es_core::now()
                 .checked_add_signed(offset)
@@ -202,32 +204,16 @@ impl Dialect for SqliteConnection {
     run_statements!(diesel::connection::DefaultLoadingMode);
 
     fn begin_write(&mut self) -> diesel::QueryResult<()> {
-        let nested = AnsiTransactionManager::transaction_manager_status_mut(self)
-            .transaction_depth()?
-            .is_some();
-        if nested {
-            AnsiTransactionManager::begin_transaction(self)
-        } else {
-            AnsiTransactionManager::begin_transaction_sql(self, "BEGIN IMMEDIATE")
-        }
-    }
-
-    /// A deferred `BEGIN`: its first read takes the WAL snapshot it keeps, and no lock that
-    /// stops writers.
-    fn begin_snapshot(&mut self) -> diesel::QueryResult<()> {
-        AnsiTransactionManager::begin_transaction(self)
+        begin_outermost(self, |conn| {
+            AnsiTransactionManager::begin_transaction_sql(conn, "BEGIN IMMEDIATE")
+        })
     }
 
     /// The `es_positions` counter row, moved and read by one statement.
     fn reserve_positions(&mut self, count: i64) -> Result<Option<i64>, Error> {
-        #[derive(diesel::QueryableByName)]
-        struct Last {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            value: i64,
-        }
-        let last: Vec<Last> = self
+        let last: Vec<Number> = self
             .load(
-                Query::new("UPDATE es_positions SET position = position + ")
+                Statement::new("UPDATE es_positions SET position = position + ")
                     .big_int(count)
                     .sql(" WHERE name = 'events' RETURNING position AS value"),
             )
@@ -235,7 +221,7 @@ impl Dialect for SqliteConnection {
         let last = last
             .first()
             .ok_or_else(|| storage("es_positions")(diesel::result::Error::NotFound))?;
-        Ok(Some(last.value))
+        Ok(Some(last.0))
     }
 }
 

@@ -90,7 +90,7 @@ pub enum CliError {
         id: i64,
     },
     /// `rebuild-projection` of a projection that was not mounted (with how to empty it,
-    /// [`Cli::projection`]).
+    /// [`Cli::projection`](super::Cli::projection)).
     #[error("no projection `{name}` here; the projections are: {known}")]
     UnknownProjection {
         /// The name given.

@@ -139,7 +139,7 @@ impl<'a, C: Database> Cli<'a, C> {
         }
     }
 
-    /// Mounts aggregate `A` under its name ([`Aggregate::NAME`], `task`). `show` and `verify`
+    /// Mounts aggregate `A` under its name ([`Aggregate::NAME`](es_core::Aggregate::NAME), `task`). `show` and `verify`
     /// see its state through its `Serialize`.
     pub fn aggregate<A: AggregateTable<C> + Serialize>(mut self) -> Self {
         self.aggregates.push(Box::new(Typed::<A>(PhantomData)));

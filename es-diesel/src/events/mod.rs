@@ -7,15 +7,15 @@
 
 mod rows;
 
-use es_core::{AsOf, Error, EventFilter, Staged};
+use es_core::{AsOf, Error, EventFilter, Registry, Staged};
 
 pub use self::rows::{AnyEvent, EventCount};
-use self::rows::{AnyRow, ErasedRow, EventRow, IdRow, LastEvent, MetadataCache, Position};
+use self::rows::{AnyRow, ErasedRow, EventRow, IdRow, LastEvent, MetadataCache};
 pub(crate) use self::rows::{BadRow, Records};
-use crate::backend::{Dialect, SqlDialect};
+use crate::backend::{Dialect, Number, SqlDialect};
 use crate::errors::storage;
 use crate::id::IdColumn;
-use crate::statement::Query;
+use crate::statement::Statement;
 
 /// Which events [`select_events`] reads.
 #[derive(Debug, Clone, Copy)]
@@ -36,7 +36,7 @@ pub(crate) fn last_event<C: Dialect, Id: IdColumn<C::Backend>>(
     table: &'static str,
     id: &Id,
 ) -> Result<Option<(i64, String)>, Error> {
-    let query = Query::new(format!(
+    let query = Statement::new(format!(
         "SELECT id, version, type FROM {table} WHERE aggregate_id = "
     ))
     .bind_fragment(id.bind_value())
@@ -58,7 +58,7 @@ pub(crate) fn insert_events<C: Dialect, Id: IdColumn<C::Backend>, A: es_core::Ag
     table: &'static str,
     id: &Id,
     staged: &Staged<A>,
-    save: Option<(&'static str, Query<'_, C::Backend>)>,
+    save: Option<(&'static str, Statement<'_, C::Backend>)>,
 ) -> Result<Vec<i64>, Error> {
     let count = i64::try_from(staged.events.len()).unwrap_or(i64::MAX);
     let first_version = staged.events.first().map_or(1, |event| event.version);
@@ -66,7 +66,7 @@ pub(crate) fn insert_events<C: Dialect, Id: IdColumn<C::Backend>, A: es_core::Ag
         let insert = insert_statement(table, id, staged, None).sql(" RETURNING id AS value");
         let (statement, saved_table) = match save {
             Some((saved_table, upsert)) => (
-                Query::new("WITH es_saved AS (")
+                Statement::new("WITH es_saved AS (")
                     .append(upsert)
                     .sql(") ")
                     .append(insert),
@@ -74,7 +74,7 @@ pub(crate) fn insert_events<C: Dialect, Id: IdColumn<C::Backend>, A: es_core::Ag
             ),
             None => (insert, None),
         };
-        let rows: Vec<Position> = conn.load(statement).map_err(|error| {
+        let rows: Vec<Number> = conn.load(statement).map_err(|error| {
             let from_save = matches!(
                 &error,
                 diesel::result::Error::DatabaseError(_, info)
@@ -110,13 +110,13 @@ fn insert_statement<'a, DB: SqlDialect, Id: IdColumn<DB>>(
     id: &Id,
     staged: &Staged<impl Sized>,
     first_position: Option<i64>,
-) -> Query<'a, DB> {
+) -> Statement<'a, DB> {
     let columns = if first_position.is_some() {
         "id, aggregate_id, version, type, data, metadata, created_at"
     } else {
         "aggregate_id, version, type, data, metadata, created_at"
     };
-    let mut query = Query::new(format!("INSERT INTO {table} ({columns}) VALUES "));
+    let mut query = Statement::new(format!("INSERT INTO {table} ({columns}) VALUES "));
     for (index, event) in staged.events.iter().enumerate() {
         query = query.sql(if index == 0 { "(" } else { ", (" });
         if let Some(first) = first_position {
@@ -203,7 +203,7 @@ pub(crate) fn select_events<'c, C: Dialect, Id: IdColumn<C::Backend> + 'c>(
     table: &'static str,
     selection: Selection<'c, Id>,
 ) -> Result<Records<'c, Id>, Error> {
-    let query = Query::new(format!(
+    let query = Statement::new(format!(
         "SELECT {} FROM {table} WHERE ",
         C::Backend::SELECT_COLUMNS
     ));
@@ -231,7 +231,10 @@ pub(crate) fn select_events<'c, C: Dialect, Id: IdColumn<C::Backend> + 'c>(
 }
 
 /// The conditions and order of a [`Selection::Filter`], after `WHERE `.
-fn filtered<'a, DB: SqlDialect>(query: Query<'a, DB>, filter: &EventFilter) -> Query<'a, DB> {
+fn filtered<'a, DB: SqlDialect>(
+    query: Statement<'a, DB>,
+    filter: &EventFilter,
+) -> Statement<'a, DB> {
     let mut query = query.sql("1 = 1");
     if !filter.tags.is_empty() {
         query = query
@@ -267,7 +270,7 @@ pub(crate) fn aggregate_ids<C: Dialect, Id: IdColumn<C::Backend>>(
     // A loose index scan: one index seek per id, whatever the planner's statistics say
     // (`SELECT DISTINCT ... LIMIT` scans the whole table on PostgreSQL when a bulk load has not
     // been analyzed yet: 6 s per batch of a 1,000,000-event table).
-    let mut query = Query::new(format!(
+    let mut query = Statement::new(format!(
         "WITH RECURSIVE ids (aggregate_id, n) AS (SELECT (SELECT aggregate_id FROM {table}"
     ));
     if let Some(after) = after {
@@ -294,7 +297,7 @@ pub(crate) fn event_counts<C: Dialect>(
     conn: &mut C,
     table: &'static str,
 ) -> Result<Vec<EventCount>, Error> {
-    conn.load(Query::new(format!(
+    conn.load(Statement::new(format!(
         "SELECT {} AS day, type, COUNT(*) AS events FROM {table} \
          GROUP BY day, type ORDER BY day, type",
         C::Backend::DAY_OF_CREATED_AT
@@ -302,37 +305,30 @@ pub(crate) fn event_counts<C: Dialect>(
     .map_err(storage(table))
 }
 
-/// Reads one event, erased, from an events table named at run time (a job's).
+/// Reads one event, erased, from an events table named at run time (a job's): `None` if no event
+/// of the program is stored in a table of that name (its name never reaches the SQL then) or the
+/// event is not there.
 pub(crate) fn select_any_event<C: Dialect>(
     conn: &mut C,
     table: &str,
     event_id: i64,
 ) -> Result<Option<AnyEvent>, Error> {
-    if !is_identifier(table) {
+    let Some(table) = events_table_named(table)? else {
         return Ok(None);
-    }
-    let query = Query::new(format!(
+    };
+    let query = Statement::new(format!(
         "SELECT {} FROM {table} WHERE id = ",
         C::Backend::SELECT_ANY_COLUMNS
     ))
     .big_int(event_id);
-    let rows: Vec<ErasedRow> = conn.load(query).map_err(storage("jobs"))?;
+    let rows: Vec<ErasedRow> = conn.load(query).map_err(storage(table))?;
     let Some(ErasedRow(row)) = rows.into_iter().next() else {
         return Ok(None);
     };
     let record = row
-        .into_record("jobs", &mut MetadataCache::default())
+        .into_record(table, &mut MetadataCache::default())
         .map_err(|bad| bad.error)?;
-    Ok(Some(AnyEvent {
-        events_table: table.to_owned(),
-        aggregate_id: record.aggregate_id,
-        id: record.id,
-        version: record.version,
-        event_type: record.event_type,
-        data: record.data,
-        metadata: record.metadata,
-        created_at: record.created_at,
-    }))
+    Ok(Some(AnyEvent::erased(table.to_owned(), record)))
 }
 
 /// Events of several tables, erased, with an id greater than `after`, in global order.
@@ -342,7 +338,7 @@ pub(crate) fn select_any_events_after<C: Dialect>(
     after: i64,
     limit: usize,
 ) -> Result<Vec<AnyEvent>, Error> {
-    let mut query = Query::new(String::new());
+    let mut query = Statement::new(String::new());
     for (index, table) in tables.iter().enumerate() {
         if index > 0 {
             query = query.sql(" UNION ALL ");
@@ -360,14 +356,23 @@ pub(crate) fn select_any_events_after<C: Dialect>(
     let rows: Vec<AnyRow> = conn.load(query).map_err(storage("events"))?;
     let mut cache = MetadataCache::default();
     rows.into_iter()
-        .map(|row| row.into_event(&mut cache))
+        .map(|row| {
+            let table = tables
+                .iter()
+                .find(|table| **table == row.events_table)
+                .copied()
+                .unwrap_or("events");
+            row.into_event(table, &mut cache)
+        })
         .collect()
 }
 
-/// Whether a table name read from the database (a job's) is a plain identifier, safe to put in SQL.
-fn is_identifier(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    matches!(bytes.next(), Some(b'a'..=b'z' | b'_'))
-        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
-        && name.len() <= 63
+/// The events table of the program's own events (its name as the code writes it) that a name
+/// read from the database (a job's) names, if any.
+fn events_table_named(name: &str) -> Result<Option<&'static str>, Error> {
+    Ok(Registry::global()?
+        .events()
+        .iter()
+        .map(|event| event.events_table)
+        .find(|table| *table == name))
 }

@@ -39,6 +39,20 @@ pub struct AnyEvent {
 }
 
 impl AnyEvent {
+    /// The event of a record of events table `events_table`, its aggregate id as text.
+    pub(crate) fn erased(events_table: String, record: RecordedEvent<String>) -> Self {
+        Self {
+            events_table,
+            aggregate_id: record.aggregate_id,
+            id: record.id,
+            version: record.version,
+            event_type: record.event_type,
+            data: record.data,
+            metadata: record.metadata,
+            created_at: record.created_at,
+        }
+    }
+
     /// The typed record, if this event belongs to aggregate `A` and its id parses.
     pub fn record_of<A: Aggregate>(&self) -> Option<RecordedEvent<A::Id>> {
         if self.events_table != A::EVENTS_TABLE {
@@ -292,26 +306,22 @@ impl<Id: es_core::AggregateId> EventRow<Id> {
 
 /// An event row of any events table, with the table's name.
 pub(crate) struct AnyRow {
-    events_table: String,
+    pub(crate) events_table: String,
     row: EventRow<String>,
 }
 
 impl AnyRow {
-    pub(crate) fn into_event(self, cache: &mut MetadataCache) -> Result<AnyEvent, Error> {
+    /// The event of this row, which events table `table` holds.
+    pub(crate) fn into_event(
+        self,
+        table: &'static str,
+        cache: &mut MetadataCache,
+    ) -> Result<AnyEvent, Error> {
         let record = self
             .row
-            .into_record("events", cache)
+            .into_record(table, cache)
             .map_err(|bad| bad.error)?;
-        Ok(AnyEvent {
-            events_table: self.events_table,
-            aggregate_id: record.aggregate_id,
-            id: record.id,
-            version: record.version,
-            event_type: record.event_type,
-            data: record.data,
-            metadata: record.metadata,
-            created_at: record.created_at,
-        })
+        Ok(AnyEvent::erased(self.events_table, record))
     }
 }
 
@@ -431,14 +441,5 @@ impl<DB: SqlDialect, Id: IdColumn<DB>> QueryableByName<DB> for IdRow<Id> {
         Id::read(row, 0)
             .map(IdRow)
             .map_err(|source| format!("column `aggregate_id`: {source}").into())
-    }
-}
-
-/// An event id alone (`RETURNING id AS value`).
-pub(crate) struct Position(pub(crate) i64);
-
-impl<DB: SqlDialect> QueryableByName<DB> for Position {
-    fn build<'a>(row: &impl NamedRow<'a, DB>) -> deserialize::Result<Self> {
-        DB::get_big_int(row, 0).map(Position)
     }
 }

@@ -9,12 +9,12 @@ use es_core::Error;
 
 use crate::jobs::queue::checked_delta;
 
-/// How a [`Worker`] claims and retries jobs.
+/// How a [`Worker`](crate::Worker) claims and retries jobs.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct WorkerOptions {
     /// The worker's name (host and process id by default). A claim records it with a suffix
-    /// unique to each [`Worker`], so two workers given one name never share their claims.
+    /// unique to each [`Worker`](crate::Worker), so two workers given one name never share their claims.
     pub worker_id: String,
     /// How many jobs one claim takes.
     pub batch: usize,
@@ -114,7 +114,7 @@ impl WorkerOptions {
     }
 
     /// Checks every option is within its range: [`Error::InvalidOption`] names the first that is
-    /// not. Every run of a [`Worker`] checks its options first.
+    /// not. Every run of a [`Worker`](crate::Worker) checks its options first.
     pub fn validate(&self) -> Result<(), Error> {
         let invalid =
             |option: &'static str, reason: String| Error::InvalidOption { option, reason };

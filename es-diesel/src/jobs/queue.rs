@@ -13,7 +13,7 @@ use es_core::Error;
 
 use crate::backend::{Dialect, SqlDialect};
 use crate::errors::storage;
-use crate::statement::{Binds, Query};
+use crate::statement::{Binds, Statement};
 
 /// A job to insert with the events of a write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,7 +138,7 @@ pub fn job_counts_by_reactor<C: Dialect>(conn: &mut C) -> Result<Vec<(String, Jo
 /// The dead jobs, oldest first, with their last error.
 pub fn dead_jobs<C: Dialect>(conn: &mut C, limit: usize) -> Result<Vec<DeadJob>, Error> {
     conn.load(
-        Query::new(
+        Statement::new(
             "SELECT id, events_table, event_id, reactor, attempts, last_error FROM es_jobs \
              WHERE state = 'dead' ORDER BY id LIMIT ",
         )
@@ -151,7 +151,7 @@ pub fn dead_jobs<C: Dialect>(conn: &mut C, limit: usize) -> Result<Vec<DeadJob>,
 /// Returns how many.
 pub fn retry_dead_jobs<C: Dialect>(conn: &mut C, id: Option<i64>) -> Result<usize, Error> {
     let mut query = C::Backend::now_plus(
-        Query::new(
+        Statement::new(
             "UPDATE es_jobs SET state = 'pending', attempts = 0, finished_at = NULL, run_at = ",
         ),
         TimeDelta::zero(),
@@ -242,7 +242,7 @@ pub(crate) fn insert_jobs<C: Dialect>(conn: &mut C, jobs: &[NewJob]) -> Result<(
         return Ok(());
     }
     let [wake_before, wake_after] = C::Backend::WAKE_WORKERS;
-    let mut query = Query::new(format!(
+    let mut query = Statement::new(format!(
         "{wake_before}INSERT INTO es_jobs (events_table, event_id, reactor, state, attempts, \
          run_at, created_at) VALUES "
     ));
@@ -276,7 +276,7 @@ pub(crate) fn claim_jobs<C: Dialect>(
     }
     conn.jobs_transaction(|conn| {
         let now = |query| C::Backend::now_plus(query, TimeDelta::zero());
-        let query = now(Query::new(
+        let query = now(Statement::new(
             "SELECT id, events_table, event_id, reactor, attempts FROM es_jobs \
              WHERE ((state = 'pending' AND run_at <= ",
         ))
@@ -302,7 +302,7 @@ pub(crate) fn claim_jobs<C: Dialect>(
                 job.attempts, claim.max_attempts
             );
             let dead = now(
-                Query::new("UPDATE es_jobs SET state = 'dead', last_error = ")
+                Statement::new("UPDATE es_jobs SET state = 'dead', last_error = ")
                     .text(error)
                     .sql(", locked_by = NULL, locked_until = NULL, finished_at = "),
             )
@@ -320,7 +320,7 @@ pub(crate) fn claim_jobs<C: Dialect>(
             return Ok(claimed);
         }
         let update = C::Backend::now_plus(
-            Query::new(
+            Statement::new(
                 "UPDATE es_jobs SET state = 'running', attempts = attempts + 1, locked_by = ",
             )
             .text(claim.worker)
@@ -349,7 +349,7 @@ pub(crate) fn renew_jobs<C: Dialect>(
     if held.is_empty() {
         return Ok(0);
     }
-    let query = C::Backend::now_plus(Query::new("UPDATE es_jobs SET locked_until = "), lease)
+    let query = C::Backend::now_plus(Statement::new("UPDATE es_jobs SET locked_until = "), lease)
         .sql(" WHERE ");
     let query = held_by(query, worker, held);
     conn.jobs_transaction(|conn| conn.execute(query).map_err(storage("es_jobs")))
@@ -366,7 +366,7 @@ pub(crate) fn complete_jobs<C: Dialect>(
         return Ok(0);
     }
     let query = C::Backend::now_plus(
-        Query::new(
+        Statement::new(
             "UPDATE es_jobs SET state = 'done', last_error = NULL, locked_by = NULL, \
              locked_until = NULL, finished_at = ",
         ),
@@ -385,7 +385,7 @@ pub(crate) fn fail_job<C: Dialect>(
     job: &ClaimedJob,
     outcome: &JobOutcome,
 ) -> Result<bool, Error> {
-    let query = Query::new("UPDATE es_jobs SET state = ");
+    let query = Statement::new("UPDATE es_jobs SET state = ");
     let query = match outcome {
         JobOutcome::Done => query.sql("'done', last_error = NULL, finished_at = "),
         JobOutcome::Retry { error, .. } => query
@@ -418,7 +418,7 @@ pub(crate) fn release_jobs<C: Dialect>(
     if held.is_empty() {
         return Ok(0);
     }
-    let query = Query::new(
+    let query = Statement::new(
         "UPDATE es_jobs SET state = 'pending', attempts = attempts - 1, locked_by = NULL, \
          locked_until = NULL WHERE ",
     );
@@ -430,7 +430,7 @@ pub(crate) fn release_jobs<C: Dialect>(
 /// many.
 fn prune_chunk<C: Dialect>(conn: &mut C, older_than: TimeDelta) -> Result<usize, Error> {
     let [before, between, after] = C::Backend::DELETE_DONE_JOBS;
-    let query = C::Backend::now_plus(Query::new(before), -older_than)
+    let query = C::Backend::now_plus(Statement::new(before), -older_than)
         .sql(between)
         .big_int(i64::try_from(PRUNE_CHUNK).unwrap_or(i64::MAX))
         .sql(after);
@@ -460,7 +460,9 @@ fn count_jobs<C: Dialect>(
     } else {
         "SELECT '' AS reactor, state, COUNT(*) AS value FROM es_jobs GROUP BY state ORDER BY state"
     };
-    let rows: Vec<StateCount> = conn.load(Query::new(query)).map_err(storage("es_jobs"))?;
+    let rows: Vec<StateCount> = conn
+        .load(Statement::new(query))
+        .map_err(storage("es_jobs"))?;
     Ok(rows
         .into_iter()
         .map(|StateCount(reactor, state, count)| (reactor, state, count))
@@ -472,10 +474,10 @@ fn count_jobs<C: Dialect>(
 /// attempt number is each claim's fencing token (every claim increments it), so a worker whose
 /// lease expired and whose job was claimed again cannot record an outcome over the new attempt.
 fn held_by<'a, DB: SqlDialect>(
-    query: Query<'a, DB>,
+    query: Statement<'a, DB>,
     worker: &str,
     held: &[(i64, i32)],
-) -> Query<'a, DB> {
+) -> Statement<'a, DB> {
     let mut by_attempt = std::collections::BTreeMap::<i32, Vec<i64>>::new();
     for &(id, attempt) in held {
         by_attempt.entry(attempt).or_default().push(id);

@@ -682,6 +682,58 @@ where
     );
 }
 
+/// A job's events table is read from `es_jobs`, which anyone with the database can write: a name
+/// that is not the events table of an event of the program — another table of the app, or SQL —
+/// never reaches a statement. Such a job is unrouted (dead after its attempts, the table intact),
+/// while a job of a real events table is run.
+fn a_tampered_jobs_table_never_reaches_the_sql<D: TestDb>(db: &D)
+where
+    Task: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+    Note: AggregateTable<D::Conn>,
+    FeedDispatcher: Dispatch<D::Conn>,
+{
+    let mut conn = db.connect();
+    let mut store = DieselStore::new(&mut conn).with_dispatcher(&FeedDispatcher);
+    let mut events = Vec::new();
+    for id in 1..=3 {
+        let title = format!("t{id}");
+        let committed = store.append(&id, Created { title }, &by("ann")).unwrap();
+        events.push(committed.events[0].id);
+    }
+    take_feed_arrivals();
+    let conn = store.connection();
+    let tampered = ["tasks", "task_events; DROP TABLE tasks"];
+    for (event_id, table) in events.iter().zip(tampered) {
+        conn.batch_execute(&format!(
+            "UPDATE es_jobs SET events_table = '{}' WHERE event_id = {event_id}",
+            table.replace('\'', "''")
+        ))
+        .unwrap();
+    }
+    let worker = Worker::new(
+        &FeedDispatcher,
+        WorkerOptions::default()
+            .worker_id(format!("tamper-{:?}", thread::current().id()))
+            .max_attempts(1),
+    );
+    let stats = worker.run_once(conn).unwrap();
+    assert_eq!((stats.completed, stats.dead), (1, 2), "{stats:?}");
+    let dead = dead_jobs(conn, 10).unwrap();
+    let mut tables: Vec<&str> = dead.iter().map(|job| job.events_table.as_str()).collect();
+    tables.sort_unstable();
+    assert_eq!(tables, ["task_events; DROP TABLE tasks", "tasks"]);
+    for job in &dead {
+        let error = job.last_error.as_deref().unwrap_or_default();
+        assert!(error.contains("is routed for event"), "{error}");
+    }
+    assert_eq!(
+        Task::load_many(conn, &[1, 2, 3]).unwrap().len(),
+        3,
+        "the tasks table is intact"
+    );
+}
+
 /// Replaying aggregates through a store with a dispatcher runs no reactor: no trigger creates
 /// events, no job is enqueued, no projection line is written.
 fn replay_fires_no_reactor<D: TestDb>(db: &D)
@@ -932,6 +984,10 @@ where
         (
             "projection_rebuild_equals_live_and_fires_nothing",
             projection_rebuild_equals_live_and_fires_nothing::<D>,
+        ),
+        (
+            "a_tampered_jobs_table_never_reaches_the_sql",
+            a_tampered_jobs_table_never_reaches_the_sql::<D>,
         ),
         ("replay_fires_no_reactor", replay_fires_no_reactor::<D>),
         ("routes_are_described", routes_are_described::<D>),
