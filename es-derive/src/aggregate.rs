@@ -6,6 +6,7 @@ use quote::quote;
 use syn::{Attribute, Data, DeriveInput, Field, Fields, Ident, LitStr, Meta, Path, Token};
 
 use crate::attr::{Errors, check_once, one_of, skip_value, string_value};
+use crate::backend::{Backend, Upsert};
 use crate::case::{is_sql_identifier, snake_case};
 use crate::symbol::{
     AGGREGATE, AGGREGATE_KEYS, BACKEND, BACKENDS, COLUMN_NAME, DIESEL, EVENTS_TABLE, ID, NAME,
@@ -352,22 +353,6 @@ fn generate(model: &AggregateModel<'_>) -> TokenStream {
     }
 }
 
-/// How `AggregateTable::save` writes rows on one backend.
-#[derive(Clone, Copy)]
-enum Upsert {
-    /// es-diesel's multi-row upsert (`ON CONFLICT ... DO UPDATE SET column = excluded.column`),
-    /// prepared once per connection when short, which the store sends with the insert of the
-    /// events on PostgreSQL (SQLite, PostgreSQL; diesel never prepares an upsert ahead, and on
-    /// SQLite it turns a batch into one statement per row). A `None` field is stored as `NULL`.
-    /// It resolves a conflict of the id only: a row breaking another unique key is an error.
-    Statement,
-    /// Per row, an `UPDATE` of the row with the aggregate's id and, when it matched none, an
-    /// `INSERT` (MySQL: its upsert, `ON DUPLICATE KEY UPDATE`, fires on any unique key and would
-    /// overwrite another aggregate's row that shares a value of an app's own unique key; diesel
-    /// connects with `CLIENT_FOUND_ROWS`, so the count is of rows matched, changed or not).
-    UpdateOrInsert,
-}
-
 /// `es_diesel::AggregateTable` for each backend feature enabled in `es-diesel`: concrete diesel
 /// queries per connection type, so that row locking and batch upserts stay typed.
 fn generate_table(
@@ -387,45 +372,17 @@ fn generate_table(
     let other_columns: Vec<&Ident> = others.iter().map(|(_, column)| column).collect();
     let all_fields: Vec<&Ident> = columns.iter().map(|(field, _)| field).collect();
     let all_columns: Vec<&Ident> = columns.iter().map(|(_, column)| column).collect();
-    let backends = [
-        (
-            "sqlite",
-            quote!(::es_diesel::__with_sqlite),
-            quote!(::es_diesel::__private::diesel::sqlite::SqliteConnection),
-            quote!(::es_diesel::__private::diesel::sqlite::Sqlite),
-            false,
-            true,
-            Upsert::Statement,
-        ),
-        (
-            "postgres",
-            quote!(::es_diesel::__with_postgres),
-            quote!(::es_diesel::__private::diesel::pg::PgConnection),
-            quote!(::es_diesel::__private::diesel::pg::Pg),
-            true,
-            true,
-            Upsert::Statement,
-        ),
-        (
-            "mysql",
-            quote!(::es_diesel::__with_mysql),
-            quote!(::es_diesel::__private::diesel::mysql::MysqlConnection),
-            quote!(::es_diesel::__private::diesel::mysql::Mysql),
-            true,
-            false,
-            Upsert::UpdateOrInsert,
-        ),
-    ];
-    let chosen = backends
-        .into_iter()
-        .filter(|backend| only.is_empty() || only.iter().any(|name| name == backend.0))
-        .map(
-            |(_, with, connection, backend, locks, head_in_lock, batch_upsert)| {
-                (with, connection, backend, locks, head_in_lock, batch_upsert)
-            },
-        );
-    let impls = chosen.map(|(with, connection, backend, locks, head_in_lock, batch_upsert)| {
-        let for_update = locks.then(|| quote!(.for_update()));
+    let impls = Backend::chosen(only).map(|chosen| {
+        let Backend {
+            with,
+            connection,
+            backend,
+            locks_rows,
+            head_in_lock,
+            upsert,
+            ..
+        } = chosen;
+        let for_update = locks_rows.then(|| quote!(.for_update()));
         let (head, into_locked) = if head_in_lock {
             (
                 quote!(, ::es_diesel::__private::HeadColumns::<Self, #connection>::new()),
@@ -443,7 +400,7 @@ fn generate_table(
                 .optional()
                 .map(#into_locked)
         };
-        let lock_many = if locks {
+        let lock_many = if locks_rows {
             quote! {
                 #table::table
                     .filter(#table::#id_column.eq_any(ids))
@@ -482,7 +439,7 @@ fn generate_table(
                 ]
             }
         };
-        let (save, upsert) = match batch_upsert {
+        let (save, upsert) = match upsert {
             Upsert::Statement => (
                 quote! {
                     ::es_diesel::__private::save(

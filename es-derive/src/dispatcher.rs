@@ -19,6 +19,7 @@ use syn::spanned::Spanned;
 use syn::{Attribute, Ident, Path, Token, Visibility, bracketed, token};
 
 use crate::attr::{Errors, one_of, type_name};
+use crate::backend::Backend;
 use crate::symbol::{ASYNC, BACKENDS, PROJECT, TRIGGER};
 
 /// The whole macro input.
@@ -687,70 +688,53 @@ fn generate(input: &DispatcherInput) -> TokenStream {
     } = input;
     let route_descriptions = routes.iter().map(describe_route);
     let route_types = route_types(routes);
-    let backends_table = [
-        (
-            "sqlite",
-            quote!(::es_diesel::__with_sqlite),
-            quote!(::es_diesel::__private::diesel::sqlite::SqliteConnection),
-        ),
-        (
-            "postgres",
-            quote!(::es_diesel::__with_postgres),
-            quote!(::es_diesel::__private::diesel::pg::PgConnection),
-        ),
-        (
-            "mysql",
-            quote!(::es_diesel::__with_mysql),
-            quote!(::es_diesel::__private::diesel::mysql::MysqlConnection),
-        ),
-    ];
-    let impls = backends_table
-        .into_iter()
-        .filter(|(name, _, _)| backends.is_empty() || backends.iter().any(|b| b == name))
-        .map(|(_, with, connection)| {
-            let dispatch = routes
-                .iter()
-                .map(|route| dispatch_route(route, &connection));
-            let run_job = routes.iter().map(|route| job_route(route, &connection));
-            let project = routes.iter().map(|route| project_route(route, &connection));
-            quote! {
-                #with! {
-                    #[automatically_derived]
-                    impl ::es_diesel::Dispatch<#connection> for #ident {
-                        fn dispatch(
-                            &self,
-                            __ctx: &mut ::es_diesel::TriggerContext<'_, #connection>,
-                            __event: &::es_diesel::__private::Dispatched<'_>,
-                        ) -> ::core::result::Result<(), ::es_core::Error> {
-                            #(#dispatch)*
-                            ::core::result::Result::Ok(())
-                        }
+    let impls = Backend::chosen(backends).map(|chosen| {
+        let Backend {
+            with, connection, ..
+        } = chosen;
+        let dispatch = routes
+            .iter()
+            .map(|route| dispatch_route(route, &connection));
+        let run_job = routes.iter().map(|route| job_route(route, &connection));
+        let project = routes.iter().map(|route| project_route(route, &connection));
+        quote! {
+            #with! {
+                #[automatically_derived]
+                impl ::es_diesel::Dispatch<#connection> for #ident {
+                    fn dispatch(
+                        &self,
+                        __ctx: &mut ::es_diesel::TriggerContext<'_, #connection>,
+                        __event: &::es_diesel::__private::Dispatched<'_>,
+                    ) -> ::core::result::Result<(), ::es_core::Error> {
+                        #(#dispatch)*
+                        ::core::result::Result::Ok(())
+                    }
 
-                        fn project(
-                            &self,
-                            __conn: &mut #connection,
-                            __projection: &str,
-                            __event: &::es_diesel::AnyEvent,
-                        ) -> ::core::result::Result<(), ::es_core::Error> {
-                            #(#project)*
-                            ::core::result::Result::Ok(())
-                        }
+                    fn project(
+                        &self,
+                        __conn: &mut #connection,
+                        __projection: &str,
+                        __event: &::es_diesel::AnyEvent,
+                    ) -> ::core::result::Result<(), ::es_core::Error> {
+                        #(#project)*
+                        ::core::result::Result::Ok(())
+                    }
 
-                        fn run_job(
-                            &self,
-                            __ctx: &mut ::es_diesel::JobContext<'_, #connection>,
-                        ) -> ::core::result::Result<(), ::es_core::Error> {
-                            #(#run_job)*
-                            ::core::result::Result::Err(__ctx.unrouted())
-                        }
+                    fn run_job(
+                        &self,
+                        __ctx: &mut ::es_diesel::JobContext<'_, #connection>,
+                    ) -> ::core::result::Result<(), ::es_core::Error> {
+                        #(#run_job)*
+                        ::core::result::Result::Err(__ctx.unrouted())
+                    }
 
-                        fn routes(&self) -> &'static [::es_core::Route] {
-                            #ident::ROUTES
-                        }
+                    fn routes(&self) -> &'static [::es_core::Route] {
+                        #ident::ROUTES
                     }
                 }
             }
-        });
+        }
+    });
     quote! {
         #(#attrs)*
         #[derive(Debug, Clone, Copy, Default)]

@@ -3,6 +3,7 @@
 
 mod aggregate;
 mod attr;
+mod backend;
 mod case;
 mod dispatcher;
 mod event;
