@@ -7,6 +7,7 @@ mod backend;
 mod case;
 mod dispatcher;
 mod event;
+mod serde_attr;
 mod symbol;
 
 use proc_macro::TokenStream;
