@@ -196,6 +196,7 @@ impl ClaimedJob {
     }
 }
 
+/// `id, events_table, event_id, reactor, attempts`, by position.
 impl<DB: SqlDialect> QueryableByName<DB> for ClaimedJob {
     fn build<'a>(row: &impl NamedRow<'a, DB>) -> deserialize::Result<Self> {
         Ok(Self {
@@ -208,14 +209,22 @@ impl<DB: SqlDialect> QueryableByName<DB> for ClaimedJob {
     }
 }
 
+/// The columns of a [`ClaimedJob`], then `last_error`.
 impl<DB: SqlDialect> QueryableByName<DB> for DeadJob {
     fn build<'a>(row: &impl NamedRow<'a, DB>) -> deserialize::Result<Self> {
+        let ClaimedJob {
+            id,
+            events_table,
+            event_id,
+            reactor,
+            attempts,
+        } = ClaimedJob::build(row)?;
         Ok(Self {
-            id: DB::get_big_int(row, 0)?,
-            events_table: DB::get_text(row, 1)?,
-            event_id: DB::get_big_int(row, 2)?,
-            reactor: DB::get_text(row, 3)?,
-            attempts: DB::get_integer(row, 4)?,
+            id,
+            events_table,
+            event_id,
+            reactor,
+            attempts,
             last_error: DB::get_optional_text(row, 5)?,
         })
     }
