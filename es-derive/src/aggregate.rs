@@ -385,7 +385,7 @@ fn generate_table(
         let for_update = locks_rows.then(|| quote!(.for_update()));
         let (head, into_locked) = if head_in_lock {
             (
-                quote!(, ::es_diesel::__private::HeadColumns::<Self, #connection>::new()),
+                quote!(, ::es_diesel::__private::HeadColumns::<Self, #connection, #table::table>::new()),
                 quote!(::es_diesel::__private::locked),
             )
         } else {
@@ -442,9 +442,8 @@ fn generate_table(
         let (save, upsert) = match upsert {
             Upsert::Statement => (
                 quote! {
-                    ::es_diesel::__private::save(
+                    ::es_diesel::__private::save::<#table::table, _>(
                         conn,
-                        <Self as ::es_diesel::AggregateTable<#connection>>::TABLE,
                         #column_names,
                         aggregates.iter().map(#row),
                     )
@@ -453,8 +452,7 @@ fn generate_table(
                     fn upsert(
                         aggregate: &Self,
                     ) -> ::core::option::Option<::es_diesel::__private::Statement<'_, #backend>> {
-                        ::core::option::Option::Some(::es_diesel::__private::upsert(
-                            <Self as ::es_diesel::AggregateTable<#connection>>::TABLE,
+                        ::core::option::Option::Some(::es_diesel::__private::upsert::<#table::table, _>(
                             #column_names,
                             ::core::iter::once(aggregate).map(#row),
                         ))

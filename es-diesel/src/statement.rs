@@ -11,7 +11,7 @@ use diesel::query_dsl::methods::ExecuteDsl;
 use diesel::row::{Row, RowIndex};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, HasSqlType, Integer, Nullable, Text};
-use diesel::{QueryResult, RunQueryDsl};
+use diesel::{QueryResult, RunQueryDsl, Table};
 
 /// Statements with at most this many parameters are prepared once per connection and reused
 /// (diesel's statement cache, keyed by their SQL text); longer ones are batches whose text varies
@@ -104,6 +104,13 @@ impl<'a, DB: Backend> Statement<'a, DB> {
             }
             self = self.bind_fragment(value);
         }
+        self
+    }
+
+    /// Appends a fragment of SQL that binds nothing, written by diesel: a table's name as its
+    /// `FROM` clause writes it (quoted, with its schema, under its `#[sql_name]`).
+    pub(crate) fn fragment(mut self, fragment: Bound<'a, DB>) -> Self {
+        self.pieces.push(Piece::Bind(fragment));
         self
     }
 
@@ -250,22 +257,26 @@ where
 /// SQLite's bound on the parameters of one statement (PostgreSQL allows 65,535).
 const MAX_BINDS: usize = 32_766;
 
-/// The upsert of `rows` into `table`: one `INSERT ... ON CONFLICT (key) DO UPDATE SET column =
-/// excluded.column` (SQLite, PostgreSQL). Each row binds the values of `columns` in order; the
-/// first column is the key. `rows` must fit one statement ([`save`] splits a batch).
-pub fn upsert<'a, DB: Backend>(
-    table: &str,
+/// The upsert of `rows` into table `T`: one `INSERT ... ON CONFLICT (key) DO UPDATE SET column =
+/// excluded.column` (SQLite, PostgreSQL). The table is named as diesel's `FROM` clause names it
+/// (its schema and `#[sql_name]` included); each row binds the values of `columns` in order, the
+/// first column being the key. `rows` must fit one statement ([`save`] splits a batch).
+pub fn upsert<'a, T, DB>(
     columns: &[&str],
     rows: impl IntoIterator<Item = Vec<Bound<'a, DB>>>,
-) -> Statement<'a, DB> {
+) -> Statement<'a, DB>
+where
+    DB: Backend,
+    T: Table + Default,
+    T::FromClause: QueryFragment<DB> + Send + 'a,
+{
     let quoted: Vec<String> = columns
         .iter()
         .map(|column| format!("\"{column}\""))
         .collect();
-    let mut query = Statement::new(format!(
-        "INSERT INTO \"{table}\" ({}) VALUES ",
-        quoted.join(", ")
-    ));
+    let mut query = Statement::new("INSERT INTO ")
+        .fragment(Box::new(T::default().from_clause()))
+        .sql(&format!(" ({}) VALUES ", quoted.join(", ")));
     for (index, row) in rows.into_iter().enumerate() {
         query = query.sql(if index == 0 { "(" } else { ", (" });
         for (position, value) in row.into_iter().enumerate() {
@@ -290,34 +301,39 @@ pub fn upsert<'a, DB: Backend>(
     query.sql("UPDATE SET ").sql(&updates.join(", "))
 }
 
-/// Upserts `rows` into `table` ([`upsert`]), as few statements as SQLite's parameter bound allows:
-/// the generated `AggregateTable::save` of SQLite and PostgreSQL.
-pub fn save<'a, C: Connection>(
+/// Upserts `rows` into table `T` ([`upsert`]), as few statements as SQLite's parameter bound
+/// allows: the generated `AggregateTable::save` of SQLite and PostgreSQL.
+pub fn save<'a, T, C: Connection>(
     conn: &mut C,
-    table: &str,
     columns: &[&str],
     rows: impl IntoIterator<Item = Vec<Bound<'a, C::Backend>>>,
 ) -> QueryResult<()>
 where
+    T: Table + Default,
+    T::FromClause: QueryFragment<C::Backend> + Send + 'a,
     Statement<'a, C::Backend>: ExecuteDsl<C>,
 {
-    for statement in upserts(table, columns, rows) {
+    for statement in upserts::<T, C::Backend>(columns, rows) {
         statement.execute(conn)?;
     }
     Ok(())
 }
 
 /// The statements of [`save`].
-fn upserts<'a, DB: Backend>(
-    table: &str,
+fn upserts<'a, T, DB>(
     columns: &[&str],
     rows: impl IntoIterator<Item = Vec<Bound<'a, DB>>>,
-) -> Vec<Statement<'a, DB>> {
+) -> Vec<Statement<'a, DB>>
+where
+    DB: Backend,
+    T: Table + Default,
+    T::FromClause: QueryFragment<DB> + Send + 'a,
+{
     let per_statement = MAX_BINDS / columns.len().max(1);
     let mut statements = Vec::new();
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
-        statements.push(upsert(table, columns, rows.by_ref().take(per_statement)));
+        statements.push(upsert::<T, DB>(columns, rows.by_ref().take(per_statement)));
     }
     statements
 }
@@ -329,6 +345,27 @@ mod tests {
     use diesel::sql_types::{BigInt, Text};
 
     use super::{Bound, MAX_PREPARED_BINDS, Statement, upsert, upserts};
+
+    diesel::table! {
+        tasks (id) {
+            id -> BigInt,
+            title -> Text,
+        }
+    }
+
+    diesel::table! {
+        tags (id) {
+            id -> BigInt,
+        }
+    }
+
+    diesel::table! {
+        #[sql_name = "task_rows"]
+        archive.renamed (id) {
+            id -> BigInt,
+            title -> Text,
+        }
+    }
 
     fn row(id: i64, title: &str) -> Vec<Bound<'static, Pg>> {
         vec![
@@ -343,7 +380,7 @@ mod tests {
 
     #[test]
     fn an_upsert_binds_every_row_and_updates_every_other_column() {
-        let query = upsert("tasks", &["id", "title"], [row(1, "a"), row(2, "b")]);
+        let query = upsert::<tasks::table, _>(&["id", "title"], [row(1, "a"), row(2, "b")]);
         assert_eq!(
             diesel::debug_query::<Pg, _>(&query).to_string(),
             "INSERT INTO \"tasks\" (\"id\", \"title\") VALUES ($1, $2), ($3, $4) \
@@ -356,7 +393,7 @@ mod tests {
     fn a_key_only_table_is_left_alone_on_conflict() {
         let mut key = row(1, "a");
         key.truncate(1);
-        let query = upsert::<Pg>("tags", &["id"], [key]);
+        let query = upsert::<tags::table, Pg>(&["id"], [key]);
         assert!(
             diesel::debug_query::<Pg, _>(&query)
                 .to_string()
@@ -383,7 +420,19 @@ mod tests {
     #[test]
     fn a_batch_is_split_below_the_parameter_bound() {
         let rows = (0..20_000).map(|id| row(id, "t"));
-        let statements = upserts("tasks", &["id", "title"], rows);
+        let statements = upserts::<tasks::table, _>(&["id", "title"], rows);
         assert_eq!(statements.len(), 2);
+    }
+
+    #[test]
+    fn an_upsert_names_its_table_as_diesel_does() {
+        let query = upsert::<renamed::table, _>(&["id", "title"], [row(1, "a")]);
+        assert!(
+            diesel::debug_query::<Pg, _>(&query)
+                .to_string()
+                .starts_with("INSERT INTO \"archive\".\"task_rows\" (\"id\", \"title\") VALUES"),
+            "{}",
+            diesel::debug_query::<Pg, _>(&query)
+        );
     }
 }

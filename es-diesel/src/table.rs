@@ -4,12 +4,12 @@
 
 use std::marker::PhantomData;
 
-use diesel::QueryResult;
 use diesel::expression::{
     AppearsOnTable, Expression, SelectableExpression, ValidGrouping, is_aggregate,
 };
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
+use diesel::{QueryResult, Table};
 use es_core::Aggregate;
 
 use crate::backend::HeadInLock;
@@ -23,7 +23,8 @@ use crate::statement::Statement;
 /// backend feature enabled in `es-diesel`; the model must also derive diesel's `Queryable`,
 /// `Selectable` and `Insertable` for that table. Written by hand, it is six short diesel queries.
 pub trait AggregateTable<C: Database>: Aggregate<Id: IdColumn<C::Backend>> {
-    /// The name of the aggregate's table (`tasks`).
+    /// The name errors give the aggregate's table: its `table!` module's (`tasks`). Statements
+    /// name the table as diesel does, with its schema and `#[sql_name]`.
     const TABLE: &'static str;
 
     /// The name of the table's id column (`id`).
@@ -72,56 +73,70 @@ pub enum Locked<A> {
     Row(Option<A>),
 }
 
-/// The three columns the generated [`AggregateTable::lock`] selects beside the row of `A`: its
-/// last event's version, that event's type tag, and whether the two are current
-/// ([`HeadInLock`]). A diesel expression with a static query id, so that the locking statement is
-/// prepared once per connection and reused.
+/// The three columns the generated [`AggregateTable::lock`] selects beside the row of `A`, whose
+/// table is `T`: its last event's version, that event's type tag, and whether the two are current
+/// ([`HeadInLock`]). The table is named as diesel's `FROM` clause names it (schema and
+/// `#[sql_name]` included). A diesel expression with a static query id, so that the locking
+/// statement is prepared once per connection and reused.
 #[doc(hidden)]
-pub struct HeadColumns<A, C>(PhantomData<fn() -> (A, C)>);
+pub struct HeadColumns<A, C, T: Table> {
+    table: T::FromClause,
+    of: PhantomData<fn() -> (A, C)>,
+}
 
-impl<A, C> HeadColumns<A, C> {
+impl<A, C, T: Table + Default> HeadColumns<A, C, T> {
     /// The columns.
     pub fn new() -> Self {
-        Self(PhantomData)
+        Self {
+            table: T::default().from_clause(),
+            of: PhantomData,
+        }
     }
 }
 
-impl<A, C> Default for HeadColumns<A, C> {
+impl<A, C, T: Table + Default> Default for HeadColumns<A, C, T> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<A, C> Expression for HeadColumns<A, C> {
+impl<A, C, T: Table> Expression for HeadColumns<A, C, T> {
     type SqlType = (Nullable<BigInt>, Nullable<Text>, Bool);
 }
 
-impl<A, C, QS> AppearsOnTable<QS> for HeadColumns<A, C> {}
+impl<A, C, T: Table, QS> AppearsOnTable<QS> for HeadColumns<A, C, T> {}
 
-impl<A, C, QS> SelectableExpression<QS> for HeadColumns<A, C> {}
+impl<A, C, T: Table, QS> SelectableExpression<QS> for HeadColumns<A, C, T> {}
 
-impl<A, C, GroupBy> ValidGrouping<GroupBy> for HeadColumns<A, C> {
+impl<A, C, T: Table, GroupBy> ValidGrouping<GroupBy> for HeadColumns<A, C, T> {
     type IsAggregate = is_aggregate::Never;
 }
 
-impl<A: 'static, C: 'static> QueryId for HeadColumns<A, C> {
+impl<A: 'static, C: 'static, T: Table + 'static> QueryId for HeadColumns<A, C, T> {
     type QueryId = Self;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl<A: AggregateTable<C>, C: HeadInLock> QueryFragment<C::Backend> for HeadColumns<A, C> {
+impl<A, C, T> QueryFragment<C::Backend> for HeadColumns<A, C, T>
+where
+    A: AggregateTable<C>,
+    C: HeadInLock,
+    T: Table,
+    T::FromClause: QueryFragment<C::Backend>,
+{
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, C::Backend>) -> QueryResult<()> {
         for column in ["version", "type"] {
             out.push_sql(&format!(
-                "(SELECT {column} FROM {} WHERE aggregate_id = \"{}\".\"{}\" \
-                 ORDER BY version DESC LIMIT 1), ",
-                A::EVENTS_TABLE,
-                A::TABLE,
+                "(SELECT {column} FROM {} WHERE aggregate_id = ",
+                A::EVENTS_TABLE
+            ));
+            self.table.walk_ast(out.reborrow())?;
+            out.push_sql(&format!(
+                ".\"{}\" ORDER BY version DESC LIMIT 1), ",
                 A::ID_COLUMN
             ));
         }
-        out.push_sql(&C::head_is_current(A::TABLE, A::ID_COLUMN));
-        Ok(())
+        C::head_is_current(&self.table, A::ID_COLUMN, out)
     }
 }
 

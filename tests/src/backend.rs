@@ -202,7 +202,7 @@ impl SqliteDb {
                 "CREATE TABLE tasks (id BIGINT PRIMARY KEY NOT NULL, \
                  title TEXT NOT NULL CHECK (title <> ''), due_on TEXT, completed_at TIMESTAMP, \
                  completed_by TEXT)",
-                "CREATE TABLE projects (id BIGINT PRIMARY KEY NOT NULL, name TEXT NOT NULL)",
+                "CREATE TABLE project_rows (id BIGINT PRIMARY KEY NOT NULL, name TEXT NOT NULL)",
                 "CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL)",
             ],
         );
@@ -332,7 +332,7 @@ impl PgDb {
             &[
                 "CREATE TABLE tasks (id BIGINT PRIMARY KEY, title TEXT NOT NULL \
                  CHECK (title <> ''), due_on TEXT, completed_at TIMESTAMP, completed_by TEXT)",
-                "CREATE TABLE projects (id BIGINT PRIMARY KEY, name TEXT NOT NULL)",
+                "CREATE TABLE project_rows (id BIGINT PRIMARY KEY, name TEXT NOT NULL)",
                 "CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT NOT NULL)",
                 "CREATE TABLE cards (id UUID PRIMARY KEY, body TEXT NOT NULL)",
             ],
@@ -412,7 +412,7 @@ impl MysqlDb {
             &[
                 "CREATE TABLE tasks (id BIGINT PRIMARY KEY, title VARCHAR(255) NOT NULL \
                  CHECK (title <> ''), due_on TEXT, completed_at DATETIME(6), completed_by TEXT)",
-                "CREATE TABLE projects (id BIGINT PRIMARY KEY, name TEXT NOT NULL)",
+                "CREATE TABLE project_rows (id BIGINT PRIMARY KEY, name TEXT NOT NULL)",
                 "CREATE TABLE notes (id CHAR(36) PRIMARY KEY, body TEXT NOT NULL)",
             ],
         );

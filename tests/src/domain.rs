@@ -22,6 +22,9 @@ pub mod schema {
     }
 
     diesel::table! {
+        /// Stored under a name of its own (`#[sql_name]`): every statement the store writes on it
+        /// must name it as diesel does.
+        #[sql_name = "project_rows"]
         projects (id) {
             id -> BigInt,
             name -> Text,

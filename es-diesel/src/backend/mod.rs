@@ -9,6 +9,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel::connection::{AnsiTransactionManager, Connection, TransactionManager};
 use diesel::deserialize::{self, QueryableByName};
+use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::result::DatabaseErrorInformation;
 use diesel::row::{Row, RowIndex};
 use es_core::Error;
@@ -201,8 +202,13 @@ pub trait Dialect:
 /// lock is granted.
 #[doc(hidden)]
 pub trait HeadInLock: Dialect {
-    /// An SQL boolean: true when the head read by the locking statement of `table` is current.
-    fn head_is_current(table: &str, id_column: &str) -> String;
+    /// Writes an SQL boolean: true when the head read by the locking statement of `table` (its
+    /// `FROM` clause as diesel writes it) is current.
+    fn head_is_current<'b>(
+        table: &'b dyn QueryFragment<Self::Backend>,
+        id_column: &str,
+        out: AstPass<'_, 'b, Self::Backend>,
+    ) -> diesel::QueryResult<()>;
 }
 
 /// Ends the transaction begun by [`Dialect::begin_write`]: commits it if `result` is a success,

@@ -8,6 +8,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::pg::{Pg, PgConnection};
+use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::result::DatabaseErrorInformation;
 use diesel::row::{Row, RowIndex};
 use diesel::sql_types::Timestamptz;
@@ -210,12 +211,21 @@ struct AbortedWrite(#[source] diesel::result::Error);
 /// append writes its aggregate's row, so the head is current exactly when the locked version
 /// is the one the snapshot sees: the same `ctid`. Otherwise the store reads the head again.
 impl HeadInLock for PgConnection {
-    fn head_is_current(table: &str, id_column: &str) -> String {
-        format!(
-            "COALESCE((SELECT es_snapshot.ctid FROM \"{table}\" AS es_snapshot \
-                 WHERE es_snapshot.\"{id_column}\" = \"{table}\".\"{id_column}\") \
-                 = \"{table}\".ctid, FALSE)"
-        )
+    fn head_is_current<'b>(
+        table: &'b dyn QueryFragment<Pg>,
+        id_column: &str,
+        mut out: AstPass<'_, 'b, Pg>,
+    ) -> diesel::QueryResult<()> {
+        out.push_sql("COALESCE((SELECT es_snapshot.ctid FROM ");
+        table.walk_ast(out.reborrow())?;
+        out.push_sql(&format!(
+            " AS es_snapshot WHERE es_snapshot.\"{id_column}\" = "
+        ));
+        table.walk_ast(out.reborrow())?;
+        out.push_sql(&format!(".\"{id_column}\") = "));
+        table.walk_ast(out.reborrow())?;
+        out.push_sql(".ctid, FALSE)");
+        Ok(())
     }
 }
 

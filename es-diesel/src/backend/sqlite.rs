@@ -12,6 +12,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel::connection::{AnsiTransactionManager, SimpleConnection};
 use diesel::deserialize::FromSql;
+use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::result::{DatabaseErrorInformation, UnexpectedEndOfRow, UnexpectedNullError};
 use diesel::row::{Row, RowIndex};
 use diesel::sqlite::{Sqlite, SqliteConnection, SqliteType, SqliteValue};
@@ -228,8 +229,13 @@ impl Dialect for SqliteConnection {
 /// A write transaction holds SQLite's only write lock from `BEGIN IMMEDIATE` on: nothing can
 /// append between its statements, so the head read with the row is always current.
 impl HeadInLock for SqliteConnection {
-    fn head_is_current(_table: &str, _id_column: &str) -> String {
-        "1".to_owned()
+    fn head_is_current<'b>(
+        _table: &'b dyn QueryFragment<Sqlite>,
+        _id_column: &str,
+        mut out: AstPass<'_, 'b, Sqlite>,
+    ) -> diesel::QueryResult<()> {
+        out.push_sql("1");
+        Ok(())
     }
 }
 

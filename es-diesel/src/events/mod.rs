@@ -75,10 +75,12 @@ pub(crate) fn insert_events<C: Dialect, Id: IdColumn<C::Backend>, A: es_core::Ag
             None => (insert, None),
         };
         let rows: Vec<Number> = conn.load(statement).map_err(|error| {
+            // The error of the upsert names the aggregate's table, under whatever name diesel's
+            // `table!` gave it: any table but the events table.
             let from_save = matches!(
                 &error,
                 diesel::result::Error::DatabaseError(_, info)
-                    if info.table_name().is_some_and(|name| Some(name) == saved_table)
+                    if info.table_name().is_some_and(|name| name != table)
             );
             match saved_table {
                 Some(saved_table) if from_save => storage(saved_table)(error),

@@ -111,7 +111,7 @@ where
                     &by("ann"),
                 )
                 .unwrap();
-            conn.batch_execute("INSERT INTO projects (id, name) VALUES (9, 'lost')")?;
+            conn.batch_execute("INSERT INTO project_rows (id, name) VALUES (9, 'lost')")?;
             Err(diesel::result::Error::RollbackTransaction)
         });
     assert!(rolled_back.is_err());
@@ -133,7 +133,7 @@ where
                 &by("ann"),
             )
             .unwrap();
-        conn.batch_execute("INSERT INTO projects (id, name) VALUES (9, 'kept')")
+        conn.batch_execute("INSERT INTO project_rows (id, name) VALUES (9, 'kept')")
     })
     .unwrap();
     let task: Task = DieselStore::new(&mut conn).load(&1).unwrap().unwrap();
