@@ -422,12 +422,7 @@ fn generate_table(
         } else {
             quote!(.set((#(#table::#other_columns.eq(&aggregate.#other_fields),)*)))
         };
-        let column_names = quote! {
-            &[
-                <#table::#id_column as ::es_diesel::__private::diesel::Column>::NAME,
-                #(<#table::#other_columns as ::es_diesel::__private::diesel::Column>::NAME,)*
-            ]
-        };
+        let columns = quote!((#table::#id_column, #(#table::#other_columns,)*));
         let row = quote! {
             |aggregate| {
                 ::std::vec![
@@ -442,9 +437,8 @@ fn generate_table(
         let (save, upsert) = match upsert {
             Upsert::Statement => (
                 quote! {
-                    ::es_diesel::__private::save::<#table::table, _>(
+                    ::es_diesel::__private::save::<#columns, _>(
                         conn,
-                        #column_names,
                         aggregates.iter().map(#row),
                     )
                 },
@@ -452,8 +446,7 @@ fn generate_table(
                     fn upsert(
                         aggregate: &Self,
                     ) -> ::core::option::Option<::es_diesel::__private::Statement<'_, #backend>> {
-                        ::core::option::Option::Some(::es_diesel::__private::upsert::<#table::table, _>(
-                            #column_names,
+                        ::core::option::Option::Some(::es_diesel::__private::upsert::<#columns, _>(
                             ::core::iter::once(aggregate).map(#row),
                         ))
                     }

@@ -11,7 +11,7 @@ use diesel::query_dsl::methods::ExecuteDsl;
 use diesel::row::{Row, RowIndex};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, HasSqlType, Integer, Nullable, Text};
-use diesel::{QueryResult, RunQueryDsl, Table};
+use diesel::{Column, QueryResult, QuerySource, RunQueryDsl, Table};
 
 /// Statements with at most this many parameters are prepared once per connection and reused
 /// (diesel's statement cache, keyed by their SQL text); longer ones are batches whose text varies
@@ -257,25 +257,51 @@ where
 /// SQLite's bound on the parameters of one statement (PostgreSQL allows 65,535).
 const MAX_BINDS: usize = 32_766;
 
-/// The upsert of `rows` into table `T`: one `INSERT ... ON CONFLICT (key) DO UPDATE SET column =
-/// excluded.column` (SQLite, PostgreSQL). The table is named as diesel's `FROM` clause names it
-/// (its schema and `#[sql_name]` included); each row binds the values of `columns` in order, the
-/// first column being the key. `rows` must fit one statement ([`save`] splits a batch).
-pub fn upsert<'a, T, DB>(
-    columns: &[&str],
-    rows: impl IntoIterator<Item = Vec<Bound<'a, DB>>>,
-) -> Statement<'a, DB>
+/// The columns of one diesel table an upsert writes, key first: a tuple of diesel columns, so that
+/// the generated code hands the statement types, never names.
+pub trait Columns {
+    /// Their table.
+    type Table: Table + Default;
+    /// Their names, in order.
+    const NAMES: &'static [&'static str];
+}
+
+/// Implements [`Columns`] for the tuple of the given column types and for each shorter tuple of its
+/// last ones (up to diesel's 32 columns).
+macro_rules! columns {
+    () => {};
+    ($first:ident $(, $rest:ident)*) => {
+        impl<T: Table + Default, $first: Column<Table = T>, $($rest: Column<Table = T>),*> Columns
+            for ($first, $($rest,)*)
+        {
+            type Table = T;
+            const NAMES: &'static [&'static str] = &[$first::NAME, $($rest::NAME),*];
+        }
+        columns!($($rest),*);
+    };
+}
+
+columns!(
+    C1, C2, C3, C4, C5, C6, C7, C8, C9, C10, C11, C12, C13, C14, C15, C16, C17, C18, C19, C20, C21,
+    C22, C23, C24, C25, C26, C27, C28, C29, C30, C31, C32
+);
+
+/// The upsert of `rows` into the table of columns `K`: one `INSERT ... ON CONFLICT (key) DO UPDATE
+/// SET column = excluded.column` (SQLite, PostgreSQL). The table is named as diesel's `FROM` clause
+/// names it (its schema and `#[sql_name]` included); each row binds the values of `K` in order,
+/// the first column being the key. `rows` must fit one statement ([`save`] splits a batch).
+pub fn upsert<'a, K, DB>(rows: impl IntoIterator<Item = Vec<Bound<'a, DB>>>) -> Statement<'a, DB>
 where
     DB: Backend,
-    T: Table + Default,
-    T::FromClause: QueryFragment<DB> + Send + 'a,
+    K: Columns,
+    <K::Table as QuerySource>::FromClause: QueryFragment<DB> + Send + 'a,
 {
-    let quoted: Vec<String> = columns
+    let quoted: Vec<String> = K::NAMES
         .iter()
         .map(|column| format!("\"{column}\""))
         .collect();
     let mut query = Statement::new("INSERT INTO ")
-        .fragment(Box::new(T::default().from_clause()))
+        .fragment(Box::new(K::Table::default().from_clause()))
         .sql(&format!(" ({}) VALUES ", quoted.join(", ")));
     for (index, row) in rows.into_iter().enumerate() {
         query = query.sql(if index == 0 { "(" } else { ", (" });
@@ -301,39 +327,35 @@ where
     query.sql("UPDATE SET ").sql(&updates.join(", "))
 }
 
-/// Upserts `rows` into table `T` ([`upsert`]), as few statements as SQLite's parameter bound
-/// allows: the generated `AggregateTable::save` of SQLite and PostgreSQL.
-pub fn save<'a, T, C: Connection>(
+/// Upserts `rows` into the table of columns `K` ([`upsert`]), as few statements as SQLite's
+/// parameter bound allows: the generated `AggregateTable::save` of SQLite and PostgreSQL.
+pub fn save<'a, K, C: Connection>(
     conn: &mut C,
-    columns: &[&str],
     rows: impl IntoIterator<Item = Vec<Bound<'a, C::Backend>>>,
 ) -> QueryResult<()>
 where
-    T: Table + Default,
-    T::FromClause: QueryFragment<C::Backend> + Send + 'a,
+    K: Columns,
+    <K::Table as QuerySource>::FromClause: QueryFragment<C::Backend> + Send + 'a,
     Statement<'a, C::Backend>: ExecuteDsl<C>,
 {
-    for statement in upserts::<T, C::Backend>(columns, rows) {
+    for statement in upserts::<K, C::Backend>(rows) {
         statement.execute(conn)?;
     }
     Ok(())
 }
 
 /// The statements of [`save`].
-fn upserts<'a, T, DB>(
-    columns: &[&str],
-    rows: impl IntoIterator<Item = Vec<Bound<'a, DB>>>,
-) -> Vec<Statement<'a, DB>>
+fn upserts<'a, K, DB>(rows: impl IntoIterator<Item = Vec<Bound<'a, DB>>>) -> Vec<Statement<'a, DB>>
 where
     DB: Backend,
-    T: Table + Default,
-    T::FromClause: QueryFragment<DB> + Send + 'a,
+    K: Columns,
+    <K::Table as QuerySource>::FromClause: QueryFragment<DB> + Send + 'a,
 {
-    let per_statement = MAX_BINDS / columns.len().max(1);
+    let per_statement = MAX_BINDS / K::NAMES.len().max(1);
     let mut statements = Vec::new();
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
-        statements.push(upsert::<T, DB>(columns, rows.by_ref().take(per_statement)));
+        statements.push(upsert::<K, DB>(rows.by_ref().take(per_statement)));
     }
     statements
 }
@@ -380,7 +402,7 @@ mod tests {
 
     #[test]
     fn an_upsert_binds_every_row_and_updates_every_other_column() {
-        let query = upsert::<tasks::table, _>(&["id", "title"], [row(1, "a"), row(2, "b")]);
+        let query = upsert::<(tasks::id, tasks::title), _>([row(1, "a"), row(2, "b")]);
         assert_eq!(
             diesel::debug_query::<Pg, _>(&query).to_string(),
             "INSERT INTO \"tasks\" (\"id\", \"title\") VALUES ($1, $2), ($3, $4) \
@@ -393,7 +415,7 @@ mod tests {
     fn a_key_only_table_is_left_alone_on_conflict() {
         let mut key = row(1, "a");
         key.truncate(1);
-        let query = upsert::<tags::table, Pg>(&["id"], [key]);
+        let query = upsert::<(tags::id,), Pg>([key]);
         assert!(
             diesel::debug_query::<Pg, _>(&query)
                 .to_string()
@@ -420,13 +442,13 @@ mod tests {
     #[test]
     fn a_batch_is_split_below_the_parameter_bound() {
         let rows = (0..20_000).map(|id| row(id, "t"));
-        let statements = upserts::<tasks::table, _>(&["id", "title"], rows);
+        let statements = upserts::<(tasks::id, tasks::title), _>(rows);
         assert_eq!(statements.len(), 2);
     }
 
     #[test]
     fn an_upsert_names_its_table_as_diesel_does() {
-        let query = upsert::<renamed::table, _>(&["id", "title"], [row(1, "a")]);
+        let query = upsert::<(renamed::id, renamed::title), _>([row(1, "a")]);
         assert!(
             diesel::debug_query::<Pg, _>(&query)
                 .to_string()
