@@ -193,6 +193,18 @@ struct RecordedCause {
     correlation_id: Option<uuid::Uuid>,
 }
 
+impl RecordedCause {
+    /// `options` for events this event causes: it is their causation, its correlation theirs.
+    fn caused(self, options: &AppendOptions) -> AppendOptions {
+        let mut options = options.clone();
+        options.metadata.causation_id = Some(self.event_id);
+        if let Some(correlation) = self.correlation_id {
+            options.metadata.correlation_id = Some(correlation);
+        }
+        options
+    }
+}
+
 impl<C: Database> std::fmt::Debug for TriggerContext<'_, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TriggerContext")
@@ -249,7 +261,7 @@ impl<'t, C: Database> TriggerContext<'t, C> {
                 chain: self.unit.chain.join(" -> "),
             });
         }
-        let options = self.caused(options);
+        let options = self.cause.caused(options);
         let events = events.into_events();
         let (dispatcher, unit) = (self.dispatcher, &mut *self.unit);
         let mark = unit.mark();
@@ -267,15 +279,6 @@ impl<'t, C: Database> TriggerContext<'t, C> {
             self.unit.truncate(mark);
         }
         appended
-    }
-
-    fn caused(&self, options: &AppendOptions) -> AppendOptions {
-        let mut options = options.clone();
-        options.metadata.causation_id = Some(self.cause.event_id);
-        if let Some(correlation) = self.cause.correlation_id {
-            options.metadata.correlation_id = Some(correlation);
-        }
-        options
     }
 
     /// Runs one trigger reactor, naming it in its error and its tracing span.
@@ -399,11 +402,11 @@ impl<'a, C: Database> JobContext<'a, C> {
         events: impl IntoEvents<A>,
         options: &AppendOptions,
     ) -> Result<Committed<A>, Error> {
-        let mut options = options.clone();
-        options.metadata.causation_id = Some(self.job.event_id);
-        if let Some(correlation) = self.correlation_id {
-            options.metadata.correlation_id = Some(correlation);
-        }
+        let cause = RecordedCause {
+            event_id: self.job.event_id,
+            correlation_id: self.correlation_id,
+        };
+        let options = cause.caused(options);
         let events = events.into_events();
         append(
             self.conn,
