@@ -473,6 +473,13 @@ fn generate_table(
         };
         quote! {
             #with! {
+                ::es_core::__private::inventory::submit! {
+                    ::es_diesel::__private::EventsTableOn::new(
+                        <#ident as ::es_core::Aggregate>::EVENTS_TABLE,
+                        ::core::any::TypeId::of::<#connection>,
+                    )
+                }
+
                 #[automatically_derived]
                 impl ::es_diesel::AggregateTable<#connection> for #ident {
                     const TABLE: &'static str = #table_name;

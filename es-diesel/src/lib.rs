@@ -265,7 +265,7 @@ pub mod __private {
     pub use crate::dispatch::{Dispatched, run_projection};
     pub use crate::projection::typed_from_any;
     pub use crate::statement::{Bound, Statement, save, upsert};
-    pub use crate::table::{HeadColumns, locked};
+    pub use crate::table::{EventsTableOn, HeadColumns, locked};
     pub use diesel;
     pub use es_core;
 

@@ -517,6 +517,22 @@ pub fn take_feed_arrivals() -> Vec<i64> {
     FEED_ARRIVALS.take()
 }
 
+thread_local! {
+    /// The event ids [`every_event`] was given on this thread, in the order they came.
+    static EVERY_EVENT_ARRIVALS: std::cell::RefCell<Vec<i64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The event ids [`every_event`] was given on this thread since the last call, in order.
+pub fn take_every_event_arrivals() -> Vec<i64> {
+    EVERY_EVENT_ARRIVALS.take()
+}
+
+/// A projection of every event of every events table: it notes the ids it is given.
+pub fn every_event<C>(_conn: &mut C, event: &AnyEvent) -> Result<(), ReactorError> {
+    EVERY_EVENT_ARRIVALS.with_borrow_mut(|arrivals| arrivals.push(event.id));
+    Ok(())
+}
+
 /// The projects' feed: one line per project event.
 pub fn project_feed<C: ReactorConnection>(
     conn: &mut C,

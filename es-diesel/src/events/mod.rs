@@ -10,8 +10,8 @@ mod rows;
 use es_core::{AsOf, Error, EventFilter, Registry, Staged};
 
 pub use self::rows::{AnyEvent, EventCount};
-use self::rows::{AnyRow, ErasedRow, EventRow, IdRow, LastEvent, MetadataCache};
 pub(crate) use self::rows::{BadRow, Records};
+use self::rows::{ErasedRow, EventRow, IdRow, LastEvent, MetadataCache};
 use crate::backend::{Dialect, Number, SqlDialect};
 use crate::errors::storage;
 use crate::id::IdColumn;
@@ -333,38 +333,29 @@ pub(crate) fn select_any_event<C: Dialect>(
     Ok(Some(AnyEvent::erased(table.to_owned(), record)))
 }
 
-/// Events of several tables, erased, with an id greater than `after`, in global order.
+/// At most `limit` events of events table `table`, erased, with an id greater than `after`, in id
+/// order.
 pub(crate) fn select_any_events_after<C: Dialect>(
     conn: &mut C,
-    tables: &[&'static str],
+    table: &'static str,
     after: i64,
     limit: usize,
 ) -> Result<Vec<AnyEvent>, Error> {
-    let mut query = Statement::new(String::new());
-    for (index, table) in tables.iter().enumerate() {
-        if index > 0 {
-            query = query.sql(" UNION ALL ");
-        }
-        query = query
-            .sql(&format!(
-                "SELECT {}, '{table}' AS events_table FROM {table} WHERE id > ",
-                C::Backend::SELECT_ANY_COLUMNS
-            ))
-            .big_int(after);
-    }
-    let query = query
-        .sql(" ORDER BY id LIMIT ")
-        .big_int(i64::try_from(limit).unwrap_or(i64::MAX));
-    let rows: Vec<AnyRow> = conn.load(query).map_err(storage("events"))?;
+    let query = Statement::new(format!(
+        "SELECT {} FROM {table} WHERE id > ",
+        C::Backend::SELECT_ANY_COLUMNS
+    ))
+    .big_int(after)
+    .sql(" ORDER BY id LIMIT ")
+    .big_int(i64::try_from(limit).unwrap_or(i64::MAX));
+    let rows: Vec<ErasedRow> = conn.load(query).map_err(storage(table))?;
     let mut cache = MetadataCache::default();
     rows.into_iter()
-        .map(|row| {
-            let table = tables
-                .iter()
-                .find(|table| **table == row.events_table)
-                .copied()
-                .unwrap_or("events");
-            row.into_event(table, &mut cache)
+        .map(|ErasedRow(row)| {
+            let record = row
+                .into_record(table, &mut cache)
+                .map_err(|bad| bad.error)?;
+            Ok(AnyEvent::erased(table.to_owned(), record))
         })
         .collect()
 }

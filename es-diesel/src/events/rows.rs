@@ -304,27 +304,6 @@ impl<Id: es_core::AggregateId> EventRow<Id> {
     }
 }
 
-/// An event row of any events table, with the table's name.
-pub(crate) struct AnyRow {
-    pub(crate) events_table: String,
-    row: EventRow<String>,
-}
-
-impl AnyRow {
-    /// The event of this row, which events table `table` holds.
-    pub(crate) fn into_event(
-        self,
-        table: &'static str,
-        cache: &mut MetadataCache,
-    ) -> Result<AnyEvent, Error> {
-        let record = self
-            .row
-            .into_record(table, cache)
-            .map_err(|bad| bad.error)?;
-        Ok(AnyEvent::erased(self.events_table, record))
-    }
-}
-
 /// How many events of one type were created on one day: a line of
 /// [`event_counts`](crate::event_counts).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -410,15 +389,6 @@ impl<DB: SqlDialect> QueryableByName<DB> for LastEvent {
             id: DB::get_big_int(row, 0)?,
             version: DB::read_integer(row, 1),
             event_type: DB::read_text(row, 2),
-        })
-    }
-}
-
-impl<DB: SqlDialect> QueryableByName<DB> for AnyRow {
-    fn build<'a>(row: &impl NamedRow<'a, DB>) -> deserialize::Result<Self> {
-        Ok(Self {
-            events_table: DB::get_text(row, 7)?,
-            row: ErasedRow::build(row)?.0,
         })
     }
 }

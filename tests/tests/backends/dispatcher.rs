@@ -18,7 +18,8 @@ use es_tests::backend::{Reaction, TestConnection, TestDb};
 use es_tests::domain::{Completed, Created, Note, Project, ProjectStarted, Task};
 use es_tests::reactors::{
     BOARD, Board, BoardOpened, Looped, Pinged, Pinned, Post, PostWritten, ReactorConnection,
-    TitleChanged, forward_to_event_bus, project_feed, take_feed_arrivals, task_feed,
+    TitleChanged, every_event, forward_to_event_bus, project_feed, take_every_event_arrivals,
+    take_feed_arrivals, task_feed,
 };
 
 use crate::{Check, KillOnDrop, by, execute};
@@ -612,7 +613,7 @@ dispatcher! {
     ProjectStarted => trigger: [log_project_start];
     Completed => project: [task_feed];
     Project::* => project: [project_feed];
-    * => async: [forward_to_event_bus];
+    * => async: [forward_to_event_bus], project: [every_event];
 }
 
 /// A projection rebuilt from the events equals the one maintained live, is fed every event in the
@@ -673,6 +674,17 @@ where
             .collect();
         assert_eq!(fed, written, "{projection} is fed in the order of writing");
     }
+    let live_everything = take_every_event_arrivals();
+    let read = rebuild_projection(store.connection(), &FeedDispatcher, "every_event", |_| {
+        Ok(())
+    });
+    let everything = take_every_event_arrivals();
+    assert_eq!(read.unwrap(), everything.len() as u64);
+    assert!(
+        everything.windows(2).all(|pair| pair[0] < pair[1]),
+        "the events of all tables come once each, in the order of writing"
+    );
+    assert!(live_everything.iter().all(|id| everything.contains(id)));
     assert_eq!(store.connection().feed(), live);
     assert_eq!(job_counts(store.connection()).unwrap(), jobs);
     assert_eq!(
