@@ -353,7 +353,7 @@ fn generate(model: &AggregateModel<'_>) -> TokenStream {
     }
 }
 
-/// `es_diesel::AggregateTable` for each backend feature enabled in `es-diesel`: concrete diesel
+/// `es_diesel::Stores<Aggregate>` for the connection type of each backend feature enabled in `es-diesel`: concrete diesel
 /// queries per connection type, so that row locking and batch upserts stay typed.
 fn generate_table(
     ident: &Ident,
@@ -385,7 +385,7 @@ fn generate_table(
         let for_update = locks_rows.then(|| quote!(.for_update()));
         let (head, into_locked) = if head_in_lock {
             (
-                quote!(, ::es_diesel::__private::HeadColumns::<Self, #connection, #table::table>::new()),
+                quote!(, ::es_diesel::__private::HeadColumns::<#ident, #connection, #table::table>::new()),
                 quote!(::es_diesel::__private::locked),
             )
         } else {
@@ -394,7 +394,7 @@ fn generate_table(
         let lock = quote! {
             #table::table
                 .find(::core::clone::Clone::clone(id))
-                .select((<Self as SelectableHelper<#backend>>::as_select() #head))
+                .select((<#ident as SelectableHelper<#backend>>::as_select() #head))
                 #for_update
                 .first(conn)
                 .optional()
@@ -406,7 +406,7 @@ fn generate_table(
                     .filter(#table::#id_column.eq_any(ids))
                     .select(#table::#id_column)
                     .for_update()
-                    .load::<Self::Id>(conn)
+                    .load::<<#ident as ::es_core::Aggregate>::Id>(conn)
                     .map(|_| ())
             }
         } else {
@@ -444,7 +444,7 @@ fn generate_table(
                 },
                 quote! {
                     fn upsert(
-                        aggregate: &Self,
+                        aggregate: &#ident,
                     ) -> ::core::option::Option<::es_diesel::__private::Statement<'_, #backend>> {
                         ::core::option::Option::Some(::es_diesel::__private::upsert::<#columns, _>(
                             ::core::iter::once(aggregate).map(#row),
@@ -481,45 +481,45 @@ fn generate_table(
                 }
 
                 #[automatically_derived]
-                impl ::es_diesel::AggregateTable<#connection> for #ident {
+                impl ::es_diesel::Stores<#ident> for #connection {
                     const TABLE: &'static str = #table_name;
                     const ID_COLUMN: &'static str =
                         <#table::#id_column as ::es_diesel::__private::diesel::Column>::NAME;
 
                     fn load(
                         conn: &mut #connection,
-                        id: &Self::Id,
-                    ) -> ::es_diesel::__private::diesel::QueryResult<::core::option::Option<Self>> {
+                        id: &<#ident as ::es_core::Aggregate>::Id,
+                    ) -> ::es_diesel::__private::diesel::QueryResult<::core::option::Option<#ident>> {
                         use ::es_diesel::__private::diesel::prelude::*;
                         #table::table
                             .find(::core::clone::Clone::clone(id))
-                            .select(<Self as SelectableHelper<#backend>>::as_select())
+                            .select(<#ident as SelectableHelper<#backend>>::as_select())
                             .first(conn)
                             .optional()
                     }
 
                     fn load_many(
                         conn: &mut #connection,
-                        ids: &[Self::Id],
-                    ) -> ::es_diesel::__private::diesel::QueryResult<::std::vec::Vec<Self>> {
+                        ids: &[<#ident as ::es_core::Aggregate>::Id],
+                    ) -> ::es_diesel::__private::diesel::QueryResult<::std::vec::Vec<#ident>> {
                         use ::es_diesel::__private::diesel::prelude::*;
                         #table::table
                             .filter(#table::#id_column.eq_any(ids))
-                            .select(<Self as SelectableHelper<#backend>>::as_select())
+                            .select(<#ident as SelectableHelper<#backend>>::as_select())
                             .load(conn)
                     }
 
                     fn lock(
                         conn: &mut #connection,
-                        id: &Self::Id,
-                    ) -> ::es_diesel::__private::diesel::QueryResult<::es_diesel::Locked<Self>> {
+                        id: &<#ident as ::es_core::Aggregate>::Id,
+                    ) -> ::es_diesel::__private::diesel::QueryResult<::es_diesel::Locked<#ident>> {
                         use ::es_diesel::__private::diesel::prelude::*;
                         #lock
                     }
 
                     fn lock_many(
                         conn: &mut #connection,
-                        ids: &[Self::Id],
+                        ids: &[<#ident as ::es_core::Aggregate>::Id],
                     ) -> ::es_diesel::__private::diesel::QueryResult<()> {
                         use ::es_diesel::__private::diesel::prelude::*;
                         #lock_many
@@ -527,7 +527,7 @@ fn generate_table(
 
                     fn save(
                         conn: &mut #connection,
-                        aggregates: &[Self],
+                        aggregates: &[#ident],
                     ) -> ::es_diesel::__private::diesel::QueryResult<()> {
                         use ::es_diesel::__private::diesel::prelude::*;
                         #save
@@ -537,7 +537,7 @@ fn generate_table(
 
                     fn delete(
                         conn: &mut #connection,
-                        ids: &[Self::Id],
+                        ids: &[<#ident as ::es_core::Aggregate>::Id],
                     ) -> ::es_diesel::__private::diesel::QueryResult<()> {
                         use ::es_diesel::__private::diesel::prelude::*;
                         ::es_diesel::__private::diesel::delete(

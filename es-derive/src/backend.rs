@@ -7,14 +7,14 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 /// One backend: the paths the generated code names for it, and how its generated
-/// `AggregateTable` locks and writes rows.
+/// `Stores` impl locks and writes rows.
 pub(crate) struct Backend {
     /// Its name in `backend = ...` and `for ...`: `sqlite`, `postgres` or `mysql`.
     pub(crate) name: &'static str,
     /// `::es_diesel::__with_sqlite`: the macro that keeps the generated impls only when
     /// `es-diesel` enables the backend's feature.
     pub(crate) with: TokenStream,
-    /// diesel's connection type: the `C` of `AggregateTable<C>` and `Dispatch<C>`.
+    /// diesel's connection type: the one the generated `Stores<A>` and `Dispatches<D>` are for.
     pub(crate) connection: TokenStream,
     /// diesel's backend type, which selects and binds the row's columns.
     pub(crate) backend: TokenStream,
@@ -32,7 +32,7 @@ pub(crate) struct Backend {
     pub(crate) upsert: Upsert,
 }
 
-/// How `AggregateTable::save` writes rows on one backend.
+/// How `Stores::save` writes rows on one backend.
 #[derive(Clone, Copy)]
 pub(crate) enum Upsert {
     /// es-diesel's multi-row upsert (`ON CONFLICT ... DO UPDATE SET column = excluded.column`),

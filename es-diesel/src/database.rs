@@ -2,14 +2,15 @@
 //! [`Dialect`](crate::backend::Dialect). Everything a backend does differently is in `backend/`;
 //! the statements on events tables in `events.rs`, on `es_jobs` in `jobs/queue.rs`.
 //!
-//! Calls `backend`.
+//! Calls `backend` and `id`.
 
 use crate::backend::{Dialect, SqlDialect};
+use crate::id::StoresIds;
 
 /// A diesel connection the store can use: `SqliteConnection` (feature `sqlite`), `PgConnection`
 /// (feature `postgres`), `MysqlConnection` (feature `mysql`). Sealed: implemented for every
 /// connection whose backend the store speaks, and only for those.
-pub trait Database: Dialect {
+pub trait Database: Dialect<Backend: StoresIds> {
     /// The statements creating the framework's own tables (the global event position, jobs).
     fn framework_ddl() -> Vec<String> {
         <Self::Backend as SqlDialect>::framework_ddl()
@@ -21,4 +22,4 @@ pub trait Database: Dialect {
     }
 }
 
-impl<C: Dialect> Database for C {}
+impl<C: Dialect<Backend: StoresIds>> Database for C {}

@@ -2,15 +2,20 @@
 //!
 //! Calls `backend` (SQLite's strict integers) and `text_uuid`.
 
+use diesel::backend::Backend;
 use diesel::deserialize;
 use diesel::query_builder::QueryFragment;
 use diesel::row::{Row, RowIndex};
 use es_core::AggregateId;
 
+use crate::text_uuid::TextUuid;
+
 /// An aggregate id type the backend `DB` can store: `i64`, `i32`, `String` and
 /// [`TextUuid`](crate::TextUuid) everywhere, `uuid::Uuid` natively on PostgreSQL (and as text in
-/// the events tables of SQLite and MySQL).
-pub trait IdColumn<DB: diesel::backend::Backend>: AggregateId {
+/// the events tables of SQLite and MySQL). Implemented for every id type of [`StoresIds`], for
+/// every backend, so that code generic over a [`Database`](crate::Database) needs no bound of
+/// its own for its ids.
+pub trait IdColumn<DB: Backend>: AggregateId {
     /// The column type in `CREATE TABLE`.
     const DDL: &'static str;
 
@@ -22,20 +27,57 @@ pub trait IdColumn<DB: diesel::backend::Backend>: AggregateId {
     fn read<'a, I>(row: &(impl Row<'a, DB> + RowIndex<I>), column: I) -> deserialize::Result<Self>;
 }
 
+/// How backend `Self` stores ids of type `Id`: the backend's side of [`IdColumn`].
+#[doc(hidden)]
+pub trait IdValue<Id>: Backend {
+    /// The column type in `CREATE TABLE`.
+    const DDL: &'static str;
+
+    /// `id` as a value bound to a query.
+    fn bind_value(id: &Id) -> Box<dyn QueryFragment<Self> + Send>;
+
+    /// Reads an id from `column` of a result row.
+    fn read<'a, I>(row: &(impl Row<'a, Self> + RowIndex<I>), column: I) -> deserialize::Result<Id>;
+}
+
+impl<DB: IdValue<Id>, Id: AggregateId> IdColumn<DB> for Id {
+    const DDL: &'static str = <DB as IdValue<Id>>::DDL;
+
+    fn bind_value(&self) -> Box<dyn QueryFragment<DB> + Send> {
+        <DB as IdValue<Id>>::bind_value(self)
+    }
+
+    fn read<'a, I>(row: &(impl Row<'a, DB> + RowIndex<I>), column: I) -> deserialize::Result<Self> {
+        <DB as IdValue<Id>>::read(row, column)
+    }
+}
+
+/// A backend that stores every id type of the crate: every backend [`Database`](crate::Database)
+/// runs on is one, which is how `i64: IdColumn<C::Backend>` holds for any `C: Database`.
+#[doc(hidden)]
+pub trait StoresIds:
+    IdValue<i64> + IdValue<i32> + IdValue<String> + IdValue<TextUuid> + IdValue<uuid::Uuid>
+{
+}
+
+impl<DB> StoresIds for DB where
+    DB: IdValue<i64> + IdValue<i32> + IdValue<String> + IdValue<TextUuid> + IdValue<uuid::Uuid>
+{
+}
+
 macro_rules! id_column {
     ($db:ty, $id:ty, $sql:ty, $ddl:expr, |$this:ident| $to:expr, |$value:ident: $value_ty:ty| $from:expr) => {
-        impl IdColumn<$db> for $id {
+        impl IdValue<$id> for $db {
             const DDL: &'static str = $ddl;
 
-            fn bind_value(&self) -> Box<dyn QueryFragment<$db> + Send> {
-                let $this = self;
+            fn bind_value($this: &$id) -> Box<dyn QueryFragment<$db> + Send> {
                 Box::new(diesel::expression::AsExpression::<$sql>::as_expression($to))
             }
 
             fn read<'a, I>(
                 row: &(impl Row<'a, $db> + RowIndex<I>),
                 column: I,
-            ) -> deserialize::Result<Self> {
+            ) -> deserialize::Result<$id> {
                 let $value: $value_ty = Row::get_value::<$sql, $value_ty, I>(row, column)?;
                 $from
             }
@@ -83,19 +125,17 @@ macro_rules! string_id {
 #[cfg(feature = "sqlite")]
 macro_rules! sqlite_integer_id {
     ($id:ty, $sql:ty, $ddl:expr) => {
-        impl IdColumn<diesel::sqlite::Sqlite> for $id {
+        impl IdValue<$id> for diesel::sqlite::Sqlite {
             const DDL: &'static str = $ddl;
 
-            fn bind_value(&self) -> Box<dyn QueryFragment<diesel::sqlite::Sqlite> + Send> {
-                Box::new(diesel::expression::AsExpression::<$sql>::as_expression(
-                    *self,
-                ))
+            fn bind_value(id: &$id) -> Box<dyn QueryFragment<diesel::sqlite::Sqlite> + Send> {
+                Box::new(diesel::expression::AsExpression::<$sql>::as_expression(*id))
             }
 
             fn read<'a, I>(
                 row: &(impl Row<'a, diesel::sqlite::Sqlite> + RowIndex<I>),
                 column: I,
-            ) -> deserialize::Result<Self> {
+            ) -> deserialize::Result<$id> {
                 let value = crate::backend::sqlite::read_integer(row, column)?;
                 Ok(<$id>::try_from(value)?)
             }

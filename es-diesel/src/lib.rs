@@ -240,7 +240,7 @@ pub use backend::sqlite;
 pub use audit::{Drift, DriftKind, FieldDrift, VerifyReport, event_counts, verify};
 pub use database::Database;
 pub use dispatch::{
-    Dispatch, JobContext, MAX_CASCADE, NoReactors, ReactorError, Recorded, TriggerContext,
+    Dispatch, Dispatches, JobContext, MAX_CASCADE, NoReactors, ReactorError, Recorded, TriggerContext,
 };
 /// The description of a dispatcher's routes, shared with the event catalog of `es-core`.
 pub use es_core::{EventRef, Pattern, Reactor, Route};
@@ -256,12 +256,13 @@ pub use jobs::{Worker, WorkerOptions, WorkerStats};
 pub use projection::{PROJECTION_BATCH, rebuild_projection};
 pub use schema::{create_tables, ddl, migration_sql};
 pub use store::{DEFAULT_REPLAY_BATCH, DieselStore};
-pub use table::{AggregateTable, Locked};
+pub use table::{AggregateTable, Locked, Stores};
 pub use text_uuid::TextUuid;
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::backend::HeadInLock;
+    pub use crate::backend::concrete::{Concrete, Disabled};
+    pub use crate::backend::{Dialect, HeadInLock};
     pub use crate::dispatch::{Dispatched, run_projection};
     pub use crate::projection::typed_from_any;
     pub use crate::statement::{Bound, Statement, save, upsert};
@@ -282,6 +283,24 @@ pub mod __private {
         ($($tokens:tt)*) => {};
     }
 
+    #[cfg(feature = "sqlite")]
+    #[doc(hidden)]
+    #[macro_export]
+    macro_rules! __on_sqlite {
+        ($connection:ident, $name:ident, $body:expr) => {{
+            let $name = $connection;
+            $body
+        }};
+    }
+    #[cfg(not(feature = "sqlite"))]
+    #[doc(hidden)]
+    #[macro_export]
+    macro_rules! __on_sqlite {
+        ($connection:ident, $name:ident, $body:expr) => {
+            $connection.unreachable()
+        };
+    }
+
     #[cfg(feature = "postgres")]
     #[doc(hidden)]
     #[macro_export]
@@ -295,6 +314,24 @@ pub mod __private {
         ($($tokens:tt)*) => {};
     }
 
+    #[cfg(feature = "postgres")]
+    #[doc(hidden)]
+    #[macro_export]
+    macro_rules! __on_postgres {
+        ($connection:ident, $name:ident, $body:expr) => {{
+            let $name = $connection;
+            $body
+        }};
+    }
+    #[cfg(not(feature = "postgres"))]
+    #[doc(hidden)]
+    #[macro_export]
+    macro_rules! __on_postgres {
+        ($connection:ident, $name:ident, $body:expr) => {
+            $connection.unreachable()
+        };
+    }
+
     #[cfg(feature = "mysql")]
     #[doc(hidden)]
     #[macro_export]
@@ -306,5 +343,23 @@ pub mod __private {
     #[macro_export]
     macro_rules! __with_mysql {
         ($($tokens:tt)*) => {};
+    }
+
+    #[cfg(feature = "mysql")]
+    #[doc(hidden)]
+    #[macro_export]
+    macro_rules! __on_mysql {
+        ($connection:ident, $name:ident, $body:expr) => {{
+            let $name = $connection;
+            $body
+        }};
+    }
+    #[cfg(not(feature = "mysql"))]
+    #[doc(hidden)]
+    #[macro_export]
+    macro_rules! __on_mysql {
+        ($connection:ident, $name:ident, $body:expr) => {
+            $connection.unreachable()
+        };
     }
 }

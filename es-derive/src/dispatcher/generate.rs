@@ -1,4 +1,4 @@
-//! The code `dispatcher!` generates: the `ROUTES` it declares, and one `Dispatch` impl per chosen
+//! The code `dispatcher!` generates: the `ROUTES` it declares, and one `Dispatches` impl per chosen
 //! [`Backend`], which coerces each reactor to the function-pointer type of its kind so that a
 //! wrong signature is reported at the reactor. Uses `input`, `route_type` and `crate::backend`.
 
@@ -35,9 +35,9 @@ pub(super) fn generate(input: &DispatcherInput) -> TokenStream {
         quote! {
             #with! {
                 #[automatically_derived]
-                impl ::es_diesel::Dispatch<#connection> for #ident {
+                impl ::es_diesel::Dispatches<#ident> for #connection {
                     fn dispatch(
-                        &self,
+                        _: &#ident,
                         __ctx: &mut ::es_diesel::TriggerContext<'_, #connection>,
                         __event: &::es_diesel::__private::Dispatched<'_>,
                     ) -> ::core::result::Result<(), ::es_core::Error> {
@@ -46,7 +46,7 @@ pub(super) fn generate(input: &DispatcherInput) -> TokenStream {
                     }
 
                     fn project(
-                        &self,
+                        _: &#ident,
                         __conn: &mut #connection,
                         __projection: &str,
                         __event: &::es_diesel::AnyEvent,
@@ -56,14 +56,14 @@ pub(super) fn generate(input: &DispatcherInput) -> TokenStream {
                     }
 
                     fn run_job(
-                        &self,
+                        _: &#ident,
                         __ctx: &mut ::es_diesel::JobContext<'_, #connection>,
                     ) -> ::core::result::Result<(), ::es_core::Error> {
                         #(#run_job)*
                         ::core::result::Result::Err(__ctx.unrouted())
                     }
 
-                    fn routes(&self) -> &'static [::es_core::Route] {
+                    fn routes(_: &#ident) -> &'static [::es_core::Route] {
                         #ident::ROUTES
                     }
                 }

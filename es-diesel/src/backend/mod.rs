@@ -17,6 +17,9 @@ use es_core::Error;
 use crate::errors::storage;
 use crate::statement::{Binds, Reads, Statement};
 
+use self::concrete::Concrete;
+
+pub(crate) mod concrete;
 #[cfg(feature = "mysql")]
 mod mysql;
 #[cfg(feature = "postgres")]
@@ -99,6 +102,10 @@ pub trait Dialect:
     + 'static
     + sealed::Sealed
 {
+    /// This connection as its concrete type, for [`with_connection!`](crate::with_connection).
+    #[doc(hidden)]
+    fn concrete(&mut self) -> Concrete<'_>;
+
     /// Runs `statement`; returns how many rows it changed.
     fn execute(&mut self, statement: Statement<'_, Self::Backend>) -> diesel::QueryResult<usize>;
 

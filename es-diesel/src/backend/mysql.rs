@@ -109,6 +109,10 @@ impl SqlDialect for Mysql {
 }
 
 impl Dialect for MysqlConnection {
+    fn concrete(&mut self) -> super::concrete::Concrete<'_> {
+        super::concrete::Concrete::Mysql(self)
+    }
+
     // Events are fetched from the prepared statement's result as the iterator reaches each row.
     run_statements!(diesel::connection::DefaultLoadingMode);
 

@@ -124,6 +124,10 @@ impl SqlDialect for Pg {
 }
 
 impl Dialect for PgConnection {
+    fn concrete(&mut self) -> super::concrete::Concrete<'_> {
+        super::concrete::Concrete::Postgres(self)
+    }
+
     // Events row by row (libpq's single-row mode): the rows are decoded as they arrive, while the
     // server is still sending the rest, instead of after the whole result is buffered. Dropping
     // the iterator early reads and discards the rows still to come (libpq has no other way to

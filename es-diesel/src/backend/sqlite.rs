@@ -202,6 +202,10 @@ impl SqlDialect for Sqlite {
 }
 
 impl Dialect for SqliteConnection {
+    fn concrete(&mut self) -> super::concrete::Concrete<'_> {
+        super::concrete::Concrete::Sqlite(self)
+    }
+
     run_statements!(diesel::connection::DefaultLoadingMode);
 
     fn begin_write(&mut self) -> diesel::QueryResult<()> {
