@@ -237,11 +237,18 @@ impl From<Error> for CommandError {
                 aggregate,
                 aggregate_id,
             },
-            error @ (Error::Conflict { .. } | Error::Contention { .. }) => {
-                CommandError::Conflict(error)
-            }
+            error if error.is_collision() => CommandError::Conflict(error),
             error => CommandError::Store(error),
         }
+    }
+}
+
+/// `?` on a diesel query of the application's own in a function that returns a `CommandError`
+/// (feature `diesel`): [`Error::Query`], a conflict if it is contention.
+#[cfg(feature = "diesel")]
+impl From<diesel::result::Error> for CommandError {
+    fn from(error: diesel::result::Error) -> Self {
+        Error::from(error).into()
     }
 }
 

@@ -276,6 +276,21 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// A diesel query of the application's own failed: `?` on a `diesel::result::Error` in a
+    /// function that returns this error — a transaction that runs the store's writes and queries
+    /// of its own, a reactor (feature `diesel`, which `es-diesel` enables). A collision with a
+    /// concurrent writer ([`is_contention`]) is a conflict: [`retry_on_conflict`] runs the
+    /// transaction again.
+    ///
+    /// [`retry_on_conflict`]: crate::retry_on_conflict
+    #[cfg(feature = "diesel")]
+    #[error("query failed: {source}")]
+    Query {
+        /// diesel's error.
+        #[from]
+        source: diesel::result::Error,
+    },
+
     /// The storage backend failed.
     #[error("storage error on `{table}`: {source}")]
     Storage {
@@ -294,5 +309,47 @@ fn row_context(tag: Option<&str>, aggregate_id: Option<&str>) -> String {
         (Some(tag), None) => format!(" (`{tag}`)"),
         (None, Some(id)) => format!(" (of aggregate {id})"),
         (None, None) => String::new(),
+    }
+}
+
+impl Error {
+    /// Whether this is a concurrency conflict: a stale expected version, or a collision with a
+    /// concurrent writer (of the store's or, feature `diesel`, of a query of the application's).
+    pub(crate) fn is_collision(&self) -> bool {
+        match self {
+            Error::Conflict { .. } | Error::Contention { .. } => true,
+            #[cfg(feature = "diesel")]
+            Error::Query { source } => is_contention(source),
+            _ => false,
+        }
+    }
+}
+
+/// Whether a diesel error is lock contention between concurrent transactions, so that running
+/// the same transaction again may succeed: a serialization failure (PostgreSQL `40001`) or
+/// deadlock (PostgreSQL `40P01`, MySQL 1213), a lock wait that timed out (MySQL 1205), or SQLite's
+/// busy or locked database (`SQLITE_BUSY`, `SQLITE_LOCKED`: a deferred transaction could not
+/// become the writer because another connection wrote since it read, or the lock was not granted
+/// within the busy timeout). The one classification of contention, for every path that retries
+/// (feature `diesel`).
+#[cfg(feature = "diesel")]
+pub fn is_contention(error: &diesel::result::Error) -> bool {
+    use diesel::result::DatabaseErrorKind;
+    /// How the errors diesel reports as `Unknown` begin: PostgreSQL's deadlock, MySQL's lock wait
+    /// timeout, SQLite's `SQLITE_BUSY` and `SQLITE_LOCKED`.
+    const CONTENDED: [&str; 5] = [
+        "deadlock detected",
+        "Lock wait timeout exceeded",
+        "database is locked",
+        "database table is locked",
+        "database schema is locked",
+    ];
+    match error {
+        diesel::result::Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        diesel::result::Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            let message = info.message();
+            CONTENDED.iter().any(|start| message.starts_with(start))
+        }
+        _ => false,
     }
 }

@@ -69,7 +69,7 @@
 //!
 //! let task: Task = store.load(&1)?.unwrap();
 //! assert_eq!(task.completed_by.as_deref(), Some("ann"));
-//! let history = EventStore::<Task>::history(&mut store, &1)?;
+//! let history = store.history::<Task>(&1)?;
 //! assert_eq!(history[1].event_type, "task.completed");
 //! let before: Option<Task> = store.state_as_of(&1, AsOf::Version(1))?;
 //! assert_eq!(before.unwrap().completed_at, None);
@@ -174,6 +174,8 @@ pub mod testing;
 pub use aggregate::{Aggregate, AggregateId};
 pub use command::{Command, CommandError, Rejection, changed};
 pub use error::Error;
+#[cfg(feature = "diesel")]
+pub use error::is_contention;
 pub use event::{Apply, Event, EventContext, IntoEvents, NewEvent, RecordedEvent};
 pub use history::{AppendOptions, AsOf, Head, Rebuild, Staged, StagedEvent, now, rebuild, stage};
 pub use memory::InMemoryStore;

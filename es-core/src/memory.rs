@@ -112,6 +112,8 @@ impl<A: Aggregate> Default for Table<A> {
 }
 
 impl InMemoryStore {
+    crate::__aggregate_type_methods!();
+
     /// An empty store.
     pub fn new() -> Self {
         Self::default()

@@ -108,7 +108,7 @@ pub trait EventStore<A: Aggregate> {
     ///     store.append(&id, Opened {}, &AppendOptions::with_metadata(Metadata::by_actor(actor)))?;
     /// }
     /// let mut opened_by = BTreeMap::<String, u64>::new();
-    /// for record in EventStore::<Account>::stream_events(&mut store, &EventFilter::default())? {
+    /// for record in store.stream_events::<Account>(&EventFilter::default())? {
     ///     let actor = record?.metadata.actor_id.clone().unwrap_or_default();
     ///     *opened_by.entry(actor).or_default() += 1;
     /// }
@@ -151,6 +151,129 @@ pub trait EventStore<A: Aggregate> {
         on_bad: OnBadHistory,
         progress: &mut dyn FnMut(&ReplayProgress),
     ) -> Result<ReplayReport, Error>;
+}
+
+/// The reads and replays of [`EventStore`] whose arguments do not say the aggregate type, as
+/// inherent methods of a store with the type as their parameter: `store.replay_all::<Task>(..)`,
+/// `store.version::<Task>(&1)`, where the trait needs `store.replay_all::<Task>(/// ..)`. Each calls the trait's method; the fully qualified form still works.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __aggregate_type_methods {
+    () => {
+        /// [`EventStore::load`] of an aggregate of type `A`.
+        pub fn load<A: $crate::Aggregate>(
+            &mut self,
+            id: &A::Id,
+        ) -> ::core::result::Result<::core::option::Option<A>, $crate::Error>
+        where
+            Self: $crate::EventStore<A>,
+        {
+            <Self as $crate::EventStore<A>>::load(self, id)
+        }
+
+        /// [`EventStore::version`] of aggregate `id` of type `A`:
+        /// `store.version::<Task>(&1)`.
+        pub fn version<A: $crate::Aggregate>(
+            &mut self,
+            id: &A::Id,
+        ) -> ::core::result::Result<i64, $crate::Error>
+        where
+            Self: $crate::EventStore<A>,
+        {
+            <Self as $crate::EventStore<A>>::version(self, id)
+        }
+
+        /// [`EventStore::history`] of aggregate `id` of type `A`:
+        /// `store.history::<Task>(&1)`.
+        pub fn history<A: $crate::Aggregate>(
+            &mut self,
+            id: &A::Id,
+        ) -> ::core::result::Result<::std::vec::Vec<$crate::RecordedEvent<A::Id>>, $crate::Error>
+        where
+            Self: $crate::EventStore<A>,
+        {
+            <Self as $crate::EventStore<A>>::history(self, id)
+        }
+
+        /// [`EventStore::events`] of the aggregates of type `A`:
+        /// `store.events::<Task>(&filter)`.
+        pub fn events<A: $crate::Aggregate>(
+            &mut self,
+            filter: &$crate::EventFilter,
+        ) -> ::core::result::Result<::std::vec::Vec<$crate::RecordedEvent<A::Id>>, $crate::Error>
+        where
+            Self: $crate::EventStore<A>,
+        {
+            <Self as $crate::EventStore<A>>::events(self, filter)
+        }
+
+        /// [`EventStore::stream_events`] of the aggregates of
+        /// type `A`: `store.stream_events::<Task>(&filter)`.
+        pub fn stream_events<'s, A: $crate::Aggregate>(
+            &'s mut self,
+            filter: &'s $crate::EventFilter,
+        ) -> ::core::result::Result<
+            impl ::core::iter::Iterator<
+                Item = ::core::result::Result<$crate::RecordedEvent<A::Id>, $crate::Error>,
+            > + 's,
+            $crate::Error,
+        >
+        where
+            Self: $crate::EventStore<A>,
+        {
+            <Self as $crate::EventStore<A>>::stream_events(self, filter)
+        }
+
+        /// [`EventStore::state_as_of`] of aggregate `id` of
+        /// type `A`.
+        pub fn state_as_of<A: $crate::Aggregate>(
+            &mut self,
+            id: &A::Id,
+            as_of: $crate::AsOf,
+        ) -> ::core::result::Result<::core::option::Option<A>, $crate::Error>
+        where
+            Self: $crate::EventStore<A>,
+        {
+            <Self as $crate::EventStore<A>>::state_as_of(self, id, as_of)
+        }
+
+        /// [`EventStore::replay`] of aggregate `id` of type `A`:
+        /// `store.replay::<Task>(&1)`.
+        pub fn replay<A: $crate::Aggregate>(
+            &mut self,
+            id: &A::Id,
+        ) -> ::core::result::Result<::core::option::Option<A>, $crate::Error>
+        where
+            Self: $crate::EventStore<A>,
+        {
+            <Self as $crate::EventStore<A>>::replay(self, id)
+        }
+
+        /// [`EventStore::replay_all`] of the aggregates of type
+        /// `A`: `store.replay_all::<Task>(&mut |progress| ..)`.
+        pub fn replay_all<A: $crate::Aggregate>(
+            &mut self,
+            progress: &mut dyn FnMut(&$crate::ReplayProgress),
+        ) -> ::core::result::Result<$crate::ReplayProgress, $crate::Error>
+        where
+            Self: $crate::EventStore<A>,
+        {
+            <Self as $crate::EventStore<A>>::replay_all(self, progress)
+        }
+
+        /// [`EventStore::replay_all_with`] of the
+        /// aggregates of type `A`: `store.replay_all_with::<Task>(OnBadHistory::Skip, ..)`.
+        pub fn replay_all_with<A: $crate::Aggregate>(
+            &mut self,
+            on_bad: $crate::OnBadHistory,
+            progress: &mut dyn FnMut(&$crate::ReplayProgress),
+        ) -> ::core::result::Result<$crate::ReplayReport, $crate::Error>
+        where
+            Self: $crate::EventStore<A>,
+        {
+            <Self as $crate::EventStore<A>>::replay_all_with(self, on_bad, progress)
+        }
+    };
 }
 
 /// A store that can keep several writes together: one request, several commands, on one or
@@ -209,7 +332,7 @@ pub trait Conflicted {
 
 impl Conflicted for Error {
     fn is_conflict(&self) -> bool {
-        matches!(self, Error::Conflict { .. } | Error::Contention { .. })
+        self.is_collision()
     }
 }
 
@@ -250,7 +373,7 @@ impl Conflicted for CommandError {
 /// let mut tries = 0;
 /// retry_on_conflict(3, || {
 ///     tries += 1;
-///     let seen = if tries == 1 { 0 } else { EventStore::<Counter>::version(&mut store, &1)? };
+///     let seen = if tries == 1 { 0 } else { store.version::<Counter>(&1)? };
 ///     store.append(&1, Counted {}, &AppendOptions::default().expect_version(seen))
 /// })?;
 /// assert_eq!(tries, 2);
@@ -458,6 +581,47 @@ mod tests {
         assert!(CommandError::from(contention()).is_conflict());
         assert!(!CommandError::from(not_found()).is_conflict());
         assert!(!CommandError::Store(contention()).is_conflict());
+    }
+
+    /// `?` on a diesel error of the application's own: a query error, a conflict when it is
+    /// contention (so `retry_on_conflict` runs the transaction again), in both error types.
+    #[cfg(feature = "diesel")]
+    #[test]
+    fn diesel_errors_convert_and_contention_among_them_is_a_conflict() {
+        use diesel::result::{DatabaseErrorKind, Error as DieselError};
+        let failure =
+            |kind, message: &str| DieselError::DatabaseError(kind, Box::new(message.to_owned()));
+        let deadlock = || failure(DatabaseErrorKind::Unknown, "deadlock detected");
+        let serialization = || {
+            failure(
+                DatabaseErrorKind::SerializationFailure,
+                "could not serialize",
+            )
+        };
+        let unique = || failure(DatabaseErrorKind::UniqueViolation, "duplicate key");
+        for contended in [deadlock(), serialization()] {
+            assert!(Error::from(contended).is_conflict());
+        }
+        assert!(matches!(
+            CommandError::from(deadlock()),
+            CommandError::Conflict(Error::Query { .. })
+        ));
+        let error = Error::from(unique());
+        assert!(!error.is_conflict());
+        assert_eq!(error.to_string(), "query failed: duplicate key");
+        assert!(matches!(
+            CommandError::from(DieselError::NotFound),
+            CommandError::Store(Error::Query {
+                source: DieselError::NotFound
+            })
+        ));
+        let mut tries = 0;
+        let retried: Result<(), Error> = retry_on_conflict(3, || {
+            tries += 1;
+            Err(deadlock())?
+        });
+        assert!(retried.is_err());
+        assert_eq!(tries, 3);
     }
 
     #[test]

@@ -4,34 +4,8 @@
 //!
 //! The bottom of the crate: it calls nothing of it.
 
+pub(crate) use es_core::is_contention;
 use es_core::{Aggregate, Error};
-
-/// Whether a database error is lock contention between concurrent transactions, so that running
-/// the same transaction again may succeed: a serialization failure (PostgreSQL `40001`) or
-/// deadlock (PostgreSQL `40P01`, MySQL 1213), a lock wait that timed out (MySQL 1205), or SQLite's
-/// busy or locked database (`SQLITE_BUSY`, `SQLITE_LOCKED`: a deferred transaction could not
-/// become the writer because another connection wrote since it read, or the lock was not granted
-/// within the busy timeout). The one classification of contention, for every path that retries.
-pub(crate) fn is_contention(error: &diesel::result::Error) -> bool {
-    use diesel::result::DatabaseErrorKind;
-    /// How the errors diesel reports as `Unknown` begin: PostgreSQL's deadlock, MySQL's lock wait
-    /// timeout, SQLite's `SQLITE_BUSY` and `SQLITE_LOCKED`.
-    const CONTENDED: [&str; 5] = [
-        "deadlock detected",
-        "Lock wait timeout exceeded",
-        "database is locked",
-        "database table is locked",
-        "database schema is locked",
-    ];
-    match error {
-        diesel::result::Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
-        diesel::result::Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
-            let message = info.message();
-            CONTENDED.iter().any(|start| message.starts_with(start))
-        }
-        _ => false,
-    }
-}
 
 /// Runs `transaction` again, up to `attempts` times in all, while it fails with contention
 /// ([`is_contention`]: a deadlock, a serialization failure, a busy SQLite), after a random pause

@@ -240,7 +240,8 @@ pub use backend::sqlite;
 pub use audit::{Drift, DriftKind, FieldDrift, VerifyReport, event_counts, verify};
 pub use database::Database;
 pub use dispatch::{
-    Dispatch, Dispatches, JobContext, MAX_CASCADE, NoReactors, ReactorError, Recorded, TriggerContext,
+    Dispatch, Dispatches, JobContext, MAX_CASCADE, NoReactors, ReactorError, Recorded,
+    TriggerContext,
 };
 /// The description of a dispatcher's routes, shared with the event catalog of `es-core`.
 pub use es_core::{EventRef, Pattern, Reactor, Route};

@@ -62,6 +62,8 @@ pub(crate) struct Replayed<A: Aggregate> {
 }
 
 impl<'c, C: Database> DieselStore<'c, C> {
+    es_core::__aggregate_type_methods!();
+
     /// A store on this connection.
     pub fn new(conn: &'c mut C) -> Self {
         Self {

@@ -15,12 +15,13 @@ use es_core::{
 };
 use es_diesel::cli::Cli;
 use es_diesel::{
-    AggregateTable, DieselStore, Dispatch, ReactorError, dispatcher, rebuild_projection,
+    AggregateTable, Database, DieselStore, Dispatches, ReactorError, Stores, dispatcher,
+    rebuild_projection,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::db::{AppConnection, OUTBOX_TABLE};
+use crate::db::{OUTBOX_TABLE, outbox, record_in_outbox};
 
 /// Where the app's event catalog is committed (`es_core::catalog`): the reference the data team
 /// reads, written at boot by the example and checked by the tests.
@@ -208,8 +209,11 @@ impl Apply<Contact> for NotesEmailSent {
     fn apply(&self, _: &mut Contact, _: &EventContext<'_>) {}
 }
 
-/// The queries of the projections, on any connection of the app.
-pub trait CrmConnection: AppConnection {
+/// The queries of the projections, on any connection of the app: a trait implemented per
+/// connection type, because diesel writes their upserts (`ON CONFLICT ... DO UPDATE`) for SQLite
+/// and PostgreSQL only (a body for `es_diesel::with_connection!` must compile on every backend
+/// `es-diesel` enables).
+pub trait CrmConnection: Database + Stores<Contact> {
     /// Inserts or replaces a contact list row.
     fn put_contact(&mut self, row: &ProjectedContact) -> QueryResult<()>;
     /// The contact list row of a contact.
@@ -356,10 +360,7 @@ pub fn shows<C: CrmConnection>(conn: &mut C, projection: &str, event_id: i64) ->
 fn contact_of<C: CrmConnection>(
     conn: &mut C,
     event: &RecordedEvent<i64>,
-) -> Result<Contact, ReactorError>
-where
-    Contact: AggregateTable<C>,
-{
+) -> Result<Contact, ReactorError> {
     let contact = Contact::load(conn, &event.aggregate_id)?;
     Ok(contact.ok_or_else(|| format!("contact {} has no row", event.aggregate_id))?)
 }
@@ -372,10 +373,7 @@ pub mod last_month {
     pub fn contact_list<C: CrmConnection>(
         conn: &mut C,
         event: &RecordedEvent<i64>,
-    ) -> Result<(), ReactorError>
-    where
-        Contact: AggregateTable<C>,
-    {
+    ) -> Result<(), ReactorError> {
         project_contact(conn, event, |_| None)
     }
 }
@@ -384,10 +382,7 @@ pub mod last_month {
 pub fn contact_list<C: CrmConnection>(
     conn: &mut C,
     event: &RecordedEvent<i64>,
-) -> Result<(), ReactorError>
-where
-    Contact: AggregateTable<C>,
-{
+) -> Result<(), ReactorError> {
     project_contact(conn, event, |notes| {
         let mut html = String::new();
         pulldown_cmark::html::push_html(&mut html, pulldown_cmark::Parser::new(notes));
@@ -399,10 +394,7 @@ fn project_contact<C: CrmConnection>(
     conn: &mut C,
     event: &RecordedEvent<i64>,
     render_notes: impl Fn(&str) -> Option<String>,
-) -> Result<(), ReactorError>
-where
-    Contact: AggregateTable<C>,
-{
+) -> Result<(), ReactorError> {
     let contact = contact_of(conn, event)?;
     let current = conn.projected_contact(&contact.account_id, &contact.name)?;
     let mut row = current.unwrap_or_else(|| ProjectedContact {
@@ -429,10 +421,7 @@ where
 pub fn meeting_notes_emails<C: CrmConnection>(
     conn: &mut C,
     event: &RecordedEvent<i64>,
-) -> Result<(), ReactorError>
-where
-    Contact: AggregateTable<C>,
-{
+) -> Result<(), ReactorError> {
     if let Ok(planned) = MeetingPlanned::decode(event) {
         let contact = contact_of(conn, event)?;
         conn.queue_notes_email(&NotesEmail {
@@ -468,10 +457,7 @@ dispatcher! {
 pub fn send_notes_emails<C: CrmConnection>(
     store: &mut DieselStore<'_, C>,
     day: &str,
-) -> Result<usize, Box<dyn std::error::Error>>
-where
-    Contact: AggregateTable<C>,
-{
+) -> Result<usize, Box<dyn std::error::Error>> {
     let due = store.connection().notes_emails(Some(day))?;
     let job = AppendOptions::with_metadata(Metadata::by_actor("morning-job"));
     for email in &due {
@@ -481,7 +467,7 @@ where
                 "email to {}: notes for your meeting with {} today: {}",
                 email.account_id, email.name, email.notes
             );
-            store.connection().record_in_outbox(&key, &text)?;
+            record_in_outbox(store.connection(), &key, &text)?;
             let meeting_on = email.meeting_on.clone();
             store.append(&email.contact_id, NotesEmailSent { meeting_on }, &job)?;
             Ok::<_, Box<dyn std::error::Error>>(())
@@ -514,8 +500,7 @@ fn print_contact_list<C: CrmConnection>(
 /// rebuild-projection contact_list`, `log contact 1`, ...
 pub fn cli<C: CrmConnection>() -> Cli<'static, C>
 where
-    Contact: AggregateTable<C>,
-    CrmDispatcher: Dispatch<C>,
+    C: Dispatches<CrmDispatcher>,
 {
     Cli::new("crm")
         .aggregate::<Contact>()
@@ -535,9 +520,7 @@ pub fn run<C: CrmConnection>(
     out: &mut impl Write,
 ) -> Result<(), Box<dyn std::error::Error>>
 where
-    Contact: AggregateTable<C>,
-    LastMonthDispatcher: Dispatch<C>,
-    CrmDispatcher: Dispatch<C>,
+    C: Dispatches<LastMonthDispatcher> + Dispatches<CrmDispatcher>,
 {
     crate::create_tables(conn, TABLES)?;
     es_diesel::create_tables::<_, Contact>(conn)?;
@@ -613,7 +596,7 @@ where
     let queued = store.connection().notes_emails(None)?.len();
     let sent = send_notes_emails(&mut store, "2026-05-04")?;
     writeln!(out, "{queued} notes email(s) queued, {sent} sent today:")?;
-    for message in store.connection().outbox()? {
+    for message in outbox(store.connection())? {
         writeln!(out, "  {message}")?;
     }
     let left: Vec<String> = store
@@ -642,6 +625,6 @@ where
         again == left
     )?;
     writeln!(out, "Pat's history:")?;
-    crate::print_history(out, &EventStore::<Contact>::history(&mut store, &1)?)?;
+    crate::print_history(out, &store.history::<Contact>(&1)?)?;
     Ok(())
 }

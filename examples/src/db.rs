@@ -1,5 +1,5 @@
-//! Where the examples run, and the typed diesel queries their reactors need, written once and
-//! instantiated for each connection type (an app on one backend writes them directly).
+//! Where the examples run, and the typed diesel queries their reactors need, written once for
+//! every backend with `es_diesel::with_connection!`.
 
 use std::error::Error;
 use std::process::ExitCode;
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::{PgConnection, SqliteConnection};
-use es_diesel::Database;
+use es_diesel::{Database, with_connection};
 
 /// The diesel schema of the outbox the examples' async reactors write to.
 #[allow(missing_docs)]
@@ -144,58 +144,51 @@ pub fn fresh_postgres(url: &str, schema: &str) -> Result<PgConnection, Box<dyn E
     Ok(conn)
 }
 
-/// What the examples' reactors write besides events, on any connection of theirs.
-pub trait AppConnection: Database {
-    /// Records the message `text` in the outbox under `key`, unless a row with that key exists already.
-    fn record_in_outbox(&mut self, key: &str, text: &str) -> QueryResult<()>;
-    /// The messages of the outbox, in key order.
-    fn outbox(&mut self) -> QueryResult<Vec<String>>;
-    /// Writes the activity feed's line for event `event_id`.
-    fn record_activity(&mut self, event_id: i64, text: &str) -> QueryResult<()>;
-    /// The activity feed, oldest first.
-    fn activities(&mut self) -> QueryResult<Vec<String>>;
-    /// Empties the activity feed (before it is rebuilt from the events).
-    fn clear_activities(&mut self) -> QueryResult<()>;
+/// Records the message `text` in the outbox under `key`, unless a row with that key exists
+/// already: on any backend, as the examples' async reactors do.
+pub fn record_in_outbox<C: Database>(conn: &mut C, key: &str, text: &str) -> QueryResult<()> {
+    use schema::outbox::dsl::*;
+    with_connection!(conn, |conn| {
+        diesel::insert_into(outbox)
+            .values((idempotency_key.eq(key), message.eq(text)))
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .map(drop)
+    })
 }
 
-macro_rules! app_connection {
-    ($conn:ty) => {
-        impl AppConnection for $conn {
-            fn record_in_outbox(&mut self, key: &str, text: &str) -> QueryResult<()> {
-                use schema::outbox::dsl::*;
-                diesel::insert_into(outbox)
-                    .values((idempotency_key.eq(key), message.eq(text)))
-                    .on_conflict_do_nothing()
-                    .execute(self)
-                    .map(drop)
-            }
-
-            fn outbox(&mut self) -> QueryResult<Vec<String>> {
-                use schema::outbox::dsl::*;
-                outbox.order(idempotency_key).select(message).load(self)
-            }
-
-            fn record_activity(&mut self, event: i64, text: &str) -> QueryResult<()> {
-                use schema::activities::dsl::*;
-                diesel::insert_into(activities)
-                    .values((event_id.eq(event), line.eq(text)))
-                    .execute(self)
-                    .map(drop)
-            }
-
-            fn activities(&mut self) -> QueryResult<Vec<String>> {
-                use schema::activities::dsl::*;
-                activities.order(event_id).select(line).load(self)
-            }
-
-            fn clear_activities(&mut self) -> QueryResult<()> {
-                diesel::delete(schema::activities::table)
-                    .execute(self)
-                    .map(drop)
-            }
-        }
-    };
+/// The messages of the outbox, in key order.
+pub fn outbox<C: Database>(conn: &mut C) -> QueryResult<Vec<String>> {
+    use schema::outbox::dsl::*;
+    with_connection!(conn, |conn| outbox
+        .order(idempotency_key)
+        .select(message)
+        .load(conn))
 }
 
-app_connection!(SqliteConnection);
-app_connection!(PgConnection);
+/// Writes the activity feed's line for event `event_id`.
+pub fn record_activity<C: Database>(conn: &mut C, event: i64, text: &str) -> QueryResult<()> {
+    use schema::activities::dsl::*;
+    with_connection!(conn, |conn| {
+        diesel::insert_into(activities)
+            .values((event_id.eq(event), line.eq(text)))
+            .execute(conn)
+            .map(drop)
+    })
+}
+
+/// The activity feed, oldest first.
+pub fn activities<C: Database>(conn: &mut C) -> QueryResult<Vec<String>> {
+    use schema::activities::dsl::*;
+    with_connection!(conn, |conn| activities
+        .order(event_id)
+        .select(line)
+        .load(conn))
+}
+
+/// Empties the activity feed (before it is rebuilt from the events).
+pub fn clear_activities<C: Database>(conn: &mut C) -> QueryResult<()> {
+    with_connection!(conn, |conn| diesel::delete(schema::activities::table)
+        .execute(conn)
+        .map(drop))
+}

@@ -14,14 +14,14 @@ use es_core::{
 };
 use es_diesel::cli::Cli;
 use es_diesel::{
-    AggregateTable, DieselStore, Dispatch, JobContext, ReactorError, Recorded, TriggerContext,
-    Worker, WorkerOptions, dispatcher,
+    AggregateTable, Database, DieselStore, Dispatches, JobContext, ReactorError, Recorded, Stores,
+    TriggerContext, Worker, WorkerOptions, dispatcher, with_connection,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
-use crate::db::{AppConnection, OUTBOX_TABLE};
+use crate::db::{OUTBOX_TABLE, outbox, record_in_outbox};
 use crate::print_history;
 
 /// Where the app's event catalog is committed (`es_core::catalog`): the reference the data team
@@ -406,7 +406,7 @@ impl Command for Pin {
 }
 
 /// Emails the supporter that their subscription is active (async: a worker runs it after commit).
-pub fn send_subscription_confirmation<C: AppConnection>(
+pub fn send_subscription_confirmation<C: Database>(
     job: &mut JobContext<'_, C>,
     activated: Recorded<'_, Activated>,
 ) -> Result<(), ReactorError> {
@@ -415,12 +415,12 @@ pub fn send_subscription_confirmation<C: AppConnection>(
         "email to the supporter: subscription {} is active",
         activated.aggregate_id()
     );
-    job.connection().record_in_outbox(&key, &text)?;
+    record_in_outbox(job.connection(), &key, &text)?;
     Ok(())
 }
 
 /// Emails the creator about their new subscriber.
-pub fn notify_creator_of_new_subscriber<C: AppConnection>(
+pub fn notify_creator_of_new_subscriber<C: Database>(
     job: &mut JobContext<'_, C>,
     activated: Recorded<'_, Activated>,
 ) -> Result<(), ReactorError> {
@@ -429,29 +429,45 @@ pub fn notify_creator_of_new_subscriber<C: AppConnection>(
         "email to the creator: new subscriber (subscription {})",
         activated.aggregate_id()
     );
-    job.connection().record_in_outbox(&key, &text)?;
+    record_in_outbox(job.connection(), &key, &text)?;
     Ok(())
 }
 
-/// Only one pinned post per Drip: unpins the previous one and moves the Drip's pin, in the
+/// Only one pinned post per Drip: unpins the posts of the Drip pinned before (a typed diesel query
+/// of the reactor's own, on whichever backend the app runs) and moves the Drip's pin, in the
 /// transaction of the `Pinned` event — all of it or nothing.
-pub fn unpin_other_posts<C: AppConnection>(
+pub fn unpin_other_posts<C: Stores<Post> + Stores<Drip>>(
     ctx: &mut TriggerContext<'_, C>,
     pinned: Recorded<'_, Pinned>,
-) -> Result<(), ReactorError>
-where
-    Post: AggregateTable<C>,
-    Drip: AggregateTable<C>,
-{
+) -> Result<(), ReactorError> {
+    use schema::posts;
     let post_id = *pinned.aggregate_id();
     let post = Post::load(ctx.connection(), &post_id)?.ok_or("the pinned post exists")?;
-    let drip = Drip::load(ctx.connection(), &post.drip_id)?.ok_or("the post's Drip exists")?;
+    let pinned_before: Vec<i64> = with_connection!(ctx.connection(), |conn| {
+        posts::table
+            .filter(posts::drip_id.eq(post.drip_id))
+            .filter(posts::pinned.eq(true))
+            .filter(posts::id.ne(post_id))
+            .select(posts::id)
+            .load(conn)
+    })?;
     let none = AppendOptions::default();
-    if let Some(previous) = drip.pinned_post.filter(|previous| *previous != post_id) {
+    for previous in pinned_before {
         ctx.append::<Post>(&previous, Unpinned {}, &none)?;
     }
-    ctx.append::<Drip>(&drip.id, PinMoved { post: post_id }, &none)?;
+    ctx.append::<Drip>(&post.drip_id, PinMoved { post: post_id }, &none)?;
     Ok(())
+}
+
+/// A database Drip runs on, whichever backend it is: the one bound of the app's code.
+pub trait DripDatabase:
+    Database + Stores<Subscription> + Stores<Drip> + Stores<Post> + Dispatches<DripDispatcher>
+{
+}
+
+impl<C> DripDatabase for C where
+    C: Database + Stores<Subscription> + Stores<Drip> + Stores<Post> + Dispatches<DripDispatcher>
+{
 }
 
 dispatcher! {
@@ -463,13 +479,7 @@ dispatcher! {
 
 /// The operator command line of Drip (`es_diesel::cli`): `cargo run --example drip -- log
 /// subscription 12`, `jobs dead`, ...
-pub fn cli<C: AppConnection>() -> Cli<'static, C>
-where
-    Subscription: AggregateTable<C>,
-    Drip: AggregateTable<C>,
-    Post: AggregateTable<C>,
-    DripDispatcher: Dispatch<C>,
-{
+pub fn cli<C: DripDatabase>() -> Cli<'static, C> {
     Cli::new("drip")
         .aggregate::<Subscription>()
         .aggregate::<Drip>()
@@ -479,16 +489,10 @@ where
 }
 
 /// The story, printed to `out`: on any connection of the app.
-pub fn run<C: AppConnection>(
+pub fn run<C: DripDatabase>(
     conn: &mut C,
     out: &mut impl Write,
-) -> Result<(), Box<dyn std::error::Error>>
-where
-    Subscription: AggregateTable<C>,
-    Drip: AggregateTable<C>,
-    Post: AggregateTable<C>,
-    DripDispatcher: Dispatch<C>,
-{
+) -> Result<(), Box<dyn std::error::Error>> {
     crate::create_tables(conn, TABLES)?;
     es_diesel::create_tables::<_, Subscription>(conn)?;
     es_diesel::create_tables::<_, Drip>(conn)?;
@@ -537,7 +541,7 @@ where
     let worker = Worker::new(&DripDispatcher, WorkerOptions::default().worker_id("drip"));
     let ran = worker.run_once(store.connection())?;
     writeln!(out, "a worker ran {} job(s); the outbox:", ran.completed)?;
-    for message in store.connection().outbox()? {
+    for message in outbox(store.connection())? {
         writeln!(out, "  {message}")?;
     }
     let subscription: Subscription = store.load(&12)?.ok_or("subscription 12 exists")?;
@@ -549,7 +553,7 @@ where
         subscription.currency
     )?;
     writeln!(out, "its history:")?;
-    print_history(out, &EventStore::<Subscription>::history(&mut store, &12)?)?;
+    print_history(out, &store.history::<Subscription>(&12)?)?;
 
     writeln!(out, "== Only one pinned post")?;
     let creator = AppendOptions::with_metadata(Metadata::by_actor("creator-1"));
@@ -581,7 +585,7 @@ where
         let post: Post = store.load(&id)?.ok_or("the post exists")?;
         writeln!(out, "post {id} pinned: {}", post.pinned)?;
     }
-    let unpinned = EventStore::<Post>::history(&mut store, &1)?;
+    let unpinned = store.history::<Post>(&1)?;
     let unpinned = unpinned.last().ok_or("post 1 has events")?;
     writeln!(
         out,

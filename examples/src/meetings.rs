@@ -412,7 +412,7 @@ where
     outcome(out, "ann schedules meeting 1 with bob", &result)?;
 
     // Ann and Bob both look at the meeting as of version 1.
-    let seen = EventStore::<Meeting>::history(&mut store, &1)?.len() as i64;
+    let seen = store.history::<Meeting>(&1)?.len() as i64;
     let moved = Reschedule {
         meeting: 1,
         starts_at: at(5, 14)?,
@@ -421,7 +421,7 @@ where
     outcome(out, "ann moves it to May 5th, as of version 1", &result)?;
     let result = store.execute(&Accept { meeting: 1 }, &bob.clone().expect_version(seen));
     outcome(out, "bob accepts it, as of version 1", &result)?;
-    let seen = EventStore::<Meeting>::history(&mut store, &1)?.len() as i64;
+    let seen = store.history::<Meeting>(&1)?.len() as i64;
     let result = store.execute(&Accept { meeting: 1 }, &bob.clone().expect_version(seen));
     outcome(out, "bob reloads and accepts it, as of version 2", &result)?;
     let result = store.execute(&Accept { meeting: 1 }, &bob);
@@ -458,6 +458,6 @@ where
         "meeting 1 is {} on {}; its history:",
         meeting.status, meeting.starts_at
     )?;
-    print_history(out, &EventStore::<Meeting>::history(&mut store, &1)?)?;
+    print_history(out, &store.history::<Meeting>(&1)?)?;
     Ok(())
 }

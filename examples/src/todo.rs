@@ -14,14 +14,17 @@ use es_core::{
 };
 use es_diesel::cli::Cli;
 use es_diesel::{
-    AggregateTable, AnyEvent, DieselStore, Dispatch, DriftKind, JobContext, ReactorError, Recorded,
-    Worker, WorkerOptions, dispatcher, job_counts,
+    AnyEvent, Database, DieselStore, Dispatches, DriftKind, JobContext, ReactorError, Recorded,
+    Stores, Worker, WorkerOptions, dispatcher, job_counts,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
-use crate::db::{ACTIVITIES_TABLE, AppConnection, OUTBOX_TABLE};
+use crate::db::{
+    ACTIVITIES_TABLE, OUTBOX_TABLE, activities, clear_activities, outbox, record_activity,
+    record_in_outbox,
+};
 use crate::print_history;
 
 /// Where the app's event catalog is committed (`es_core::catalog`): the reference the data team
@@ -192,7 +195,7 @@ impl Command for Complete {
 
 /// The activity feed, a projection: one line per task event, written in the event's transaction
 /// and rebuilt from the events by `es_diesel::rebuild_projection`.
-pub fn activity_feed<C: AppConnection>(
+pub fn activity_feed<C: Database>(
     conn: &mut C,
     event: &es_core::RecordedEvent<i64>,
 ) -> Result<(), ReactorError> {
@@ -201,13 +204,13 @@ pub fn activity_feed<C: AppConnection>(
         "{} on task {} by {who}",
         event.event_type, event.aggregate_id
     );
-    conn.record_activity(event.id, &line)?;
+    record_activity(conn, event.id, &line)?;
     Ok(())
 }
 
 /// Tells the task's creator it was completed: an async reactor, run by a worker after commit. The
 /// outbox row stands in for the email; its key makes a retried delivery harmless.
-pub fn notify_creator<C: AppConnection>(
+pub fn notify_creator<C: Database>(
     job: &mut JobContext<'_, C>,
     completed: Recorded<'_, Completed>,
 ) -> Result<(), ReactorError> {
@@ -221,20 +224,26 @@ pub fn notify_creator<C: AppConnection>(
         "email: task {} was completed by {by}",
         completed.aggregate_id()
     );
-    job.connection().record_in_outbox(&key, &text)?;
+    record_in_outbox(job.connection(), &key, &text)?;
     Ok(())
 }
 
 /// Forwards every event to the event bus (the outbox stands in for it).
-pub fn forward_to_event_bus<C: AppConnection>(
+pub fn forward_to_event_bus<C: Database>(
     job: &mut JobContext<'_, C>,
     event: &AnyEvent,
 ) -> Result<(), ReactorError> {
     let key = job.idempotency_key();
     let text = format!("bus: {} {}", event.event_type, event.aggregate_id);
-    job.connection().record_in_outbox(&key, &text)?;
+    record_in_outbox(job.connection(), &key, &text)?;
     Ok(())
 }
+
+/// A database the to-do app runs on, whichever backend it is: the one bound of the app's code,
+/// which implies everything the store needs for its aggregates and its dispatcher.
+pub trait TodoDatabase: Database + Stores<Task> + Dispatches<TodoDispatcher> {}
+
+impl<C: Database + Stores<Task> + Dispatches<TodoDispatcher>> TodoDatabase for C {}
 
 dispatcher! {
     /// The to-do app's routes: the talk's dispatcher.
@@ -251,15 +260,12 @@ pub fn april(day: u32) -> DateTime<Utc> {
         .unwrap_or_default()
 }
 
-fn print_tasks<C: AppConnection>(
+fn print_tasks<C: TodoDatabase>(
     store: &mut DieselStore<'_, C>,
     out: &mut impl Write,
-) -> Result<(), Box<dyn std::error::Error>>
-where
-    Task: AggregateTable<C>,
-{
+) -> Result<(), Box<dyn std::error::Error>> {
     for id in 1..=3 {
-        match EventStore::<Task>::load(store, &id)? {
+        match store.load::<Task>(&id)? {
             Some(task) => writeln!(
                 out,
                 "  task {id} {:?}: completed_at {:?}, completed_by {:?}, deleted_at {:?}",
@@ -276,27 +282,19 @@ where
 
 /// The operator command line of the to-do app (`es_diesel::cli`): `cargo run --example todo --
 /// log task 1`, `show task 1 --as-of 2026-04-20`, `replay task`, `verify task`, ...
-pub fn cli<C: AppConnection>() -> Cli<'static, C>
-where
-    Task: AggregateTable<C>,
-    TodoDispatcher: Dispatch<C>,
-{
+pub fn cli<C: TodoDatabase>() -> Cli<'static, C> {
     Cli::new("todo")
         .aggregate::<Task>()
         .dispatcher(&TodoDispatcher)
-        .projection("activity_feed", |conn: &mut C| Ok(conn.clear_activities()?))
+        .projection("activity_feed", |conn: &mut C| Ok(clear_activities(conn)?))
         .catalog(CATALOG)
 }
 
 /// The talk's story, printed to `out`: on any connection of the app.
-pub fn run<C: AppConnection>(
+pub fn run<C: TodoDatabase>(
     conn: &mut C,
     out: &mut impl Write,
-) -> Result<(), Box<dyn std::error::Error>>
-where
-    Task: AggregateTable<C>,
-    TodoDispatcher: Dispatch<C>,
-{
+) -> Result<(), Box<dyn std::error::Error>> {
     crate::create_tables(conn, TABLES)?;
     es_diesel::create_tables::<_, Task>(conn)?;
     let mut store = DieselStore::new(&mut *conn).with_dispatcher(&TodoDispatcher);
@@ -339,7 +337,7 @@ where
     store.append(&3, Created { title }, &by(&ann, 15))?;
     store.append(&3, Destroyed {}, &by(&ann, 16))?;
     writeln!(out, "history of task 1, its git log:")?;
-    print_history(out, &EventStore::<Task>::history(&mut store, &1)?)?;
+    print_history(out, &store.history::<Task>(&1)?)?;
 
     writeln!(out, "== Time travel: task 1 on April 20th")?;
     let then: Task = store
@@ -364,7 +362,7 @@ where
     )?;
     print_tasks(&mut store, out)?;
     audit(&mut store, out)?;
-    let replayed = EventStore::<Task>::replay_all(&mut store, &mut |_| {})?;
+    let replayed = store.replay_all::<Task>(&mut |_| {})?;
     writeln!(
         out,
         "replayed {} events of {} tasks with today's calculators (no reactor ran):",
@@ -374,7 +372,7 @@ where
     audit(&mut store, out)?;
 
     writeln!(out, "== Reactors")?;
-    let feed = store.connection().activities()?;
+    let feed = activities(store.connection())?;
     writeln!(
         out,
         "activity feed (a projection, written with each event): {} lines",
@@ -391,9 +389,7 @@ where
         ran += worker.run_once(store.connection())?.completed;
     }
     writeln!(out, "a worker ran {ran} job(s); the emails in the outbox:")?;
-    for message in store
-        .connection()
-        .outbox()?
+    for message in outbox(store.connection())?
         .iter()
         .filter(|m| m.starts_with("email"))
     {
@@ -409,13 +405,10 @@ where
 
 /// Prints which stored tasks are not what their events build (`es_diesel::verify`, the audit
 /// behind `todo verify task`), and on which fields.
-fn audit<C: AppConnection>(
+fn audit<C: TodoDatabase>(
     store: &mut DieselStore<'_, C>,
     out: &mut impl Write,
-) -> Result<(), Box<dyn std::error::Error>>
-where
-    Task: AggregateTable<C>,
-{
+) -> Result<(), Box<dyn std::error::Error>> {
     let mut drifts = Vec::new();
     let report = es_diesel::verify::<C, Task>(
         store.connection(),

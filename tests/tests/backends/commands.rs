@@ -2,7 +2,7 @@
 //! the test kit observes of them, and that a no-op reaches none.
 
 use es_core::testing::Scenario;
-use es_core::{EventStore, NewEvent, ReactionKind};
+use es_core::{NewEvent, ReactionKind};
 use es_diesel::{AggregateTable, DieselStore, job_counts};
 use es_tests::backend::{TestConnection, TestDb};
 use es_tests::command_contract;
