@@ -250,8 +250,8 @@ pub use es_derive::dispatcher;
 pub use events::{AnyEvent, EventCount};
 pub use id::IdColumn;
 pub use jobs::queue::{
-    ClaimedJob, DeadJob, JobCounts, dead_jobs, job_counts, job_counts_by_reactor, prune_jobs,
-    retry_dead_jobs,
+    ClaimedJob, DeadJob, Job, JobCounts, JobFilter, JobState, dead_jobs, job_counts,
+    job_counts_by_reactor, jobs, prune_jobs, retry_dead_jobs,
 };
 pub use jobs::{Worker, WorkerOptions, WorkerStats};
 pub use projection::{PROJECTION_BATCH, rebuild_projection};

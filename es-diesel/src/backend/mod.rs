@@ -11,7 +11,7 @@ use diesel::connection::{AnsiTransactionManager, Connection, TransactionManager}
 use diesel::deserialize::{self, QueryableByName};
 use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::result::DatabaseErrorInformation;
-use diesel::row::{Row, RowIndex};
+use diesel::row::{Field, Row, RowIndex};
 use es_core::Error;
 
 use crate::errors::storage;
@@ -85,6 +85,22 @@ pub trait SqlDialect: Binds + Reads + sealed::Sealed {
         row: &(impl Row<'a, Self> + RowIndex<I>),
         column: I,
     ) -> deserialize::Result<DateTime<Utc>>;
+
+    /// Reads a nullable time column (`es_jobs.locked_until`, `finished_at`): `None` for `NULL`,
+    /// else as [`read_time`](Self::read_time) reads it.
+    fn read_optional_time<'a, I: Copy>(
+        row: &(impl Row<'a, Self> + RowIndex<I>),
+        column: I,
+    ) -> deserialize::Result<Option<DateTime<Utc>>> {
+        let null = row
+            .get(column)
+            .ok_or(diesel::result::UnexpectedEndOfRow)?
+            .is_null();
+        if null {
+            return Ok(None);
+        }
+        Self::read_time(row, column).map(Some)
+    }
 
     /// The statements creating the framework's own tables (the global event position, jobs).
     fn framework_ddl() -> Vec<String>;
