@@ -174,6 +174,13 @@ impl WorkerStats {
         self.dead += recorded.dead;
         self.stale += recorded.stale;
     }
+
+    /// Adds what one batch of [`Worker::drain`](crate::Worker::drain) did.
+    pub(crate) fn add(&mut self, batch: WorkerStats) {
+        self.add_outcomes(batch);
+        self.errors += batch.errors;
+        self.not_due += batch.not_due;
+    }
 }
 
 /// What a worker did.
@@ -192,6 +199,10 @@ pub struct WorkerStats {
     /// Errors of the worker's own (a lost connection, a busy database) it backed off from and
     /// carried on after.
     pub errors: u64,
+    /// Set by [`Worker::drain`](crate::Worker::drain) only: the jobs of the worker's reactors
+    /// still pending or running when it returned, none of them due — retries waiting out their
+    /// backoff, jobs held by other workers under a live lease. 0 elsewhere.
+    pub not_due: u64,
 }
 
 #[cfg(test)]

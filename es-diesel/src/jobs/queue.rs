@@ -12,7 +12,7 @@ use diesel::deserialize::{self, QueryableByName};
 use diesel::row::NamedRow;
 use es_core::Error;
 
-use crate::backend::{Dialect, SqlDialect};
+use crate::backend::{Dialect, Number, SqlDialect};
 use crate::errors::storage;
 use crate::statement::{Binds, Statement};
 
@@ -467,16 +467,30 @@ pub(crate) fn insert_jobs<C: Dialect>(conn: &mut C, jobs: &[NewJob]) -> Result<(
     Ok(())
 }
 
+/// What [`claim_jobs`] found due.
+#[derive(Debug, Default)]
+pub(crate) struct Claimed {
+    /// The jobs claimed.
+    pub(crate) jobs: Vec<ClaimedJob>,
+    /// Jobs found due that were made dead instead: their worker's lease expired during their
+    /// last allowed attempt.
+    pub(crate) made_dead: usize,
+}
+
+impl Claimed {
+    /// How many due jobs the claim found: none means none of its reactors' jobs is due.
+    pub(crate) fn found(&self) -> usize {
+        self.jobs.len() + self.made_dead
+    }
+}
+
 /// Claims up to `claim.limit` due jobs of `claim.reactors` (or such jobs whose worker's lease
 /// expired) for `claim.worker`, in one write transaction; other workers skip the rows it locks.
 /// Expired jobs that already had their last attempt are made dead, not claimed. Times are the
 /// database's clock (PostgreSQL, MySQL) or the process's (SQLite, one machine).
-pub(crate) fn claim_jobs<C: Dialect>(
-    conn: &mut C,
-    claim: &JobClaim<'_>,
-) -> Result<Vec<ClaimedJob>, Error> {
+pub(crate) fn claim_jobs<C: Dialect>(conn: &mut C, claim: &JobClaim<'_>) -> Result<Claimed, Error> {
     if claim.reactors.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Claimed::default());
     }
     conn.jobs_transaction(|conn| {
         let now = |query| C::Backend::now_plus(query, TimeDelta::zero());
@@ -520,8 +534,12 @@ pub(crate) fn claim_jobs<C: Dialect>(
                 "a job whose last attempt never finished is dead"
             );
         }
+        let made_dead = exhausted.len();
         if claimed.is_empty() {
-            return Ok(claimed);
+            return Ok(Claimed {
+                jobs: claimed,
+                made_dead,
+            });
         }
         let update = C::Backend::now_plus(
             Statement::new(
@@ -538,7 +556,10 @@ pub(crate) fn claim_jobs<C: Dialect>(
         for job in &mut claimed {
             job.attempts += 1;
         }
-        Ok(claimed)
+        Ok(Claimed {
+            jobs: claimed,
+            made_dead,
+        })
     })
 }
 
@@ -628,6 +649,30 @@ pub(crate) fn release_jobs<C: Dialect>(
     );
     let query = held_by(query, worker, held);
     conn.jobs_transaction(|conn| conn.execute(query).map_err(storage("es_jobs")))
+}
+
+/// How many jobs of `reactors` are pending or running, due or not.
+pub(crate) fn count_unfinished<C: Dialect>(
+    conn: &mut C,
+    reactors: &[&'static str],
+) -> Result<u64, Error> {
+    if reactors.is_empty() {
+        return Ok(0);
+    }
+    let query = Statement::new(
+        "SELECT COUNT(*) AS value FROM es_jobs WHERE state IN ('pending', 'running') \
+         AND reactor IN (",
+    )
+    .bind_list(
+        reactors
+            .iter()
+            .map(|reactor| C::Backend::text((*reactor).to_owned())),
+    )
+    .sql(")");
+    let counted: Vec<Number> = conn.load(query).map_err(storage("es_jobs"))?;
+    Ok(counted
+        .first()
+        .map_or(0, |Number(count)| u64::try_from(*count).unwrap_or(0)))
 }
 
 /// Deletes up to [`PRUNE_CHUNK`] done jobs that finished more than `older_than` ago; returns how

@@ -1,7 +1,8 @@
 //! The [`Worker`]: claims due jobs in batches, runs each async reactor (a panic is a failed
 //! attempt), records the outcomes together, keeps the leases of the jobs it holds alive from a
 //! heartbeat thread, reconnects after losing its connection, backs off from its own errors, and
-//! prunes done jobs.
+//! prunes done jobs; or runs one batch ([`Worker::run_once`]), or batches until none is due
+//! ([`Worker::drain`]), on a connection it is given.
 //!
 //! Calls `jobs::queue` (the statements on `es_jobs`), `jobs::options`, `dispatch` (the reactors
 //! and their context), `database` and `errors`.
@@ -18,8 +19,8 @@ use crate::dispatch::{Dispatch, JobContext};
 use crate::errors::{error_chain, panic_message, retry_contention};
 use crate::jobs::options::{WorkerOptions, WorkerStats};
 use crate::jobs::queue::{
-    ClaimedJob, JobClaim, JobOutcome, checked_delta, claim_jobs, complete_jobs, fail_job,
-    prune_jobs, release_jobs, renew_jobs,
+    ClaimedJob, JobClaim, JobOutcome, checked_delta, claim_jobs, complete_jobs, count_unfinished,
+    fail_job, prune_jobs, release_jobs, renew_jobs,
 };
 use crate::jobs::shift::{Beats, Held, Shift, Trouble, claim_of};
 
@@ -32,7 +33,8 @@ const BOOKKEEPING_ATTEMPTS: u32 = 5;
 /// [`run`](Worker::run) is the long-running worker: it opens its own connections, keeps the
 /// leases of the jobs it holds alive from a heartbeat thread, reconnects after losing its
 /// connection, backs off from errors, and prunes done jobs. [`run_once`](Worker::run_once)
-/// runs one batch on a connection you hold (scripts, tests, `jobs work --once`).
+/// runs one batch on a connection you hold (scripts, tests, `jobs work --once`), and
+/// [`drain`](Worker::drain) runs batches there until no job is due.
 pub struct Worker<'d, C: Database> {
     dispatcher: &'d dyn Dispatch<C>,
     options: WorkerOptions,
@@ -91,10 +93,55 @@ impl<'d, C: Database> Worker<'d, C> {
     /// outcome then stands. Long jobs belong to [`run`](Worker::run).
     pub fn run_once(&self, conn: &mut C) -> Result<WorkerStats, Error> {
         self.options.validate()?;
+        self.batch(conn).map(|(stats, _)| stats)
+    }
+
+    /// Runs batches of due jobs on `conn`, as [`run_once`](Worker::run_once) does, until a claim
+    /// finds no job due now; returns what all the batches did. Scripts and tests call it to run
+    /// "everything there is to run now"; it never sleeps, polls or prunes.
+    ///
+    /// It leaves jobs that are not due, and counts them in [`WorkerStats::not_due`]:
+    ///
+    /// - a failed attempt's retry waits out its backoff ([`WorkerOptions::backoff`]) pending,
+    ///   not due until its `run_at`: `drain` returns without waiting for it. A retry with no
+    ///   delay is due at once, and runs again in the same `drain` until it succeeds or is dead;
+    /// - a job another worker holds under a live lease is not due (one whose lease expired is,
+    ///   and is claimed again).
+    ///
+    /// So `not_due == 0` means no job of this worker's reactors is pending or running any
+    /// more (unless another writer enqueued one since). To wait for retries too, sleep and call
+    /// `drain` again, or run [`run`](Worker::run).
+    ///
+    /// Jobs of reactors the dispatcher does not route are never claimed nor counted: they stay
+    /// pending for a worker that knows them ([`job_counts_by_reactor`](crate::job_counts_by_reactor)
+    /// shows them).
+    ///
+    /// Jobs that reactors enqueue while it runs (an async reactor's events routed to async
+    /// reactors) are due at once and run by the same `drain`. A cascade that never ends — a
+    /// reactor whose events always enqueue it again — makes `drain` run forever, as it would keep
+    /// [`run`](Worker::run) busy; bound such a loop yourself with [`run_once`](Worker::run_once).
+    /// An error ends it at once: the outcomes of the batch in progress may be lost (its jobs run
+    /// again once their lease expires), and the stats of the batches before it too.
+    pub fn drain(&self, conn: &mut C) -> Result<WorkerStats, Error> {
+        self.options.validate()?;
+        let mut stats = WorkerStats::default();
+        loop {
+            let (batch, found) = self.batch(conn)?;
+            stats.add(batch);
+            if found == 0 {
+                stats.not_due = count_unfinished(conn, &self.reactors)?;
+                return Ok(stats);
+            }
+        }
+    }
+
+    /// Claims one batch and runs it; returns what happened and how many due jobs the claim
+    /// found (claimed, or made dead because their worker died during their last attempt).
+    fn batch(&self, conn: &mut C) -> Result<(WorkerStats, usize), Error> {
         let held = Held::default();
         let mut shift = Shift::new(&held);
         let mut stats = WorkerStats::default();
-        self.claim(conn, &mut shift)?;
+        let found = self.claim(conn, &mut shift)?;
         let mut last_renewal = Instant::now();
         while let Some(job) = shift.queue.pop_front() {
             if last_renewal.elapsed() >= self.options.heartbeat_every() {
@@ -107,7 +154,7 @@ impl<'d, C: Database> Worker<'d, C> {
             }
         }
         self.flush(conn, &mut shift, &mut stats)?;
-        Ok(stats)
+        Ok((stats, found))
     }
 
     /// Runs jobs until `stop` is set, on connections opened with `connect`: one for the jobs,
@@ -251,7 +298,8 @@ impl<'d, C: Database> Worker<'d, C> {
         })
     }
 
-    /// Claims a batch into the shift; returns how many jobs.
+    /// Claims a batch into the shift; returns how many due jobs it found: those it claimed and
+    /// those it made dead (their worker died during their last allowed attempt).
     fn claim(&self, conn: &mut C, shift: &mut Shift<'_>) -> Result<usize, Error> {
         let claim = JobClaim {
             worker: &self.owner,
@@ -260,11 +308,11 @@ impl<'d, C: Database> Worker<'d, C> {
             limit: self.options.batch,
             max_attempts: self.options.max_attempts,
         };
-        let jobs = retry_contention(BOOKKEEPING_ATTEMPTS, || claim_jobs(conn, &claim))?;
-        shift.held.add(&jobs);
-        let claimed = jobs.len();
-        shift.queue.extend(jobs);
-        Ok(claimed)
+        let claimed = retry_contention(BOOKKEEPING_ATTEMPTS, || claim_jobs(conn, &claim))?;
+        let found = claimed.found();
+        shift.held.add(&claimed.jobs);
+        shift.queue.extend(claimed.jobs);
+        Ok(found)
     }
 
     /// Extends the leases of every claim this worker holds.
