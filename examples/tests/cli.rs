@@ -359,9 +359,42 @@ fn every_command(database_url: Option<String>) {
         place.ok(&["jobs", "retry", "--all"]),
         "0 dead job(s) pending again\n"
     );
+    // jobs list: by state, by reactor, in pages; a state that is not one is a usage error.
+    let pending = place.ok(&["jobs", "list", "--state", "pending"]);
+    assert!(
+        pending.starts_with(&format!("job {job}: "))
+            && pending.contains(", pending, 0 attempt(s), due ")
+            && pending.ends_with(": the mail server said no\n")
+            && pending.lines().count() == 1,
+        "{pending}"
+    );
+    assert_eq!(place.ok(&["jobs", "list", "--state", "dead"]), "no job\n");
+    let notify = place.ok(&["jobs", "list", "--reactor", "notify_creator"]);
+    assert_eq!(notify.lines().count(), 2, "{notify}");
+    assert!(
+        notify
+            .lines()
+            .all(|line| line.contains(": notify_creator on event ")),
+        "{notify}"
+    );
+    let all = place.ok(&["jobs", "list", "--limit", "100"]);
+    assert_eq!(all.lines().count(), 12, "{all}");
+    let first = place.ok(&["jobs", "list", "--limit", "5"]);
+    let last_id = first.lines().last().and_then(|line| {
+        line.strip_prefix("job ")
+            .and_then(|rest| rest.split(':').next())
+    });
+    let rest = place.ok(&["jobs", "list", "--after", last_id.expect("a job id")]);
+    assert_eq!(format!("{first}{rest}"), all, "two pages make the whole");
+    let bad_state = place.fails(&["jobs", "list", "--state", "paused"], 2);
+    assert!(bad_state.contains("is not a job state"), "{bad_state}");
     assert_eq!(
         place.ok(&["jobs", "work", "--once"]),
         "jobs completed 1, retried 0, dead 0\n"
+    );
+    assert_eq!(
+        place.ok(&["jobs", "work", "--drain"]),
+        "jobs completed 0, retried 0, dead 0\njobs left pending or running, not due: 0\n"
     );
     assert_eq!(place.ok(&["jobs", "counts"]), counts);
     let stopped = place.work_until_interrupted();

@@ -1,10 +1,12 @@
 //! The command line's arguments, as clap parses them: [`Ops`] and its subcommands' arguments,
 //! and the times an operator writes.
 //!
-//! Calls nothing of the crate.
+//! Calls nothing of the crate but `JobState` (what `jobs list --state` parses).
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use clap::{Args, Subcommand};
+
+use crate::jobs::queue::JobState;
 
 /// The operator commands, as clap parses them.
 #[derive(Debug, Clone, Subcommand)]
@@ -32,7 +34,7 @@ pub enum Ops {
     },
     /// Regenerates the event catalog (YAML, JSON Schemas, Markdown).
     Docs,
-    /// The async reactors' jobs: counts, dead ones, retries, a worker.
+    /// The async reactors' jobs: counts, listings, dead ones, retries, a worker.
     Jobs {
         /// What to do with them (default: count them by state).
         #[command(subcommand)]
@@ -108,6 +110,21 @@ pub struct ReplayArgs {
 pub enum JobsCommand {
     /// How many jobs each async reactor has pending, running, done and dead.
     Counts,
+    /// The jobs by id, oldest first, with their state, attempts, due time, lease and last error.
+    List {
+        /// Only jobs in this state: pending, running, done or dead.
+        #[arg(long)]
+        state: Option<JobState>,
+        /// Only jobs of this async reactor.
+        #[arg(long)]
+        reactor: Option<String>,
+        /// Only jobs with an id above this one (the last of the previous page).
+        #[arg(long, value_name = "ID")]
+        after: Option<i64>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// The dead jobs, oldest first, with their last error.
     Dead {
         /// At most this many.
@@ -123,11 +140,15 @@ pub enum JobsCommand {
         #[arg(long)]
         all: bool,
     },
-    /// Runs the jobs until Ctrl-C (the job in progress finishes), or once.
+    /// Runs the jobs until Ctrl-C (the job in progress finishes), once, or until none is due.
     Work {
         /// Run one batch of the jobs that are due now, on this connection, then stop.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "drain")]
         once: bool,
+        /// Run batches on this connection until no job is due now (retries waiting out their
+        /// backoff are left pending, and counted), then stop.
+        #[arg(long)]
+        drain: bool,
     },
     /// Deletes the done jobs that finished long enough ago (dead jobs are kept).
     Prune {

@@ -45,7 +45,8 @@
 //! app rebuild-projection activity_feed
 //! app verify task [--json]
 //! app docs
-//! app jobs [counts | dead | retry ID | retry --all | work [--once]]
+//! app jobs [counts | list [--state pending] [--reactor R] [--after ID] [--limit N] | dead
+//!          | retry ID | retry --all | work [--once | --drain]]
 //! app stats task [--json]
 //! ```
 //!
@@ -89,7 +90,7 @@ use serde::Serialize;
 use crate::database::Database;
 use crate::dispatch::{Dispatch, ReactorError};
 use crate::jobs::queue::{
-    JobCounts, dead_jobs, job_counts_by_reactor, prune_jobs, retry_dead_jobs,
+    JobCounts, JobFilter, dead_jobs, job_counts_by_reactor, jobs, prune_jobs, retry_dead_jobs,
 };
 use crate::jobs::{Worker, WorkerOptions};
 use crate::projection::rebuild_projection;
@@ -559,6 +560,45 @@ impl<'a, C: Database> Cli<'a, C> {
                     "all", all.pending, all.running, all.done, all.dead
                 )?;
             }
+            JobsCommand::List {
+                state,
+                reactor,
+                after,
+                limit,
+            } => {
+                let filter = JobFilter {
+                    state: *state,
+                    reactor: reactor.clone(),
+                    after_id: *after,
+                };
+                let listed = jobs(conn, &filter, *limit)?;
+                for job in &listed {
+                    write!(
+                        out,
+                        "job {}: {} on event {} of {}, {}, {} attempt(s), due {}",
+                        job.id,
+                        job.reactor,
+                        job.event_id,
+                        job.events_table,
+                        job.state,
+                        job.attempts,
+                        job.run_at.to_rfc3339()
+                    )?;
+                    if let (Some(by), Some(until)) = (&job.locked_by, job.locked_until) {
+                        write!(out, ", held by {by} until {}", until.to_rfc3339())?;
+                    }
+                    if let Some(finished) = job.finished_at {
+                        write!(out, ", finished {}", finished.to_rfc3339())?;
+                    }
+                    match &job.last_error {
+                        Some(error) => writeln!(out, ": {error}")?,
+                        None => writeln!(out)?,
+                    }
+                }
+                if listed.is_empty() {
+                    writeln!(out, "no job")?;
+                }
+            }
             JobsCommand::Dead { limit } => {
                 let dead = dead_jobs(conn, *limit)?;
                 for job in &dead {
@@ -584,13 +624,15 @@ impl<'a, C: Database> Cli<'a, C> {
                 }
                 writeln!(out, "{retried} dead job(s) pending again")?;
             }
-            JobsCommand::Work { once } => {
+            JobsCommand::Work { once, drain } => {
                 let dispatcher = self.dispatcher.ok_or(CliError::NoDispatcher {
                     command: "jobs work",
                 })?;
                 let worker = Worker::new(dispatcher, self.worker.clone());
                 let stats = if *once {
                     worker.run_once(conn)?
+                } else if *drain {
+                    worker.drain(conn)?
                 } else {
                     let connect = self.connect.as_ref().ok_or(CliError::NoConnect {
                         command: "jobs work",
@@ -607,6 +649,13 @@ impl<'a, C: Database> Cli<'a, C> {
                     "jobs completed {}, retried {}, dead {}",
                     stats.completed, stats.retried, stats.dead
                 )?;
+                if *drain {
+                    writeln!(
+                        out,
+                        "jobs left pending or running, not due: {}",
+                        stats.not_due
+                    )?;
+                }
             }
             JobsCommand::Prune { older_than } => {
                 let pruned = prune_jobs(conn, *older_than)?;
