@@ -72,14 +72,84 @@
 //!
 //! # Tables
 //!
-//! Each events table has `id` (the primary key, a global position shared by all events tables so
-//! that events of several aggregates replay in the order they were written), `aggregate_id`,
-//! `version` (contiguous per aggregate, unique with it: constraint `{table}_aggregate_version`),
-//! `type`, `data`, `metadata` (JSONB on PostgreSQL, JSON on MySQL, TEXT on SQLite) and
-//! `created_at` (UTC, microseconds), indexed by `(type, created_at)` and `created_at`.
-//! [`create_tables`] creates it; [`migration_sql`] prints it for a diesel migration. The global
-//! position is `es_positions` (SQLite, MySQL) or the sequence `es_event_position` (PostgreSQL):
-//! a row written by hand takes its id from there (the README's "Importing history").
+//! [`create_tables`] creates the tables below (every statement `IF NOT EXISTS`); [`ddl`] returns
+//! its statements and [`migration_sql`] prints them for a diesel migration. Read them with SQL
+//! freely; write them by hand only as described here (importing history, see the README's
+//! "Importing history").
+//!
+//! ## Events tables
+//!
+//! One per aggregate, named by it (`task_events`):
+//!
+//! | column | SQLite | PostgreSQL | MySQL | |
+//! |---|---|---|---|---|
+//! | `id` | `INTEGER PRIMARY KEY` | `BIGINT PRIMARY KEY DEFAULT nextval('es_event_position')` | `BIGINT PRIMARY KEY` | the global position |
+//! | `aggregate_id` | the id's type | the id's type | the id's type | the aggregate's id |
+//! | `version` | `BIGINT` | `BIGINT` | `BIGINT` | 1, 2, 3, … per aggregate |
+//! | `type` | `TEXT` | `TEXT` | `VARCHAR(255)` | the event's tag |
+//! | `data` | `TEXT` | `JSONB` | `JSON` | the event, as a JSON object |
+//! | `metadata` | `TEXT` | `JSONB` | `JSON` | its metadata, as a JSON object |
+//! | `created_at` | `TEXT` | `TIMESTAMPTZ` | `DATETIME(6)` | when it was written, UTC |
+//!
+//! Every column is `NOT NULL`. `aggregate_id`'s type is [`IdColumn::DDL`] of the aggregate's id:
+//! `BIGINT` for `i64`, `INTEGER` for `i32`, `TEXT` for `String` (`VARCHAR(255)` on MySQL),
+//! `UUID` for `uuid::Uuid` (PostgreSQL), `TEXT` for [`TextUuid`] (`CHAR(36)` on MySQL). `id` is a global
+//! position shared by all events tables, so that events of several aggregates replay in the order
+//! they were written: it is taken from `es_positions` (SQLite, MySQL: one row, `name = 'events'`,
+//! whose `position` is the last id handed out) or from the sequence `es_event_position`
+//! (PostgreSQL); a row written by hand takes its id from there. `version` is contiguous per
+//! aggregate, unique with it: constraint `{table}_aggregate_version UNIQUE (aggregate_id,
+//! version)`. Indexes: `{table}_type_created_at (type, created_at)` (filters) and
+//! `{table}_created_at (created_at)` (time travel). SQLite stores times as RFC 3339 text in UTC
+//! with microseconds (`2026-04-20T09:00:00.000000Z`), which sorts as text; it also reads
+//! `2026-04-20 09:00:00`, as SQLite's `CURRENT_TIMESTAMP` writes it.
+//!
+//! ## `es_jobs`
+//!
+//! One row per async reactor routed for an event, inserted in the event's write transaction:
+//!
+//! | column | SQLite | PostgreSQL | MySQL | |
+//! |---|---|---|---|---|
+//! | `id` | `INTEGER PRIMARY KEY AUTOINCREMENT` | `BIGSERIAL PRIMARY KEY` | `BIGINT AUTO_INCREMENT PRIMARY KEY` | the job, in insertion order |
+//! | `events_table` | `TEXT` | `TEXT` | `VARCHAR(64)` | the events table of its event |
+//! | `event_id` | `BIGINT` | `BIGINT` | `BIGINT` | its event's `id` |
+//! | `reactor` | `TEXT` | `TEXT` | `VARCHAR(128)` | the async reactor, as the dispatcher names it |
+//! | `state` | `TEXT` | `TEXT` | `VARCHAR(16)` | `pending`, `running`, `done` or `dead` ([`JobState`]) |
+//! | `attempts` | `INTEGER DEFAULT 0` | `INTEGER DEFAULT 0` | `INTEGER DEFAULT 0` | claims so far: the attempt running, or the last one |
+//! | `run_at` | `TEXT` | `TIMESTAMPTZ` | `DATETIME(6)` | when it is due (its retry's time after a failure) |
+//! | `locked_by` | `TEXT` NULL | `TEXT` NULL | `TEXT` NULL | the claiming worker ([`Worker::owner`]) while running |
+//! | `locked_until` | `TEXT` NULL | `TIMESTAMPTZ` NULL | `DATETIME(6)` NULL | the claim's lease, while running |
+//! | `last_error` | `TEXT` NULL | `TEXT` NULL | `TEXT` NULL | the error of its last failed attempt |
+//! | `created_at` | `TEXT` | `TIMESTAMPTZ` | `DATETIME(6)` | when it was inserted |
+//! | `finished_at` | `TEXT` NULL | `TIMESTAMPTZ` NULL | `DATETIME(6)` NULL | when it became done or dead |
+//!
+//! Columns are `NOT NULL` unless marked NULL. A job is unique per event and reactor
+//! (`UNIQUE (event_id, reactor)`; named `es_jobs_event_reactor` on MySQL), and the index
+//! `es_jobs_ready (state, run_at)` finds the due jobs. Times are UTC, stored as in events tables;
+//! a worker compares them with the database's clock on PostgreSQL and MySQL, and with its own on
+//! SQLite.
+//!
+//! The states and their transitions:
+//!
+//! - **`pending`**: inserted so, `attempts` 0, `run_at` its creation. Due once `run_at` has
+//!   passed; only a worker whose dispatcher routes `reactor` claims it.
+//! - **`pending` → `running`**: a worker's claim sets `locked_by`, `locked_until` (now + the
+//!   lease, extended by the worker's heartbeat) and increments `attempts`. A `running` job whose
+//!   `locked_until` has passed is due again: its worker is presumed dead, and the next claim takes
+//!   it over (or makes it `dead` if that was its last allowed attempt).
+//! - **`running` → `done`**: the reactor returned `Ok`; `finished_at` set, `last_error`, `locked_by`
+//!   and `locked_until` cleared. Done jobs are deleted once older than
+//!   [`WorkerOptions::keep_done`] ([`prune_jobs`]).
+//! - **`running` → `pending`**: the attempt failed (or panicked) and may be retried: `last_error`
+//!   set, `run_at` moved to now + the backoff, the lock cleared. A worker stopping gives back the
+//!   jobs it claimed but had not started: `pending`, `attempts` decremented.
+//! - **`running` → `dead`**: the last allowed attempt ([`WorkerOptions::max_attempts`]) failed;
+//!   `last_error` and `finished_at` set. Dead jobs are kept ([`dead_jobs`]).
+//! - **`dead` → `pending`**: [`retry_dead_jobs`] — `attempts` 0, `run_at` now, `finished_at`
+//!   cleared.
+//!
+//! [`jobs`] lists the rows with a [`JobFilter`] (state, reactor, pages by id), [`job_counts`] and
+//! [`job_counts_by_reactor`] count them by state.
 //!
 //! # Writes
 //!
