@@ -384,10 +384,7 @@ pub fn run<C: TodoDatabase>(
     let queued = job_counts(store.connection())?.pending;
     writeln!(out, "jobs queued for the worker: {queued}")?;
     let worker = Worker::new(&TodoDispatcher, WorkerOptions::default().worker_id("todo"));
-    let mut ran = 0;
-    while job_counts(store.connection())?.pending > 0 {
-        ran += worker.run_once(store.connection())?.completed;
-    }
+    let ran = worker.drain(store.connection())?.completed;
     writeln!(out, "a worker ran {ran} job(s); the emails in the outbox:")?;
     for message in outbox(store.connection())?
         .iter()

@@ -39,11 +39,12 @@ fn quick_worker<C: TestConnection>(max_attempts: i32) -> Worker<'static, C> {
     )
 }
 
-/// Runs workers until no job is pending or running (bounded, so a bug fails instead of hanging).
+/// Drains the queue, and again once the retries it left are due, until no job is pending or
+/// running (bounded, so a bug fails instead of hanging).
 fn drain<C: TestConnection>(conn: &mut C, worker: &Worker<'_, C>) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        worker.run_once(conn).unwrap();
+        worker.drain(conn).unwrap();
         let counts = job_counts(conn).unwrap();
         if counts.pending == 0 && counts.running == 0 {
             return;

@@ -1,7 +1,8 @@
 //! Every backend-dependent behaviour, on every backend: the store (`store.rs`), commands
 //! (`commands.rs`), the dispatcher, its reactors, jobs and projections (`dispatcher.rs`), the job
-//! worker's leases, fences and recovery (`leases.rs`), reliability under load
-//! (`reliability.rs`), and bad stored rows column by column (`bad_rows.rs`).
+//! worker's leases, fences and recovery (`leases.rs`), draining and listing the job queue
+//! (`queue.rs`), reliability under load (`reliability.rs`), and bad stored rows column by column
+//! (`bad_rows.rs`).
 //! SQLite always runs; PostgreSQL runs when `PG_DATABASE_URL` (or `DATABASE_URL`) is set; MySQL
 //! when built with `--features es-tests/mysql` and `MYSQL_DATABASE_URL` is set. A skipped suite is
 //! announced and its tests are listed as ignored; under `CI=true` a skipped suite is a failure.
@@ -12,6 +13,7 @@ mod bad_rows;
 mod commands;
 mod dispatcher;
 mod leases;
+mod queue;
 mod reliability;
 mod store;
 
@@ -80,6 +82,7 @@ where
         .chain(commands::checks::<D>())
         .chain(dispatcher::checks::<D>())
         .chain(leases::checks::<D>())
+        .chain(queue::checks::<D>())
         .chain(reliability::checks::<D>())
         .chain(bad_rows::checks::<D>())
         .chain(extra);
