@@ -398,7 +398,7 @@ impl<DB: SqlDialect> QueryableByName<DB> for DeadJob {
     }
 }
 
-/// [`JOB_COLUMNS`]: the columns of a [`ClaimedJob`], then the state, times, lease and error.
+/// `JOB_COLUMNS`: the columns of a [`ClaimedJob`], then the state, times, lease and error.
 impl<DB: SqlDialect> QueryableByName<DB> for Job {
     fn build<'a>(row: &impl NamedRow<'a, DB>) -> deserialize::Result<Self> {
         let ClaimedJob {
