@@ -498,10 +498,7 @@ fn print_contact_list<C: CrmConnection>(
 
 /// The operator command line of the CRM (`es_diesel::cli`): `cargo run --example crm --
 /// rebuild-projection contact_list`, `log contact 1`, ...
-pub fn cli<C: CrmConnection>() -> Cli<'static, C>
-where
-    C: Dispatches<CrmDispatcher>,
-{
+pub fn cli<C: CrmConnection + Dispatches<CrmDispatcher>>() -> Cli<'static, C> {
     Cli::new("crm")
         .aggregate::<Contact>()
         .dispatcher(&CrmDispatcher)
@@ -515,12 +512,9 @@ where
 }
 
 /// The story, printed to `out`: on any connection of the app.
-pub fn run<C: CrmConnection>(
-    conn: &mut C,
-    out: &mut impl Write,
-) -> Result<(), Box<dyn std::error::Error>>
+pub fn run<C>(conn: &mut C, out: &mut impl Write) -> Result<(), Box<dyn std::error::Error>>
 where
-    C: Dispatches<LastMonthDispatcher> + Dispatches<CrmDispatcher>,
+    C: CrmConnection + Dispatches<LastMonthDispatcher> + Dispatches<CrmDispatcher>,
 {
     crate::create_tables(conn, TABLES)?;
     es_diesel::create_tables::<_, Contact>(conn)?;
