@@ -298,6 +298,7 @@ mod id;
 mod jobs;
 mod projection;
 mod schema;
+pub mod sql_types;
 mod statement;
 mod store;
 mod table;
@@ -326,6 +327,7 @@ pub use jobs::queue::{
 pub use jobs::{Worker, WorkerOptions, WorkerStats};
 pub use projection::{PROJECTION_BATCH, rebuild_projection};
 pub use schema::{create_tables, ddl, migration_sql};
+pub use sql_types::UtcDateTime;
 pub use store::{DEFAULT_REPLAY_BATCH, DieselStore};
 pub use table::{AggregateTable, Locked, Stores};
 pub use text_uuid::TextUuid;

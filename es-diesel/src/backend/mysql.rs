@@ -5,16 +5,19 @@
 //!
 //! Calls `backend` (the traits it implements), `statement` and `errors`.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use diesel::connection::{AnsiTransactionManager, SimpleConnection};
-use diesel::mysql::{Mysql, MysqlConnection};
+use diesel::deserialize::{self, FromSql};
+use diesel::mysql::{Mysql, MysqlConnection, MysqlValue};
 use diesel::result::DatabaseErrorInformation;
 use diesel::row::{Row, RowIndex};
-use diesel::sql_types::Datetime;
+use diesel::serialize::{self, Output, ToSql};
+use diesel::sql_types::{Datetime, HasSqlType};
 use es_core::Error;
 
 use super::{Dialect, Number, SqlDialect, begin_outermost, microseconds, run_statements, sealed};
 use crate::errors::storage;
+use crate::sql_types::{UtcDateTime, UtcTime};
 use crate::statement::Statement;
 
 impl sealed::Sealed for Mysql {}
@@ -192,5 +195,25 @@ mod tests {
                 "{message}"
             );
         }
+    }
+}
+
+/// [`UtcTime`] is MySQL's `DATETIME(6)`, in UTC.
+impl HasSqlType<UtcTime> for Mysql {
+    fn metadata(lookup: &mut Self::MetadataLookup) -> Self::TypeMetadata {
+        <Mysql as HasSqlType<Datetime>>::metadata(lookup)
+    }
+}
+
+impl ToSql<UtcTime, Mysql> for UtcDateTime {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Mysql>) -> serialize::Result {
+        <NaiveDateTime as ToSql<Datetime, Mysql>>::to_sql(&self.naive_utc(), &mut out.reborrow())
+    }
+}
+
+impl FromSql<UtcTime, Mysql> for UtcDateTime {
+    fn from_sql(value: MysqlValue<'_>) -> deserialize::Result<Self> {
+        <NaiveDateTime as FromSql<Datetime, Mysql>>::from_sql(value)
+            .map(|time| UtcDateTime(time.and_utc()))
     }
 }

@@ -7,11 +7,13 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
-use diesel::pg::{Pg, PgConnection};
+use diesel::deserialize::{self, FromSql};
+use diesel::pg::{Pg, PgConnection, PgValue};
 use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::result::DatabaseErrorInformation;
 use diesel::row::{Row, RowIndex};
-use diesel::sql_types::Timestamptz;
+use diesel::serialize::{self, Output, ToSql};
+use diesel::sql_types::{HasSqlType, Timestamptz};
 use es_core::Error;
 
 use super::{
@@ -19,6 +21,7 @@ use super::{
     sealed,
 };
 use crate::errors::storage;
+use crate::sql_types::{UtcDateTime, UtcTime};
 use crate::statement::Statement;
 
 impl sealed::Sealed for Pg {}
@@ -296,5 +299,24 @@ mod tests {
                 "{constraint}"
             );
         }
+    }
+}
+
+/// [`UtcTime`] is PostgreSQL's `timestamptz`.
+impl HasSqlType<UtcTime> for Pg {
+    fn metadata(lookup: &mut Self::MetadataLookup) -> Self::TypeMetadata {
+        <Pg as HasSqlType<Timestamptz>>::metadata(lookup)
+    }
+}
+
+impl ToSql<UtcTime, Pg> for UtcDateTime {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        <DateTime<Utc> as ToSql<Timestamptz, Pg>>::to_sql(&self.0, out)
+    }
+}
+
+impl FromSql<UtcTime, Pg> for UtcDateTime {
+    fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
+        <DateTime<Utc> as FromSql<Timestamptz, Pg>>::from_sql(value).map(UtcDateTime)
     }
 }

@@ -11,10 +11,12 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel::connection::{AnsiTransactionManager, SimpleConnection};
-use diesel::deserialize::FromSql;
+use diesel::deserialize::{self, FromSql};
 use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::result::{DatabaseErrorInformation, UnexpectedEndOfRow, UnexpectedNullError};
 use diesel::row::{Row, RowIndex};
+use diesel::serialize::{self, Output, ToSql};
+use diesel::sql_types::HasSqlType;
 use diesel::sqlite::{Sqlite, SqliteConnection, SqliteType, SqliteValue};
 use diesel::{Connection, ConnectionResult};
 use es_core::Error;
@@ -23,6 +25,7 @@ use super::{
     Dialect, HeadInLock, Number, SqlDialect, begin_outermost, indexes_ddl, run_statements, sealed,
 };
 use crate::errors::storage;
+use crate::sql_types::{UtcDateTime, UtcTime};
 use crate::statement::Statement;
 
 /// How long a connection waits for the write lock before failing.
@@ -453,5 +456,29 @@ mod tests {
         ] {
             assert_eq!(parse_stored_time(text), None, "{text}");
         }
+    }
+}
+
+/// [`UtcTime`] is text on SQLite: written as the events' `created_at` is ([`FORMAT`]), read in
+/// that format or SQLite's own (`2026-04-20 09:00:00`, UTC).
+impl HasSqlType<UtcTime> for Sqlite {
+    fn metadata(_: &mut ()) -> SqliteType {
+        SqliteType::Text
+    }
+}
+
+impl ToSql<UtcTime, Sqlite> for UtcDateTime {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
+        out.set_value(self.format(FORMAT).to_string());
+        Ok(serialize::IsNull::No)
+    }
+}
+
+impl FromSql<UtcTime, Sqlite> for UtcDateTime {
+    fn from_sql(value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
+        let text = <String as FromSql<diesel::sql_types::Text, Sqlite>>::from_sql(value)?;
+        read_stored_time(&text)
+            .map(UtcDateTime)
+            .ok_or_else(|| format!("{} is not a time", quoted(&text)).into())
     }
 }

@@ -13,6 +13,7 @@ mod bad_rows;
 mod commands;
 mod dispatcher;
 mod leases;
+mod newcomer;
 mod queue;
 mod reliability;
 mod store;
@@ -76,6 +77,7 @@ where
     leases::PanicDispatcher: es_diesel::Dispatch<D::Conn>,
     leases::InTransactionDispatcher: es_diesel::Dispatch<D::Conn>,
     dispatcher::FeedDispatcher: es_diesel::Dispatch<D::Conn>,
+    D::Conn: newcomer::PinboardDatabase,
 {
     let checks = store::checks::<D>()
         .into_iter()
@@ -85,6 +87,7 @@ where
         .chain(queue::checks::<D>())
         .chain(reliability::checks::<D>())
         .chain(bad_rows::checks::<D>())
+        .chain(newcomer::checks::<D>())
         .chain(extra);
     let fail_fast = std::env::var("ES_TESTS_FAIL_FAST").as_deref() == Ok("1");
     let mut trials: Vec<Trial> = checks
