@@ -160,6 +160,26 @@ impl Dialect for MysqlConnection {
     }
 }
 
+/// [`UtcTime`] is MySQL's `DATETIME(6)`, in UTC.
+impl HasSqlType<UtcTime> for Mysql {
+    fn metadata(lookup: &mut Self::MetadataLookup) -> Self::TypeMetadata {
+        <Mysql as HasSqlType<Datetime>>::metadata(lookup)
+    }
+}
+
+impl ToSql<UtcTime, Mysql> for UtcDateTime {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Mysql>) -> serialize::Result {
+        <NaiveDateTime as ToSql<Datetime, Mysql>>::to_sql(&self.naive_utc(), &mut out.reborrow())
+    }
+}
+
+impl FromSql<UtcTime, Mysql> for UtcDateTime {
+    fn from_sql(value: MysqlValue<'_>) -> deserialize::Result<Self> {
+        <NaiveDateTime as FromSql<Datetime, Mysql>>::from_sql(value)
+            .map(|time| UtcDateTime(time.and_utc()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,25 +215,5 @@ mod tests {
                 "{message}"
             );
         }
-    }
-}
-
-/// [`UtcTime`] is MySQL's `DATETIME(6)`, in UTC.
-impl HasSqlType<UtcTime> for Mysql {
-    fn metadata(lookup: &mut Self::MetadataLookup) -> Self::TypeMetadata {
-        <Mysql as HasSqlType<Datetime>>::metadata(lookup)
-    }
-}
-
-impl ToSql<UtcTime, Mysql> for UtcDateTime {
-    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Mysql>) -> serialize::Result {
-        <NaiveDateTime as ToSql<Datetime, Mysql>>::to_sql(&self.naive_utc(), &mut out.reborrow())
-    }
-}
-
-impl FromSql<UtcTime, Mysql> for UtcDateTime {
-    fn from_sql(value: MysqlValue<'_>) -> deserialize::Result<Self> {
-        <NaiveDateTime as FromSql<Datetime, Mysql>>::from_sql(value)
-            .map(|time| UtcDateTime(time.and_utc()))
     }
 }

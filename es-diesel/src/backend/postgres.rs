@@ -236,6 +236,25 @@ impl HeadInLock for PgConnection {
     }
 }
 
+/// [`UtcTime`] is PostgreSQL's `timestamptz`.
+impl HasSqlType<UtcTime> for Pg {
+    fn metadata(lookup: &mut Self::MetadataLookup) -> Self::TypeMetadata {
+        <Pg as HasSqlType<Timestamptz>>::metadata(lookup)
+    }
+}
+
+impl ToSql<UtcTime, Pg> for UtcDateTime {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        <DateTime<Utc> as ToSql<Timestamptz, Pg>>::to_sql(&self.0, out)
+    }
+}
+
+impl FromSql<UtcTime, Pg> for UtcDateTime {
+    fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
+        <DateTime<Utc> as FromSql<Timestamptz, Pg>>::from_sql(value).map(UtcDateTime)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,24 +318,5 @@ mod tests {
                 "{constraint}"
             );
         }
-    }
-}
-
-/// [`UtcTime`] is PostgreSQL's `timestamptz`.
-impl HasSqlType<UtcTime> for Pg {
-    fn metadata(lookup: &mut Self::MetadataLookup) -> Self::TypeMetadata {
-        <Pg as HasSqlType<Timestamptz>>::metadata(lookup)
-    }
-}
-
-impl ToSql<UtcTime, Pg> for UtcDateTime {
-    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
-        <DateTime<Utc> as ToSql<Timestamptz, Pg>>::to_sql(&self.0, out)
-    }
-}
-
-impl FromSql<UtcTime, Pg> for UtcDateTime {
-    fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
-        <DateTime<Utc> as FromSql<Timestamptz, Pg>>::from_sql(value).map(UtcDateTime)
     }
 }

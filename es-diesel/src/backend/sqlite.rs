@@ -346,6 +346,30 @@ fn parse_stored_time(text: &str) -> Option<DateTime<Utc>> {
     Some(time.and_utc())
 }
 
+/// [`UtcTime`] is text on SQLite: written as the events' `created_at` is ([`FORMAT`]), read in
+/// that format or SQLite's own (`2026-04-20 09:00:00`, UTC).
+impl HasSqlType<UtcTime> for Sqlite {
+    fn metadata(_: &mut ()) -> SqliteType {
+        SqliteType::Text
+    }
+}
+
+impl ToSql<UtcTime, Sqlite> for UtcDateTime {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
+        out.set_value(self.format(FORMAT).to_string());
+        Ok(serialize::IsNull::No)
+    }
+}
+
+impl FromSql<UtcTime, Sqlite> for UtcDateTime {
+    fn from_sql(value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
+        let text = <String as FromSql<diesel::sql_types::Text, Sqlite>>::from_sql(value)?;
+        read_stored_time(&text)
+            .map(UtcDateTime)
+            .ok_or_else(|| format!("{} is not a time", quoted(&text)).into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,29 +480,5 @@ mod tests {
         ] {
             assert_eq!(parse_stored_time(text), None, "{text}");
         }
-    }
-}
-
-/// [`UtcTime`] is text on SQLite: written as the events' `created_at` is ([`FORMAT`]), read in
-/// that format or SQLite's own (`2026-04-20 09:00:00`, UTC).
-impl HasSqlType<UtcTime> for Sqlite {
-    fn metadata(_: &mut ()) -> SqliteType {
-        SqliteType::Text
-    }
-}
-
-impl ToSql<UtcTime, Sqlite> for UtcDateTime {
-    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
-        out.set_value(self.format(FORMAT).to_string());
-        Ok(serialize::IsNull::No)
-    }
-}
-
-impl FromSql<UtcTime, Sqlite> for UtcDateTime {
-    fn from_sql(value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
-        let text = <String as FromSql<diesel::sql_types::Text, Sqlite>>::from_sql(value)?;
-        read_stored_time(&text)
-            .map(UtcDateTime)
-            .ok_or_else(|| format!("{} is not a time", quoted(&text)).into())
     }
 }
