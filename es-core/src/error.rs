@@ -291,6 +291,21 @@ pub enum Error {
         source: diesel::result::Error,
     },
 
+    /// An event's metadata lacks, or mistypes, the application metadata the event declares with
+    /// `#[event(metadata = Type)]`; nothing was written.
+    #[error(
+        "the metadata of a `{tag}` event for `{table}` is not its application metadata: {source}"
+    )]
+    InvalidMetadata {
+        /// The events table.
+        table: &'static str,
+        /// The event's type tag.
+        tag: &'static str,
+        /// What does not fit.
+        #[source]
+        source: serde_json::Error,
+    },
+
     /// The storage backend failed.
     #[error("storage error on `{table}`: {source}")]
     Storage {

@@ -38,6 +38,14 @@ pub trait Event:
     /// deleted. (Soft deletion is an ordinary event whose `apply` sets a `deleted_at`.)
     const DESTROYS: bool;
 
+    /// Checks that `metadata` carries the application metadata this event declares with
+    /// `#[event(metadata = Type)]`: that [`Metadata::app`] reads it as that type. The store calls
+    /// it before writing the event; an event that declares none accepts any metadata.
+    fn check_metadata(metadata: &Metadata) -> Result<(), serde_json::Error> {
+        let _ = metadata;
+        Ok(())
+    }
+
     /// Whether a stored tag designates this event (its tag or one of its aliases).
     fn has_tag(tag: &str) -> bool {
         tag == Self::TAG || Self::ALIASES.contains(&tag)
@@ -159,6 +167,18 @@ impl<A: Aggregate> NewEvent<A> {
         self.inner.destroys()
     }
 
+    /// Checks `metadata` against the application metadata the event declares
+    /// ([`Event::check_metadata`]).
+    pub fn check_metadata(&self, metadata: &Metadata) -> Result<(), Error> {
+        self.inner
+            .check_metadata(metadata)
+            .map_err(|source| Error::InvalidMetadata {
+                table: A::EVENTS_TABLE,
+                tag: self.tag(),
+                source,
+            })
+    }
+
     /// Encodes the event's data attributes as the JSON stored in the `data` column.
     pub fn encode(&self) -> Result<String, Error> {
         self.inner.encode().map_err(|source| Error::Encode {
@@ -205,6 +225,7 @@ trait PendingEvent<A>: Send + Sync {
     fn creates(&self) -> bool;
     fn destroys(&self) -> bool;
     fn encode(&self) -> Result<String, serde_json::Error>;
+    fn check_metadata(&self, metadata: &Metadata) -> Result<(), serde_json::Error>;
     fn apply(&self, aggregate: &mut A, event: &EventContext<'_>);
     fn as_any(&self) -> &dyn Any;
 }
@@ -221,6 +242,9 @@ impl<E: Event> PendingEvent<E::Aggregate> for E {
     }
     fn encode(&self) -> Result<String, serde_json::Error> {
         serde_json::to_string(self)
+    }
+    fn check_metadata(&self, metadata: &Metadata) -> Result<(), serde_json::Error> {
+        E::check_metadata(metadata)
     }
     fn apply(&self, aggregate: &mut E::Aggregate, event: &EventContext<'_>) {
         Apply::apply(self, aggregate, event);

@@ -171,6 +171,7 @@ pub fn stage<A: Aggregate>(
     let mut state = current;
     let mut staged: Vec<StagedEvent> = Vec::with_capacity(events.len());
     for event in events {
+        event.check_metadata(&metadata)?;
         let previous = staged.last().map_or(current_version, |last| last.version);
         let version = next_version::<A>(id, previous)?;
         let mut aggregate = match (state.take(), event.creates()) {

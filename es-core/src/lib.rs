@@ -180,7 +180,7 @@ pub use event::{Apply, Event, EventContext, IntoEvents, NewEvent, RecordedEvent}
 pub use history::{AppendOptions, AsOf, Head, Rebuild, Staged, StagedEvent, now, rebuild, stage};
 pub use memory::InMemoryStore;
 pub use metadata::Metadata;
-pub use registry::{AttributeDescriptor, EventDescriptor, Registry};
+pub use registry::{AppMetadataDescriptor, AttributeDescriptor, EventDescriptor, Registry};
 pub use route::{EventRef, Pattern, Reactor, Route};
 pub use store::{
     Committed, Conflicted, EventFilter, EventStore, OnBadHistory, Reaction, ReactionKind,
@@ -201,8 +201,11 @@ pub use schemars;
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::registry::{ApplyFailure, apply_erased, schema_for};
+    pub use crate::registry::{
+        ApplyFailure, app_metadata_schema_for, apply_erased, check_app_metadata, schema_for,
+    };
     pub use inventory;
+    pub use serde_json;
 
     use crate::{Aggregate, Event, EventRef};
 
@@ -215,6 +218,16 @@ pub mod __private {
     pub trait EventSchema: schemars::JsonSchema {}
 
     impl<T: schemars::JsonSchema> EventSchema for T {}
+
+    /// Application metadata with a JSON Schema, for the catalog.
+    #[diagnostic::on_unimplemented(
+        message = "application metadata `{Self}` has no JSON Schema for the catalog",
+        label = "this type needs `schemars::JsonSchema`",
+        note = "derive it next to serde's traits: `#[derive(Serialize, Deserialize, JsonSchema)]` with `use schemars::JsonSchema;`"
+    )]
+    pub trait AppMetadataSchema: schemars::JsonSchema {}
+
+    impl<T: schemars::JsonSchema> AppMetadataSchema for T {}
 
     /// An event a reactor may create, as declared in a dispatcher (`reactor -> [Unpinned]`).
     #[diagnostic::on_unimplemented(

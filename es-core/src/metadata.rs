@@ -1,9 +1,20 @@
 //! Metadata: who created an event, from where, and as part of which request.
 
 use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
+
+/// The keys of the named fields of [`Metadata`] in its JSON.
+const NAMED_KEYS: [&str; 6] = [
+    "actor_id",
+    "request_id",
+    "ip",
+    "user_agent",
+    "correlation_id",
+    "causation_id",
+];
 
 /// The context of an event's creation, stored in the `metadata` JSON column.
 ///
@@ -98,6 +109,50 @@ impl Metadata {
     pub fn with_extra(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
         self.extra.insert(key.into(), value.into());
         self
+    }
+
+    /// Adds the keys of the application's own metadata `app`, a struct that serializes to a JSON
+    /// object (serde + schemars, declared on events with `#[event(metadata = ...)]` so that the
+    /// catalog documents it), to [`Metadata::extra`]. A key of `app` that is a named field of
+    /// `Metadata` (`actor_id`, ...) is an error: it would be read back as that field.
+    ///
+    /// ```
+    /// use es_core::Metadata;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    /// struct Webhook {
+    ///     notification_id: i64,
+    /// }
+    ///
+    /// let metadata = Metadata::by_actor("stripe").with_app(&Webhook { notification_id: 33456 })?;
+    /// assert_eq!(metadata.to_json()?, r#"{"actor_id":"stripe","notification_id":33456}"#);
+    /// assert_eq!(metadata.app::<Webhook>()?, Webhook { notification_id: 33456 });
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn with_app(mut self, app: &impl Serialize) -> Result<Self, serde_json::Error> {
+        use serde::ser::Error as _;
+        let Value::Object(keys) = serde_json::to_value(app)? else {
+            return Err(serde_json::Error::custom(
+                "application metadata must serialize to a JSON object (a struct with named fields)",
+            ));
+        };
+        for (key, value) in keys {
+            if NAMED_KEYS.contains(&key.as_str()) {
+                return Err(serde_json::Error::custom(format!(
+                    "application metadata key `{key}` is a field of `Metadata`: rename it"
+                )));
+            }
+            self.extra.insert(key, value);
+        }
+        Ok(self)
+    }
+
+    /// The application's own metadata, read from [`Metadata::extra`] as `T` (keys `T` does not
+    /// name are ignored unless it denies unknown fields): how `apply`, reactors and jobs read what
+    /// [`with_app`](Metadata::with_app) wrote.
+    pub fn app<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_value(Value::Object(self.extra.clone()))
     }
 
     /// Encodes the metadata as the JSON stored in the `metadata` column.

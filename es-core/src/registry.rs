@@ -36,8 +36,32 @@ pub struct EventDescriptor {
     pub doc: &'static str,
     /// The data attributes, in declaration order.
     pub attributes: &'static [AttributeDescriptor],
+    /// The application metadata the event declares (`#[event(metadata = Type)]`), if any.
+    pub app_metadata: Option<AppMetadataDescriptor>,
     apply: ApplyFn,
     schema: SchemaFn,
+}
+
+/// The application metadata an event declares with `#[event(metadata = Type)]`: a serde +
+/// schemars struct whose keys its metadata carries ([`Metadata::app`](crate::Metadata::app)).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct AppMetadataDescriptor {
+    /// The Rust type as written.
+    pub rust_type: &'static str,
+    schema: SchemaFn,
+}
+
+impl AppMetadataDescriptor {
+    #[doc(hidden)]
+    pub const fn __new(rust_type: &'static str, schema: SchemaFn) -> Self {
+        Self { rust_type, schema }
+    }
+
+    /// The JSON Schema of the type, derived by schemars.
+    pub fn schema(&self) -> schemars::Schema {
+        (self.schema)()
+    }
 }
 
 /// The description of one data attribute of an event.
@@ -80,6 +104,7 @@ impl EventDescriptor {
         destroys: bool,
         doc: &'static str,
         attributes: &'static [AttributeDescriptor],
+        app_metadata: Option<AppMetadataDescriptor>,
         apply: ApplyFn,
         schema: SchemaFn,
     ) -> Self {
@@ -94,6 +119,7 @@ impl EventDescriptor {
             destroys,
             doc,
             attributes,
+            app_metadata,
             apply,
             schema,
         }
@@ -245,6 +271,22 @@ impl DuplicateTag {
             second: self.second,
         }
     }
+}
+
+/// Whether `metadata` carries the application metadata `T` an event declares: the body of the
+/// `Event::check_metadata` that `#[derive(Event)]` generates for `#[event(metadata = T)]`.
+#[doc(hidden)]
+pub fn check_app_metadata<T: serde::de::DeserializeOwned>(
+    metadata: &crate::Metadata,
+) -> Result<(), serde_json::Error> {
+    metadata.app::<T>().map(drop)
+}
+
+/// The JSON Schema of the application metadata `T` an event declares, registered by
+/// `#[derive(Event)]`.
+#[doc(hidden)]
+pub fn app_metadata_schema_for<T: crate::__private::AppMetadataSchema>() -> schemars::Schema {
+    schemars::SchemaGenerator::default().into_root_schema_for::<T>()
 }
 
 /// The JSON Schema of event `E`'s `data`, registered by `#[derive(Event)]`.

@@ -13,7 +13,9 @@ use syn::{
 use crate::attr::{Errors, check_once, doc_comment, one_of, skip_value, string_value, type_name};
 use crate::case::{is_tag, snake_case};
 use crate::serde_attr::{has_serde_key, serde_field_case, serde_rename};
-use crate::symbol::{AGGREGATE, ALIAS, CREATES, DATA_ATTRIBUTES, DESTROYS, EVENT, EVENT_KEYS, TAG};
+use crate::symbol::{
+    AGGREGATE, ALIAS, CREATES, DATA_ATTRIBUTES, DESTROYS, EVENT, EVENT_KEYS, METADATA, TAG,
+};
 
 /// What the derive understood of an event struct.
 struct EventModel<'a> {
@@ -23,6 +25,8 @@ struct EventModel<'a> {
     aliases: Vec<String>,
     creates: bool,
     destroys: bool,
+    /// The application metadata type of `#[event(metadata = Type)]`.
+    app_metadata: Option<Type>,
     doc: String,
     attributes: Vec<DataAttribute<'a>>,
 }
@@ -178,6 +182,7 @@ fn parse(input: &DeriveInput) -> Result<EventModel<'_>, syn::Error> {
         aliases: options.aliases.iter().map(LitStr::value).collect(),
         creates: options.creates,
         destroys: options.destroys,
+        app_metadata: options.app_metadata,
         doc: doc_comment(&input.attrs),
         attributes,
     })
@@ -304,11 +309,14 @@ struct EventOptions {
     aliases: Vec<LitStr>,
     creates: bool,
     destroys: bool,
+    app_metadata: Option<Type>,
 }
 
-/// `#[event(tag = "...", alias = "...", creates, destroys)]`, possibly over several attributes.
+/// `#[event(tag = "...", alias = "...", creates, destroys, metadata = Type)]`, possibly over
+/// several attributes.
 fn parse_event_options(attrs: &[Attribute], errors: &mut Errors) -> EventOptions {
     let mut tag: Option<LitStr> = None;
+    let mut app_metadata: Option<Type> = None;
     let mut aliases: Vec<LitStr> = Vec::new();
     let mut creates: Option<Path> = None;
     let mut destroys: Option<Path> = None;
@@ -375,6 +383,18 @@ fn parse_event_options(attrs: &[Attribute], errors: &mut Errors) -> EventOptions
                     second_of_creates_destroys = Some(key.clone());
                 }
                 check_once(errors, slot, key.clone(), &key, &name, EVENT);
+            } else if key.is_ident(METADATA) {
+                if !meta.input.peek(Token![=]) {
+                    let rest = skip_value(&meta)?;
+                    errors.error(
+                        quote!(#key #rest),
+                        "`metadata` names the application metadata type its events carry: \
+                         write `#[event(metadata = WebhookContext)]`",
+                    );
+                    return Ok(());
+                }
+                let ty: Type = meta.value()?.parse()?;
+                check_once(errors, &mut app_metadata, ty, &key, &name, EVENT);
             } else {
                 errors.error(
                     &key,
@@ -403,6 +423,7 @@ fn parse_event_options(attrs: &[Attribute], errors: &mut Errors) -> EventOptions
         aliases,
         creates: creates.is_some(),
         destroys: destroys.is_some(),
+        app_metadata,
     }
 }
 
@@ -414,6 +435,7 @@ fn generate(model: &EventModel<'_>) -> TokenStream {
         aliases,
         creates,
         destroys,
+        app_metadata,
         doc,
         attributes,
     } = model;
@@ -432,6 +454,28 @@ fn generate(model: &EventModel<'_>) -> TokenStream {
         let doc = &attribute.doc;
         quote!(::es_core::AttributeDescriptor::__new(#name, #key, #rust_type, #doc))
     });
+    // Spanned at the metadata type, where a missing `Deserialize` or `JsonSchema` is reported.
+    let (check_metadata, app_metadata_descriptor) = match app_metadata {
+        Some(ty) => {
+            let rust_type = quote!(#ty).to_string().replace(' ', "");
+            (
+                quote_spanned! {ty.span()=>
+                    fn check_metadata(
+                        metadata: &::es_core::Metadata,
+                    ) -> ::core::result::Result<(), ::es_core::__private::serde_json::Error> {
+                        ::es_core::__private::check_app_metadata::<#ty>(metadata)
+                    }
+                },
+                quote_spanned! {ty.span()=>
+                    ::core::option::Option::Some(::es_core::AppMetadataDescriptor::__new(
+                        #rust_type,
+                        ::es_core::__private::app_metadata_schema_for::<#ty>,
+                    ))
+                },
+            )
+        }
+        None => (TokenStream::new(), quote!(::core::option::Option::None)),
+    };
     // Spanned at the event, where a missing `JsonSchema` is reported.
     let schema = quote_spanned!(ident.span()=> ::es_core::__private::schema_for::<#ident>);
     quote! {
@@ -443,6 +487,7 @@ fn generate(model: &EventModel<'_>) -> TokenStream {
                 const ALIASES: &'static [&'static str] = &[#(#aliases),*];
                 const CREATES: bool = #creates;
                 const DESTROYS: bool = #destroys;
+                #check_metadata
             }
 
             #(#checks)*
@@ -468,6 +513,7 @@ fn generate(model: &EventModel<'_>) -> TokenStream {
                     #destroys,
                     #doc,
                     &[#(#descriptors),*],
+                    #app_metadata_descriptor,
                     ::es_core::__private::apply_erased::<#ident>,
                     #schema,
                 )

@@ -8,7 +8,8 @@ pub(crate) const TAG: &str = "tag";
 pub(crate) const ALIAS: &str = "alias";
 pub(crate) const CREATES: &str = "creates";
 pub(crate) const DESTROYS: &str = "destroys";
-pub(crate) const EVENT_KEYS: &[&str] = &[TAG, ALIAS, CREATES, DESTROYS];
+pub(crate) const METADATA: &str = "metadata";
+pub(crate) const EVENT_KEYS: &[&str] = &[TAG, ALIAS, CREATES, DESTROYS, METADATA];
 
 pub(crate) const NAME: &str = "name";
 pub(crate) const EVENTS_TABLE: &str = "events_table";

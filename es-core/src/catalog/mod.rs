@@ -62,7 +62,7 @@ mod fixtures;
 
 pub use disk::{assert_catalog_fresh, refresh_catalog, write_catalog};
 pub use model::{
-    AggregateDoc, Catalog, CatalogError, CatalogFile, EventDoc, FieldDoc, MARKDOWN_FILE,
-    MetadataDoc, ReactorDoc, ReactorKind, SCHEMAS_DIR, YAML_FILE, metadata_schema_path,
-    schema_path,
+    AggregateDoc, AppMetadataDoc, Catalog, CatalogError, CatalogFile, EventDoc, FieldDoc,
+    MARKDOWN_FILE, MetadataDoc, ReactorDoc, ReactorKind, SCHEMAS_DIR, YAML_FILE,
+    app_metadata_schema_path, metadata_schema_path, schema_path,
 };

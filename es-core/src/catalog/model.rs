@@ -25,6 +25,14 @@ pub fn schema_path(aggregate: &str, tag: &str) -> PathBuf {
         .join(format!("{tag}.schema.json"))
 }
 
+/// The path, relative to the catalog directory, of the JSON Schema of the application metadata
+/// of event `tag` of `aggregate`.
+pub fn app_metadata_schema_path(aggregate: &str, tag: &str) -> PathBuf {
+    Path::new(SCHEMAS_DIR)
+        .join(aggregate)
+        .join(format!("{tag}.metadata.schema.json"))
+}
+
 /// The path, relative to the catalog directory, of the JSON Schema of the `metadata`.
 pub fn metadata_schema_path() -> PathBuf {
     Path::new(SCHEMAS_DIR).join("metadata.schema.json")
@@ -147,12 +155,28 @@ pub struct EventDoc {
     pub destroys: bool,
     /// The data attributes, in declaration order.
     pub attributes: Vec<FieldDoc>,
+    /// The application metadata the event's `metadata` carries (`#[event(metadata = Type)]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_metadata: Option<AppMetadataDoc>,
     /// The reactors and projections the dispatcher routes the event to, in the order they run.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reactors: Vec<ReactorDoc>,
     /// The JSON Schema of the event's `data`.
     #[serde(skip)]
     pub data_schema: Schema,
+}
+
+/// The application metadata of an event: its Rust type, its keys and their JSON Schema.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct AppMetadataDoc {
+    /// The Rust type as written.
+    pub rust_type: String,
+    /// Its keys in the `metadata` JSON, sorted by name.
+    pub fields: Vec<FieldDoc>,
+    /// Its JSON Schema.
+    #[serde(skip)]
+    pub schema: Schema,
 }
 
 /// A data attribute of an event, or a metadata field.

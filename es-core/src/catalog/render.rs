@@ -11,7 +11,7 @@ use schemars::Schema;
 
 use super::model::{
     Catalog, CatalogError, CatalogFile, EventDoc, MARKDOWN_FILE, ReactorKind, YAML_FILE,
-    metadata_schema_path, schema_path,
+    app_metadata_schema_path, metadata_schema_path, schema_path,
 };
 use super::schema::sorted;
 use crate::route::{EventRef, Pattern};
@@ -36,13 +36,17 @@ impl Catalog {
     }
 
     /// The JSON Schemas, each with its path relative to the catalog directory: one per event's
-    /// `data`, then the `metadata`'s.
+    /// `data` (and its application metadata, if it declares one), then the `metadata`'s.
     pub fn json_schemas(&self) -> Vec<(PathBuf, &Schema)> {
         let events = self.aggregates.iter().flat_map(|aggregate| {
-            aggregate
-                .events
-                .iter()
-                .map(|event| (schema_path(&aggregate.name, &event.tag), &event.data_schema))
+            aggregate.events.iter().flat_map(|event| {
+                let data = (schema_path(&aggregate.name, &event.tag), &event.data_schema);
+                let app = event.app_metadata.as_ref().map(|app| {
+                    let path = app_metadata_schema_path(&aggregate.name, &event.tag);
+                    (path, &app.schema)
+                });
+                std::iter::once(data).chain(app)
+            })
         });
         events
             .chain(std::iter::once((
@@ -158,6 +162,24 @@ fn markdown_event(page: &mut String, event: &EventDoc) {
                 cell(&attribute.json_type),
                 cell(&required),
                 cell(&attribute.doc)
+            );
+        }
+    }
+    if let Some(app) = &event.app_metadata {
+        let _ = write!(
+            page,
+            "\nIts `metadata` also carries `{}`:\n\n| key | JSON type | required | description \
+             |\n|---|---|---|---|\n",
+            app.rust_type
+        );
+        for field in &app.fields {
+            let _ = writeln!(
+                page,
+                "| `{}` | {} | {} | {} |",
+                field.name,
+                cell(&field.json_type),
+                if field.required { "yes" } else { "no" },
+                cell(&field.doc)
             );
         }
     }

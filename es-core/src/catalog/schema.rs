@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value};
 
 use super::model::{
-    AggregateDoc, Catalog, CatalogError, EventDoc, FieldDoc, MetadataDoc, ReactorDoc, ReactorKind,
+    AggregateDoc, AppMetadataDoc, Catalog, CatalogError, EventDoc, FieldDoc, MetadataDoc,
+    ReactorDoc, ReactorKind,
 };
 use crate::metadata::Metadata;
 use crate::registry::{EventDescriptor, Registry};
@@ -110,6 +111,19 @@ fn event_doc(event: &'static EventDescriptor, routes: &[Route]) -> Result<EventD
         creates: event.creates,
         destroys: event.destroys,
         attributes,
+        app_metadata: event.app_metadata.map(|app| {
+            let schema = app.schema();
+            let root = schema.as_value();
+            let mut fields: Vec<FieldDoc> = properties(root)
+                .map(|(name, property)| field_doc(name, None, property, root, ""))
+                .collect();
+            fields.sort_by(|a, b| a.name.cmp(&b.name));
+            AppMetadataDoc {
+                rust_type: app.rust_type.to_owned(),
+                fields,
+                schema,
+            }
+        }),
         reactors: reactors_of(event, routes),
         data_schema,
     })

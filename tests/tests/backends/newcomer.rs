@@ -1,6 +1,7 @@
 //! What a newcomer writes, with the public API of `es-core` and `es-diesel` only (issue #19): a
 //! pinboard whose code is generic over the backend with one bound of its own, a trigger that runs
-//! a typed diesel query on whichever backend it is given, a portable time column, `?` on diesel's
+//! a typed diesel query on whichever backend it is given, typed application metadata (read in
+//! `apply` and in a job, refused when missing, in the catalog), a portable time column, `?` on diesel's
 //! errors and the store's in one function, no turbofish on the store, and a worker drained with
 //! its jobs listed. Only the `TestDb` that hands out a fresh database comes from the suite.
 
@@ -28,6 +29,7 @@ mod schema {
             pinned -> Bool,
             written_at -> UtcTime,
             pinned_at -> Nullable<UtcTime>,
+            pinned_from -> Nullable<Text>,
         }
     }
 
@@ -56,6 +58,15 @@ pub(crate) struct Sticky {
     pub(crate) written_at: UtcDateTime,
     /// When it was last pinned.
     pub(crate) pinned_at: Option<UtcDateTime>,
+    /// The screen it was last pinned from.
+    pub(crate) pinned_from: Option<String>,
+}
+
+/// Where a pin comes from: the pinboard's own metadata, typed.
+#[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq)]
+pub(crate) struct PinContext {
+    /// The screen the pin was made on.
+    pub(crate) screen: String,
 }
 
 /// A sticky was written.
@@ -71,6 +82,7 @@ pub(crate) struct StickyWritten {
 /// A sticky was pinned.
 #[derive(Event, Serialize, Deserialize, JsonSchema)]
 #[aggregate(Sticky)]
+#[event(metadata = PinContext)]
 pub(crate) struct StickyPinned {}
 
 /// A sticky was unpinned (another one was pinned).
@@ -89,6 +101,8 @@ impl Apply<Sticky> for StickyPinned {
     fn apply(&self, sticky: &mut Sticky, event: &EventContext<'_>) {
         sticky.pinned = true;
         sticky.pinned_at = Some(event.created_at.into());
+        let context = event.metadata.app::<PinContext>();
+        sticky.pinned_from = context.ok().map(|context| context.screen);
     }
 }
 
@@ -125,7 +139,12 @@ pub(crate) fn announce<C: Database>(
     pinned: Recorded<'_, StickyPinned>,
 ) -> Result<(), ReactorError> {
     let key = job.idempotency_key();
-    let line = format!("sticky {} was pinned", pinned.aggregate_id());
+    let context: PinContext = pinned.metadata().app()?;
+    let line = format!(
+        "sticky {} was pinned from the {}",
+        pinned.aggregate_id(),
+        context.screen
+    );
     with_connection!(job.connection(), |conn| {
         diesel::insert_into(announcements::table)
             .values((
@@ -156,13 +175,12 @@ impl<C: Database + Stores<Sticky> + Dispatches<PinboardDispatcher>> PinboardData
 pub(crate) fn pin<C: PinboardDatabase>(
     conn: &mut C,
     id: i64,
-    by: &str,
+    options: &AppendOptions,
 ) -> Result<i64, es_core::Error> {
     conn.transaction(|conn| {
-        let options = AppendOptions::with_metadata(Metadata::by_actor(by));
         DieselStore::new(conn)
             .with_dispatcher(&PinboardDispatcher)
-            .append(&id, StickyPinned {}, &options)?;
+            .append(&id, StickyPinned {}, options)?;
         let pinned = with_connection!(conn, |conn| {
             stickies::table
                 .filter(stickies::pinned.eq(true))
@@ -184,7 +202,8 @@ fn tables(backend: &str) -> [String; 2] {
     [
         format!(
             "CREATE TABLE stickies (id BIGINT PRIMARY KEY NOT NULL, body TEXT NOT NULL, \
-             pinned BOOLEAN NOT NULL, written_at {time} NOT NULL, pinned_at {time})"
+             pinned BOOLEAN NOT NULL, written_at {time} NOT NULL, pinned_at {time}, \
+             pinned_from TEXT)"
         ),
         format!(
             "CREATE TABLE announcements (idempotency_key {key} PRIMARY KEY NOT NULL, \
@@ -199,6 +218,17 @@ where
 {
     vec![
         ("a_newcomers_pinboard_runs_generic_over_the_backend", |db| {
+            let routes = PinboardDispatcher::ROUTES;
+            let registry = es_core::Registry::global().unwrap();
+            let catalog =
+                es_core::catalog::Catalog::of_aggregates(registry, &[Sticky::NAME], routes)
+                    .unwrap();
+            let pinned = &catalog.aggregates[0].events[0];
+            assert_eq!(pinned.tag, "sticky.sticky_pinned");
+            let app = pinned.app_metadata.as_ref().expect("the catalog lists it");
+            assert_eq!(app.rust_type, "PinContext");
+            assert_eq!(app.fields[0].name, "screen");
+            assert_eq!(app.fields[0].doc, "The screen the pin was made on.");
             let mut conn = db.connect();
             for table in tables(D::NAME) {
                 conn.batch_execute(&table).unwrap();
@@ -216,9 +246,33 @@ fn pinboard<C: PinboardDatabase>(conn: &mut C) -> Result<(), Box<dyn std::error:
         let body = body.to_owned();
         store.append(&id, StickyWritten { body }, &AppendOptions::default())?;
     }
-    assert_eq!(pin(store.connection(), 1, "ann")?, 1);
+    let from = |actor: &str, screen: &str| -> Result<AppendOptions, serde_json::Error> {
+        let context = PinContext {
+            screen: screen.to_owned(),
+        };
+        let metadata = Metadata::by_actor(actor).with_app(&context)?;
+        Ok(AppendOptions::with_metadata(metadata))
+    };
+    let untyped = AppendOptions::with_metadata(Metadata::by_actor("eve").with_extra("screen", 7));
+    let refused = pin(store.connection(), 2, &untyped).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            es_core::Error::InvalidMetadata {
+                tag: "sticky.sticky_pinned",
+                ..
+            }
+        ),
+        "{refused}"
+    );
     assert_eq!(
-        pin(store.connection(), 3, "bob")?,
+        store.version::<Sticky>(&2)?,
+        1,
+        "a refused pin writes nothing"
+    );
+    assert_eq!(pin(store.connection(), 1, &from("ann", "wall")?)?, 1);
+    assert_eq!(
+        pin(store.connection(), 3, &from("bob", "phone")?)?,
         1,
         "the trigger unpinned sticky 1"
     );
@@ -226,6 +280,11 @@ fn pinboard<C: PinboardDatabase>(conn: &mut C) -> Result<(), Box<dyn std::error:
     let first: Sticky = store.load(&1)?.ok_or("sticky 1")?;
     let third: Sticky = store.load(&3)?.ok_or("sticky 3")?;
     assert!(!first.pinned && third.pinned);
+    assert_eq!(
+        third.pinned_from.as_deref(),
+        Some("phone"),
+        "apply read the typed metadata"
+    );
     let history = store.history::<Sticky>(&1)?;
     let tags: Vec<&str> = history
         .iter()
@@ -265,7 +324,14 @@ fn pinboard<C: PinboardDatabase>(conn: &mut C) -> Result<(), Box<dyn std::error:
             .order(announcements::line)
             .load(conn)
     })?;
-    assert_eq!(lines, ["sticky 1 was pinned", "sticky 3 was pinned"]);
+    assert_eq!(
+        lines,
+        [
+            "sticky 1 was pinned from the wall",
+            "sticky 3 was pinned from the phone"
+        ],
+        "the job read the typed metadata"
+    );
 
     with_connection!(conn, |conn| diesel::delete(stickies::table).execute(conn))?;
     let replayed = DieselStore::new(conn).replay_all::<Sticky>(&mut |_| {})?;
