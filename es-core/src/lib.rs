@@ -105,6 +105,7 @@
 //! | `#[event(alias = "task.finished")]` | struct, repeatable | a former tag that still decodes to this event, after a rename |
 //! | `#[event(creates)]` | struct | the event creates its aggregate (applied to [`Aggregate::new`], refused if it exists) |
 //! | `#[event(destroys)]` | struct | the event destroys its aggregate (its row is deleted) |
+//! | `#[event(metadata = Webhook)]` | struct | its `metadata` carries the application's own `Webhook` (serde + schemars, written with [`Metadata::with_app`], read with [`Metadata::app`]): checked before the event is written ([`Error::InvalidMetadata`]), documented in the catalog |
 //! | `#[data_attributes]` | every field | the field is stored in the `data` JSON |
 //!
 //! Tags are dot-separated identifiers (`task.completed`, `billing.invoice_paid`).
