@@ -159,9 +159,18 @@ fn usd() -> String {
     "USD".to_owned()
 }
 
+/// Which notification of the payment platform's webhook an event came from: Drip's own
+/// metadata, typed (`Metadata::with_app`), checked on every activation and listed in the catalog.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+pub struct WebhookNotification {
+    /// The platform's id of the notification (a retried delivery has a new one).
+    pub notification_id: i64,
+}
+
 /// The payment platform activated the subscription (from its webhook).
 #[derive(Event, Serialize, Deserialize, Debug, JsonSchema)]
 #[aggregate(Subscription)]
+#[event(metadata = WebhookNotification)]
 pub struct Activated {
     /// The payment platform's subscription key.
     #[data_attributes]
@@ -499,10 +508,10 @@ pub fn run<C: DripDatabase>(
     es_diesel::create_tables::<_, Post>(conn)?;
     let mut store = DieselStore::new(conn).with_dispatcher(&DripDispatcher);
     let supporter = AppendOptions::with_metadata(Metadata::by_actor("supporter-7"));
-    let webhook = |notification: i64| {
-        AppendOptions::with_metadata(
-            Metadata::by_actor("stripe-webhook").with_extra("notification_id", notification),
-        )
+    let webhook = |notification_id: i64| -> Result<AppendOptions, serde_json::Error> {
+        let notification = WebhookNotification { notification_id };
+        let metadata = Metadata::by_actor("stripe-webhook").with_app(&notification)?;
+        Ok(AppendOptions::with_metadata(metadata))
     };
 
     writeln!(out, "== Subscriptions")?;
@@ -516,7 +525,7 @@ pub fn run<C: DripDatabase>(
         subscription: 12,
         stripe_key: String::new(),
     };
-    match store.execute(&missing_key, &webhook(33455)) {
+    match store.execute(&missing_key, &webhook(33455)?) {
         Err(error) => writeln!(out, "refused: {error}")?,
         Ok(_) => return Err("an activation without a key must be refused".into()),
     }
@@ -524,14 +533,14 @@ pub fn run<C: DripDatabase>(
         subscription: 12,
         stripe_key: "sub_66123".into(),
     };
-    let activated = store.execute(&activate, &webhook(33456))?;
+    let activated = store.execute(&activate, &webhook(33456)?)?;
     writeln!(
         out,
         "webhook 33456 activated subscription 12: {} event(s), {} job(s) queued",
         activated.events.len(),
         activated.reactions.len()
     )?;
-    let again = store.execute(&activate, &webhook(33457))?;
+    let again = store.execute(&activate, &webhook(33457)?)?;
     writeln!(
         out,
         "webhook 33457 (a retry) activated it again: no-op = {}, {} job(s) queued",
@@ -600,7 +609,7 @@ pub fn run<C: DripDatabase>(
         reason: "moving on".into(),
     };
     store.execute(&deactivate, &supporter)?;
-    match store.execute(&activate, &webhook(33458)) {
+    match store.execute(&activate, &webhook(33458)?) {
         Err(error) => writeln!(out, "refused: {error}")?,
         Ok(_) => return Err("a deactivated subscription must not be activated".into()),
     }
