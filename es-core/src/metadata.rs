@@ -49,7 +49,9 @@ pub struct Metadata {
     /// The user agent of the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
-    /// Shared by every event that one request caused, directly or through reactors.
+    /// Shared by every event that one request caused, directly or through reactors. An append
+    /// whose metadata has none gets a new one from the store (a random UUID), so stored metadata
+    /// has a correlation id even when the appended one did not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<Uuid>,
     /// The id (global position) of the event whose reactor created this one.
