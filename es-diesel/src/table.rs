@@ -167,7 +167,10 @@ pub trait AggregateTable<C: Database>: Aggregate<Id: IdColumn<C::Backend>> {
 
     /// [`Stores::upsert`].
     #[doc(hidden)]
-    fn upsert(aggregate: &Self) -> Option<Statement<'_, C::Backend>>;
+    fn upsert(aggregate: &Self) -> Option<Statement<'_, C::Backend>> {
+        let _ = aggregate;
+        None
+    }
 
     /// [`Stores::delete`].
     fn delete(conn: &mut C, ids: &[Self::Id]) -> QueryResult<()>;
