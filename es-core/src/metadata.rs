@@ -172,3 +172,52 @@ impl Metadata {
         serde_json::from_str(json)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Webhook {
+        notification_id: i64,
+    }
+
+    /// Typed keys sit beside untyped ones and the named fields, and read back typed.
+    #[test]
+    fn application_metadata_reads_back_typed_beside_untyped_extras() {
+        let metadata = Metadata::by_actor("stripe")
+            .with_extra("attempt", 2)
+            .with_app(&Webhook { notification_id: 7 })
+            .unwrap();
+        let stored = Metadata::from_json(&metadata.to_json().unwrap()).unwrap();
+        assert_eq!(stored.app::<Webhook>().unwrap().notification_id, 7);
+        assert_eq!(stored.extra["attempt"], 2);
+        assert_eq!(stored.actor_id.as_deref(), Some("stripe"));
+    }
+
+    /// What cannot be application metadata is refused, and a missing or mistyped key fails the
+    /// typed read.
+    #[test]
+    fn what_is_not_application_metadata_is_an_error() {
+        #[derive(Serialize)]
+        struct Clash {
+            actor_id: String,
+        }
+        let not_an_object = Metadata::default().with_app(&7).unwrap_err();
+        assert!(
+            not_an_object.to_string().contains("JSON object"),
+            "{not_an_object}"
+        );
+        let clash = Metadata::default()
+            .with_app(&Clash {
+                actor_id: "x".into(),
+            })
+            .unwrap_err();
+        assert!(clash.to_string().contains("`actor_id`"), "{clash}");
+        assert!(Metadata::default().app::<Webhook>().is_err());
+        let mistyped = Metadata::default().with_extra("notification_id", "seven");
+        assert!(mistyped.app::<Webhook>().is_err());
+    }
+}

@@ -336,6 +336,7 @@ mod tests {
         false,
         "",
         &[],
+        None,
         ignore,
         any_data,
     );
@@ -350,6 +351,7 @@ mod tests {
         false,
         "",
         &[],
+        None,
         ignore,
         any_data,
     );
@@ -364,6 +366,7 @@ mod tests {
         false,
         "",
         &[],
+        None,
         ignore,
         any_data,
     );

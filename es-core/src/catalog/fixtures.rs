@@ -59,6 +59,7 @@ const fn subscription_event(
         destroys,
         "",
         attributes,
+        None,
         ignore,
         schema,
     )
