@@ -12,7 +12,7 @@ use crate::text_uuid::TextUuid;
 
 /// An aggregate id type the backend `DB` can store: `i64`, `i32`, `String` and
 /// [`TextUuid`](crate::TextUuid) everywhere, `uuid::Uuid` natively on PostgreSQL (and as text in
-/// the events tables of SQLite and MySQL). Implemented for every id type of [`StoresIds`], for
+/// the events tables of SQLite and MySQL). Implemented for each of these id types, for
 /// every backend, so that code generic over a [`Database`](crate::Database) needs no bound of
 /// its own for its ids.
 pub trait IdColumn<DB: Backend>: AggregateId {

@@ -13,7 +13,11 @@
 //! # An aggregate
 //!
 //! Derive `Aggregate` next to diesel's derives and name the table; the derive generates the six
-//! queries of [`AggregateTable`] for every backend feature enabled here.
+//! queries of [`Stores`] (the connection's side; [`AggregateTable`] is the aggregate's) for the
+//! connection type of every backend feature enabled here. Code generic over the backend bounds its
+//! connection with one trait of its own that implies `Stores<A>` for its aggregates and
+//! [`Dispatches`] for its dispatcher, and runs typed diesel queries of its own with
+//! [`with_connection!`]; [`sql_types::UtcTime`] is a time column on every backend.
 //!
 //! ```
 //! use es_core::{Aggregate, AppendOptions, Apply, AsOf, Event, EventContext, EventStore};

@@ -346,7 +346,7 @@ fn parse_stored_time(text: &str) -> Option<DateTime<Utc>> {
     Some(time.and_utc())
 }
 
-/// [`UtcTime`] is text on SQLite: written as the events' `created_at` is ([`FORMAT`]), read in
+/// [`UtcTime`] is text on SQLite: written as the events' `created_at` is (`FORMAT`), read in
 /// that format or SQLite's own (`2026-04-20 09:00:00`, UTC).
 impl HasSqlType<UtcTime> for Sqlite {
     fn metadata(_: &mut ()) -> SqliteType {
