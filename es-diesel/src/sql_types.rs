@@ -122,3 +122,36 @@ impl fmt::Display for UtcDateTime {
         self.0.fmt(f)
     }
 }
+
+/// The column types the command line's `generate` writes a table with; each backend names them
+/// in its DDL (`SqlDialect::column_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[doc(hidden)]
+pub enum ColumnType {
+    /// `i64`.
+    BigInt,
+    /// `i32`.
+    Integer,
+    /// `bool`.
+    Bool,
+    /// `String`.
+    Text,
+    /// `f64`.
+    Double,
+    /// [`UtcDateTime`].
+    Time,
+}
+
+impl ColumnType {
+    /// Its diesel SQL type, as a `table!` names it.
+    pub fn diesel_type(self) -> &'static str {
+        match self {
+            Self::BigInt => "BigInt",
+            Self::Integer => "Integer",
+            Self::Bool => "Bool",
+            Self::Text => "Text",
+            Self::Double => "Double",
+            Self::Time => "UtcTime",
+        }
+    }
+}

@@ -742,6 +742,40 @@ fn bad_rows_are_named_and_read_around_on_postgres() {
 }
 
 /// The result of a `SELECT COUNT(*) AS value`.
+/// `generate` prints exactly the code and the migration that `tests/ui-pass/generated.rs`
+/// compiles and runs (each `// >>> generate ...` section, and its `UP_SQL`), and refuses what it
+/// cannot write code for with the form to write instead.
+#[test]
+fn generate_prints_the_code_the_template_test_compiles() {
+    let place = Place::new(None, "generate");
+    place.ok(&[]);
+    let template = include_str!("../../tests/ui-pass/generated.rs");
+    let mut sections = 0;
+    for section in template.split("\n// >>> ").skip(1) {
+        let (command, rest) = section.split_once('\n').expect("a command line");
+        let (expected, _) = rest.split_once("// <<<").expect("an end marker");
+        let args: Vec<&str> = command.split(' ').collect();
+        let printed = place.ok(&args);
+        let (code, migration) = match printed.split_once("\n-- up.sql\n") {
+            Some((code, migration)) => (code.to_owned(), Some(migration.to_owned())),
+            None => (printed.clone(), None),
+        };
+        assert_eq!(code, expected, "`{command}` prints the template's code");
+        if let Some(migration) = migration {
+            let (up, _) = migration.split_once("\n\n-- down.sql").expect("a down.sql");
+            let (_, sql) = template.split_once("const UP_SQL: &str = r\"\n").expect("UP_SQL");
+            let (sql, _) = sql.split_once("\n\";").expect("its end");
+            assert_eq!(up, sql, "`{command}` prints the template's migration");
+        }
+        sections += 1;
+    }
+    assert_eq!(sections, 3);
+    let refused = place.fails(&["generate", "event", "Task", "Archived", "reason"], 1);
+    assert!(refused.contains("`name:Type`"), "{refused}");
+    let refused = place.fails(&["generate", "aggregate", "task_list"], 1);
+    assert!(refused.contains("upper camel case"), "{refused}");
+}
+
 #[derive(diesel::QueryableByName)]
 struct Count {
     #[diesel(sql_type = diesel::sql_types::BigInt)]

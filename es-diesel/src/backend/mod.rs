@@ -15,6 +15,7 @@ use diesel::row::{Field, Row, RowIndex};
 use es_core::Error;
 
 use crate::errors::storage;
+use crate::sql_types::ColumnType;
 use crate::statement::{Binds, Reads, Statement};
 
 use self::concrete::Concrete;
@@ -101,6 +102,9 @@ pub trait SqlDialect: Binds + Reads + sealed::Sealed {
         }
         Self::read_time(row, column).map(Some)
     }
+
+    /// The column type of `column` in this backend's DDL.
+    fn column_type(column: ColumnType) -> &'static str;
 
     /// The statements creating the framework's own tables (the global event position, jobs).
     fn framework_ddl() -> Vec<String>;

@@ -17,7 +17,7 @@ use es_core::Error;
 
 use super::{Dialect, Number, SqlDialect, begin_outermost, microseconds, run_statements, sealed};
 use crate::errors::storage;
-use crate::sql_types::{UtcDateTime, UtcTime};
+use crate::sql_types::{ColumnType, UtcDateTime, UtcTime};
 use crate::statement::Statement;
 
 impl sealed::Sealed for Mysql {}
@@ -67,6 +67,17 @@ impl SqlDialect for Mysql {
     ) -> diesel::deserialize::Result<DateTime<Utc>> {
         let naive = Row::get_value::<Datetime, chrono::NaiveDateTime, I>(row, column)?;
         Ok(naive.and_utc())
+    }
+
+    fn column_type(column: ColumnType) -> &'static str {
+        match column {
+            ColumnType::BigInt => "BIGINT",
+            ColumnType::Integer => "INTEGER",
+            ColumnType::Bool => "BOOLEAN",
+            ColumnType::Text => "TEXT",
+            ColumnType::Double => "DOUBLE",
+            ColumnType::Time => "DATETIME(6)",
+        }
     }
 
     fn framework_ddl() -> Vec<String> {

@@ -21,7 +21,7 @@ use super::{
     sealed,
 };
 use crate::errors::storage;
-use crate::sql_types::{UtcDateTime, UtcTime};
+use crate::sql_types::{ColumnType, UtcDateTime, UtcTime};
 use crate::statement::Statement;
 
 impl sealed::Sealed for Pg {}
@@ -82,6 +82,17 @@ impl SqlDialect for Pg {
         column: I,
     ) -> diesel::deserialize::Result<DateTime<Utc>> {
         Row::get_value::<Timestamptz, DateTime<Utc>, I>(row, column)
+    }
+
+    fn column_type(column: ColumnType) -> &'static str {
+        match column {
+            ColumnType::BigInt => "BIGINT",
+            ColumnType::Integer => "INTEGER",
+            ColumnType::Bool => "BOOLEAN",
+            ColumnType::Text => "TEXT",
+            ColumnType::Double => "DOUBLE PRECISION",
+            ColumnType::Time => "TIMESTAMPTZ",
+        }
     }
 
     fn framework_ddl() -> Vec<String> {

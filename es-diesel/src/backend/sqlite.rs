@@ -25,7 +25,7 @@ use super::{
     Dialect, HeadInLock, Number, SqlDialect, begin_outermost, indexes_ddl, run_statements, sealed,
 };
 use crate::errors::storage;
-use crate::sql_types::{UtcDateTime, UtcTime};
+use crate::sql_types::{ColumnType, UtcDateTime, UtcTime};
 use crate::statement::Statement;
 
 /// How long a connection waits for the write lock before failing.
@@ -155,6 +155,16 @@ impl SqlDialect for Sqlite {
             )
             .into()
         })
+    }
+
+    fn column_type(column: ColumnType) -> &'static str {
+        match column {
+            ColumnType::BigInt => "BIGINT",
+            ColumnType::Integer => "INTEGER",
+            ColumnType::Bool => "BOOLEAN",
+            ColumnType::Text | ColumnType::Time => "TEXT",
+            ColumnType::Double => "DOUBLE",
+        }
     }
 
     fn framework_ddl() -> Vec<String> {

@@ -40,6 +40,13 @@ pub enum Ops {
         #[command(subcommand)]
         command: Option<JobsCommand>,
     },
+    /// Prints the code of a new event (struct and calculator) or aggregate (diesel schema,
+    /// model, and the migration of its tables on this database's backend), to paste.
+    Generate {
+        /// What to generate.
+        #[command(subcommand)]
+        command: GenerateCommand,
+    },
     /// Events per type and per day of an aggregate.
     Stats {
         /// The aggregate (`task`).
@@ -47,6 +54,34 @@ pub enum Ops {
         /// One JSON object per day and type, one a line.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// What `generate` prints.
+#[derive(Debug, Clone, Subcommand)]
+pub enum GenerateCommand {
+    /// An event of an aggregate: `generate event Task Archived reason:String`.
+    Event {
+        /// The aggregate's Rust type (`Task`).
+        aggregate: String,
+        /// The event's Rust type (`Archived`).
+        event: String,
+        /// Its data attributes, `name:Type` (`i64`, `i32`, `bool`, `String`, `f64`,
+        /// `UtcDateTime`, or `Option<...>` of one).
+        fields: Vec<String>,
+        /// The event creates its aggregate.
+        #[arg(long, conflicts_with = "destroys")]
+        creates: bool,
+        /// The event destroys its aggregate.
+        #[arg(long)]
+        destroys: bool,
+    },
+    /// An aggregate with an `i64` id: `generate aggregate TaskList name:String`.
+    Aggregate {
+        /// Its Rust type (`TaskList`).
+        aggregate: String,
+        /// Its other columns, `name:Type`, as for an event's fields.
+        fields: Vec<String>,
     },
 }
 

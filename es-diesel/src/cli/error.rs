@@ -16,6 +16,14 @@ pub enum CliError {
     /// The store failed; the error names the table, event id, tag or aggregate.
     #[error(transparent)]
     Store(#[from] Error),
+    /// `generate` was given a name or field it cannot write code for.
+    #[error("cannot generate `{input}`: {reason}")]
+    Generate {
+        /// What was given.
+        input: String,
+        /// What to write instead.
+        reason: String,
+    },
     /// No aggregate of that name was mounted.
     #[error("no aggregate `{name}` here; the aggregates are: {known}")]
     UnknownAggregate {

@@ -48,6 +48,8 @@
 //! app jobs [counts | list [--state pending] [--reactor R] [--after ID] [--limit N] | dead
 //!          | retry ID | retry --all | work [--once | --drain]]
 //! app stats task [--json]
+//! app generate event Task Archived reason:String [--creates | --destroys]
+//! app generate aggregate TaskList name:String due_on:Option<UtcDateTime>
 //! ```
 //!
 //! Times are RFC 3339 (`2026-04-20T09:00:00Z`), `2026-04-20 09:00:00` (UTC), or a day
@@ -65,10 +67,11 @@
 
 mod args;
 mod error;
+mod generate;
 mod mount;
 mod render;
 
-pub use self::args::{JobsCommand, LogArgs, Ops, ReplayArgs, ShowArgs, Time};
+pub use self::args::{GenerateCommand, JobsCommand, LogArgs, Ops, ReplayArgs, ShowArgs, Time};
 pub use self::error::CliError;
 use self::mount::*;
 use self::render::*;
@@ -245,6 +248,10 @@ impl<'a, C: Database> Cli<'a, C> {
             Ops::Docs => self.docs(out),
             Ops::Jobs { command } => {
                 self.jobs(conn, command.as_ref().unwrap_or(&JobsCommand::Counts), out)
+            }
+            Ops::Generate { command } => {
+                out.write_all(generate::generate::<C::Backend>(command)?.as_bytes())?;
+                Ok(())
             }
             Ops::Stats { aggregate, json } => self.stats(conn, aggregate, *json, out),
         }
