@@ -14,18 +14,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
-use es_diesel::{Database, Dispatch, Worker, WorkerOptions, job_counts};
-use es_examples::todo::TodoDispatcher;
+use es_diesel::{Worker, WorkerOptions, job_counts};
+use es_examples::todo::{TodoDatabase, TodoDispatcher};
 
 /// Runs the worker on connections `connect` opens: one for the jobs, one for the heartbeat that
 /// keeps the leases of the jobs it holds alive (and again, when one is lost).
-fn work<C: Database>(
+fn work<C: TodoDatabase>(
     connect: impl Fn() -> Result<C, Box<dyn Error + Send + Sync>> + Sync,
     place: &str,
-) -> Result<(), Box<dyn Error>>
-where
-    TodoDispatcher: Dispatch<C>,
-{
+) -> Result<(), Box<dyn Error>> {
     let stop = Arc::new(AtomicBool::new(false));
     let on_signal = Arc::clone(&stop);
     ctrlc::set_handler(move || on_signal.store(true, Ordering::Relaxed))?;

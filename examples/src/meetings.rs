@@ -12,7 +12,7 @@ use es_core::{
     EventStore, Metadata, NewEvent, Rejection,
 };
 use es_diesel::cli::Cli;
-use es_diesel::{AggregateTable, Database, DieselStore};
+use es_diesel::{Database, DieselStore, Stores};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
@@ -370,21 +370,15 @@ fn outcome(
 
 /// The operator command line of the meetings app (`es_diesel::cli`): `cargo run --example
 /// meetings -- log meeting 1`, `show meeting 1 --version 2`, ...
-pub fn cli<C: Database>() -> Cli<'static, C>
-where
-    Meeting: AggregateTable<C>,
-{
+pub fn cli<C: Database + Stores<Meeting>>() -> Cli<'static, C> {
     Cli::new("meetings").aggregate::<Meeting>().catalog(CATALOG)
 }
 
 /// The story, printed to `out`, on any connection.
-pub fn run<C: Database>(
+pub fn run<C: Database + Stores<Meeting>>(
     conn: &mut C,
     out: &mut impl Write,
-) -> Result<(), Box<dyn std::error::Error>>
-where
-    Meeting: AggregateTable<C>,
-{
+) -> Result<(), Box<dyn std::error::Error>> {
     crate::create_tables(conn, TABLES)?;
     es_diesel::create_tables::<_, Meeting>(conn)?;
     let mut store = DieselStore::new(conn);

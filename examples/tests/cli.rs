@@ -763,7 +763,9 @@ fn generate_prints_the_code_the_template_test_compiles() {
         assert_eq!(code, expected, "`{command}` prints the template's code");
         if let Some(migration) = migration {
             let (up, _) = migration.split_once("\n\n-- down.sql").expect("a down.sql");
-            let (_, sql) = template.split_once("const UP_SQL: &str = r\"\n").expect("UP_SQL");
+            let (_, sql) = template
+                .split_once("const UP_SQL: &str = r\"\n")
+                .expect("UP_SQL");
             let (sql, _) = sql.split_once("\n\";").expect("its end");
             assert_eq!(up, sql, "`{command}` prints the template's migration");
         }
