@@ -21,6 +21,18 @@ struct Field {
     nullable: bool,
 }
 
+impl Field {
+    /// Writes the field's declaration in a struct, its `attributes` (and their indent) first.
+    fn declare(&self, code: &mut String, attributes: &str) {
+        let _ = writeln!(
+            code,
+            "    /// Its `{name}`.\n    {attributes}pub {name}: {rust_type},",
+            name = self.name,
+            rust_type = self.rust_type
+        );
+    }
+}
+
 /// The Rust types a generated field may have, each with its column type.
 const TYPES: [(&str, ColumnType); 6] = [
     ("i64", ColumnType::BigInt),
@@ -182,12 +194,7 @@ fn event_code(
     }
     let _ = writeln!(code, "pub struct {event} {{");
     for field in fields {
-        let _ = writeln!(
-            code,
-            "    /// Its `{name}`.\n    #[data_attributes]\n    pub {name}: {rust_type},",
-            name = field.name,
-            rust_type = field.rust_type
-        );
+        field.declare(&mut code, "#[data_attributes]\n    ");
     }
     let _ = write!(
         code,
@@ -237,12 +244,7 @@ fn aggregate_code<DB: SqlDialect>(aggregate: &str, fields: &[Field]) -> String {
         words = name.replace('_', " ")
     );
     for field in fields {
-        let _ = writeln!(
-            code,
-            "    /// Its `{name}`.\n    pub {name}: {rust_type},",
-            name = field.name,
-            rust_type = field.rust_type
-        );
+        field.declare(&mut code, "");
     }
     code.push_str("}\n\n-- up.sql\n");
     let mut columns = vec![format!(

@@ -28,6 +28,17 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
 /// A lease that outlives every check: `locked_until` of a job "another worker" holds.
 const FAR_FUTURE: &str = "'9999-06-01 00:00:00'";
 
+/// Marks the `timed_ping` job of event `event_id` as running under another worker's live lease.
+fn held_elsewhere<D: TestDb>(conn: &mut D::Conn, event_id: i64) {
+    execute::<D>(
+        conn,
+        &format!(
+            "UPDATE es_jobs SET state = 'running', attempts = 1, locked_by = 'elsewhere', \
+             locked_until = {FAR_FUTURE} WHERE reactor = 'timed_ping' AND event_id = {event_id}"
+        ),
+    );
+}
+
 /// Runs `worker.drain` on `conn` on a thread of its own; fails if it has not returned within
 /// [`DRAIN_DEADLINE`] (the thread is left behind: the run ends with the failure).
 fn drain_within<C: TestConnection>(mut conn: C, worker: Worker<'static, C>) -> (C, WorkerStats) {
@@ -197,14 +208,7 @@ where
         &[pinged(0, 0), pinged(0, 0), pinged(0, 0)],
     );
     let mut conn = db.connect();
-    execute::<D>(
-        &mut conn,
-        &format!(
-            "UPDATE es_jobs SET state = 'running', attempts = 1, locked_by = 'elsewhere', \
-             locked_until = {FAR_FUTURE} WHERE reactor = 'timed_ping' AND event_id = {}",
-            ids[2]
-        ),
-    );
+    held_elsewhere::<D>(&mut conn, ids[2]);
     let mine = Worker::new(&LeaseDispatcher, options("mine").batch(1));
     let drained = mine.drain(&mut conn).unwrap();
     assert_eq!(drained, stats(2, 0, 0, 1));
@@ -255,14 +259,7 @@ where
         &[pinged(0, 5), pinged(0, 0), pinged(0, 0)],
     );
     let mut conn = db.connect();
-    execute::<D>(
-        &mut conn,
-        &format!(
-            "UPDATE es_jobs SET state = 'running', attempts = 1, locked_by = 'elsewhere', \
-             locked_until = {FAR_FUTURE} WHERE reactor = 'timed_ping' AND event_id = {}",
-            ids[2]
-        ),
-    );
+    held_elsewhere::<D>(&mut conn, ids[2]);
     let mine = Worker::new(&LeaseDispatcher, options("mine").max_attempts(1));
     assert_eq!(mine.drain(&mut conn).unwrap(), stats(1, 0, 1, 1));
 
