@@ -160,6 +160,7 @@
 //! reactors.
 
 mod aggregate;
+mod aggregate_type_methods;
 pub mod catalog;
 mod command;
 mod error;

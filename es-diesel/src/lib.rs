@@ -324,10 +324,11 @@ pub use es_core::{EventRef, Pattern, Reactor, Route};
 pub use es_derive::dispatcher;
 pub use events::{AnyEvent, EventCount};
 pub use id::IdColumn;
-pub use jobs::queue::{
-    ClaimedJob, DeadJob, Job, JobCounts, JobFilter, JobState, dead_jobs, job_counts,
-    job_counts_by_reactor, jobs, prune_jobs, retry_dead_jobs,
+pub use jobs::admin::{
+    DeadJob, Job, JobCounts, JobFilter, JobState, dead_jobs, job_counts, job_counts_by_reactor,
+    jobs, prune_jobs, retry_dead_jobs,
 };
+pub use jobs::queue::ClaimedJob;
 pub use jobs::{Worker, WorkerOptions, WorkerStats};
 pub use projection::{PROJECTION_BATCH, rebuild_projection};
 pub use schema::{create_tables, ddl, migration_sql};

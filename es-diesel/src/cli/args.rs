@@ -6,7 +6,7 @@
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use clap::{Args, Subcommand};
 
-use crate::jobs::queue::JobState;
+use crate::jobs::admin::JobState;
 
 /// The operator commands, as clap parses them.
 #[derive(Debug, Clone, Subcommand)]

@@ -92,7 +92,7 @@ use serde::Serialize;
 
 use crate::database::Database;
 use crate::dispatch::{Dispatch, ReactorError};
-use crate::jobs::queue::{
+use crate::jobs::admin::{
     JobCounts, JobFilter, dead_jobs, job_counts_by_reactor, jobs, prune_jobs, retry_dead_jobs,
 };
 use crate::jobs::{Worker, WorkerOptions};

@@ -16,6 +16,7 @@
 //! `queue.rs` holds every statement on `es_jobs`, `worker.rs` the worker, `shift.rs` what it
 //! keeps in memory and its pace, `options.rs` its options and stats.
 
+pub(crate) mod admin;
 mod options;
 pub(crate) mod queue;
 mod shift;

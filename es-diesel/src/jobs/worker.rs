@@ -17,10 +17,11 @@ use es_core::Error;
 use crate::database::Database;
 use crate::dispatch::{Dispatch, JobContext};
 use crate::errors::{error_chain, panic_message, retry_contention};
+use crate::jobs::admin::prune_jobs;
 use crate::jobs::options::{WorkerOptions, WorkerStats};
 use crate::jobs::queue::{
     ClaimedJob, JobClaim, JobOutcome, checked_delta, claim_jobs, complete_jobs, count_unfinished,
-    fail_job, prune_jobs, release_jobs, renew_jobs,
+    fail_job, release_jobs, renew_jobs,
 };
 use crate::jobs::shift::{Beats, Held, Shift, Trouble, claim_of};
 
