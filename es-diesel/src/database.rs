@@ -1,6 +1,6 @@
 //! [`Database`], the connections the store runs on: a connection whose backend has a
 //! [`Dialect`](crate::backend::Dialect). Everything a backend does differently is in `backend/`;
-//! the statements on events tables in `events.rs`, on `es_jobs` in `jobs/queue.rs`.
+//! the statements on events tables in `events.rs`, on `es_jobs` in `jobs/queue.rs` and `jobs/admin.rs`.
 //!
 //! Calls `backend` and `id`.
 

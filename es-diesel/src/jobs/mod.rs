@@ -13,8 +13,9 @@
 //! deduplicate. Every claim increments the job's attempt number, which fences its outcome: a
 //! worker that lost its claim cannot overwrite the outcome of the attempt that replaced it.
 //!
-//! `queue.rs` holds every statement on `es_jobs`, `worker.rs` the worker, `shift.rs` what it
-//! keeps in memory and its pace, `options.rs` its options and stats.
+//! `queue.rs` holds the statements of writes and workers on `es_jobs`, `admin.rs` what an
+//! operator lists, counts, retries and prunes, `worker.rs` the worker, `shift.rs` what it keeps
+//! in memory and its pace, `options.rs` its options and stats.
 
 pub(crate) mod admin;
 mod options;
