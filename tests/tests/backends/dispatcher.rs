@@ -22,7 +22,7 @@ use es_tests::reactors::{
     take_feed_arrivals, task_feed,
 };
 
-use crate::{Check, KillOnDrop, by, execute};
+use crate::{Check, KillOnDrop, by, execute, newcomer};
 
 fn store<C: TestConnection>(conn: &mut C) -> DieselStore<'_, C> {
     DieselStore::new(conn).with_dispatcher(C::dispatcher())
@@ -676,6 +676,11 @@ where
         assert_eq!(fed, written, "{projection} is fed in the order of writing");
     }
     let live_everything = take_every_event_arrivals();
+    // A `*` projection reads every events table of the program's aggregates on this backend: the
+    // newcomer's too, which only its own check creates.
+    let sticky_events = <newcomer::Sticky as es_core::Aggregate>::EVENTS_TABLE;
+    let ddl = <D::Conn as es_diesel::Database>::events_table_ddl(sticky_events, "BIGINT");
+    store.connection().batch_execute(&ddl.join(";")).unwrap();
     let read = rebuild_projection(store.connection(), &FeedDispatcher, "every_event", |_| {
         Ok(())
     });
