@@ -216,6 +216,23 @@ pub enum Error {
         name: String,
     },
 
+    /// A subscription was asked for that no route of the dispatcher names.
+    #[error("no route of the dispatcher names a subscription `{name}`")]
+    UnknownSubscription {
+        /// The name asked for.
+        name: String,
+    },
+
+    /// Another subscriber holds the subscription's lease: one subscriber reads a subscription at a
+    /// time, and another takes it over once the holder has been silent for a whole lease.
+    #[error("subscription `{name}` is held by {owner} until its lease expires")]
+    SubscriptionHeld {
+        /// The subscription.
+        name: String,
+        /// The subscriber holding it.
+        owner: String,
+    },
+
     /// Trigger reactors kept creating events that trigger reactors: a cycle in the dispatcher.
     #[error(
         "trigger reactors cascaded deeper than {limit} events (a cycle in the dispatcher?): {chain}"

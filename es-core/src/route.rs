@@ -53,6 +53,9 @@ pub struct Route {
     pub asyncs: &'static [Reactor],
     /// Projection handlers, run in the write transaction and by projection rebuilds.
     pub projections: &'static [&'static str],
+    /// Subscription handlers, each the handler of the subscription of its name: run after
+    /// commit by a subscriber reading every event in one total order, from a checkpoint.
+    pub subscriptions: &'static [&'static str],
 }
 
 /// A trigger or async reactor of a route.

@@ -25,3 +25,4 @@ pub(crate) const COLUMN_NAME: &str = "column_name";
 pub(crate) const TRIGGER: &str = "trigger";
 pub(crate) const ASYNC: &str = "async";
 pub(crate) const PROJECT: &str = "project";
+pub(crate) const SUBSCRIBE: &str = "subscribe";

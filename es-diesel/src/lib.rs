@@ -94,6 +94,7 @@
 //! | `data` | `TEXT` | `JSONB` | `JSON` | the event, as a JSON object |
 //! | `metadata` | `TEXT` | `JSONB` | `JSON` | its metadata, as a JSON object |
 //! | `created_at` | `TEXT` | `TIMESTAMPTZ` | `DATETIME(6)` | when it was written, UTC |
+//! | `tx_order` | — | `BIGINT DEFAULT pg_current_xact_id()` | — | the order of its writing transaction in the subscription feed (see [Subscriptions](#subscriptions)) |
 //!
 //! Every column is `NOT NULL`. `aggregate_id`'s type is [`IdColumn::DDL`] of the aggregate's id:
 //! `BIGINT` for `i64`, `INTEGER` for `i32`, `TEXT` for `String` (`VARCHAR(255)` on MySQL),
@@ -103,8 +104,10 @@
 //! whose `position` is the last id handed out) or from the sequence `es_event_position`
 //! (PostgreSQL); a row written by hand takes its id from there. `version` is contiguous per
 //! aggregate, unique with it: constraint `{table}_aggregate_version UNIQUE (aggregate_id,
-//! version)`. Indexes: `{table}_type_created_at (type, created_at)` (filters) and
-//! `{table}_created_at (created_at)` (time travel). SQLite stores times as RFC 3339 text in UTC
+//! version)`. Indexes: `{table}_type_created_at (type, created_at)` (filters),
+//! `{table}_created_at (created_at)` (time travel) and, on PostgreSQL, `{table}_feed (tx_order,
+//! id)` (the subscription feed); [`create_tables`] adds `tx_order` (0 for the rows already there,
+//! all committed) to a PostgreSQL events table created before it. SQLite stores times as RFC 3339 text in UTC
 //! with microseconds (`2026-04-20T09:00:00.000000Z`), which sorts as text; it also reads
 //! `2026-04-20 09:00:00`, as SQLite's `CURRENT_TIMESTAMP` writes it.
 //!
@@ -155,6 +158,21 @@
 //! [`jobs`] lists the rows with a [`JobFilter`] (state, reactor, pages by id), [`job_counts`] and
 //! [`job_counts_by_reactor`] count them by state.
 //!
+//! ## `es_subscriptions`
+//!
+//! One row per subscription, its checkpoint, created by its first [`Subscriber`]:
+//!
+//! | column | SQLite | PostgreSQL | MySQL | |
+//! |---|---|---|---|---|
+//! | `name` | `TEXT PRIMARY KEY` | `TEXT PRIMARY KEY` | `VARCHAR(191) PRIMARY KEY` | the subscription, as the dispatcher names it |
+//! | `tx_order` | `BIGINT DEFAULT 0` | `BIGINT DEFAULT 0` | `BIGINT DEFAULT 0` | its [`Position`]: every event up to it is handled |
+//! | `event_id` | `BIGINT DEFAULT 0` | `BIGINT DEFAULT 0` | `BIGINT DEFAULT 0` | (the position's event id) |
+//! | `handled` | `BIGINT DEFAULT 0` | `BIGINT DEFAULT 0` | `BIGINT DEFAULT 0` | events handled since its creation or last reset |
+//! | `owner` | `TEXT` NULL | `TEXT` NULL | `TEXT` NULL | the subscriber holding it ([`Subscriber::owner`]) |
+//! | `lease_until` | `TEXT` NULL | `TIMESTAMPTZ` NULL | `DATETIME(6)` NULL | until when, unless it renews its lease |
+//! | `last_error` | `TEXT` NULL | `TEXT` NULL | `TEXT` NULL | the error of its last failed batch, until a batch commits |
+//! | `updated_at` | `TEXT` | `TIMESTAMPTZ` | `DATETIME(6)` | when the row last changed |
+//!
 //! # Writes
 //!
 //! [`DieselStore::append`](es_core::EventStore::append) is one transaction: lock the aggregate's
@@ -187,12 +205,15 @@
 //!   runs them after commit with a [`JobContext`], retrying failures with exponential backoff and
 //!   jitter until they are done or dead ([`dead_jobs`], [`retry_dead_jobs`]);
 //! - `project: [...]` maintain read models: they run in the write transaction like triggers, and
-//!   [`rebuild_projection`] re-runs them over the stored events in global order.
+//!   [`rebuild_projection`] re-runs them over the stored events in global order;
+//! - `subscribe: [...]` are the handlers of a subscription of their name: a [`Subscriber`] runs
+//!   them after commit, reading every event in one total order from a checkpoint of its own
+//!   (see [Subscriptions](#subscriptions)).
 //!
 //! Reactors never run during replay. A reactor is a function (or an associated function,
 //! `Type::call`) with one of these signatures, checked at compile time:
 //!
-//! | route | `trigger` | `async` | `project` |
+//! | route | `trigger` | `async` | `project`, `subscribe` |
 //! |---|---|---|---|
 //! | `Event` | `fn(&mut TriggerContext<C>, Recorded<Event>)` | `fn(&mut JobContext<C>, Recorded<Event>)` | `fn(&mut C, Recorded<Event>)` |
 //! | `Aggregate::*` | `fn(&mut TriggerContext<C>, &RecordedEvent<Id>)` | `fn(&mut JobContext<C>, &RecordedEvent<Id>)` | `fn(&mut C, &RecordedEvent<Id>)` |
@@ -283,6 +304,88 @@
 //! # Ok::<(), es_core::Error>(())
 //! ```
 //!
+//! # Subscriptions
+//!
+//! A subscription is a named, durable reader of events: its handlers (`subscribe: [name]`, on
+//! any routes) see every event those routes match, after commit, in one total order — the
+//! *feed* — each at least once, from a checkpoint of its own (a row of `es_subscriptions`). A
+//! [`Subscriber`] runs them in batches: each batch is one write transaction that locks the
+//! checkpoint, reads up to [`SubscriberOptions::batch`] events after it, runs the handlers and
+//! moves the checkpoint past them, so what a handler writes through the connection it is given
+//! commits with the checkpoint — once per event, whatever stops the subscriber. A new
+//! subscription starts before every event (or at [`SubscriberOptions::start`]), catches up at scan
+//! speed, then polls the feed every [`SubscriberOptions::poll`] (20 ms). One subscriber holds a
+//! subscription at a time (a lease in its row, renewed by each batch): start one per machine, and
+//! another takes over once the holder has been silent for [`SubscriberOptions::lease`]. A
+//! handler's error or panic rolls its batch back; the events before it are handled again and
+//! committed, its error is recorded (`last_error`) and the event is retried after a growing
+//! wait, never skipped: later events wait behind it until the handler is fixed or the operator
+//! moves the checkpoint ([`reset_subscription`], `subscriptions reset`).
+//!
+//! The feed never skips an event. On SQLite and MySQL an event's position is allocated by its
+//! transaction's writer holding `es_positions` until commit, so the feed is in id order and a
+//! commit can never land below a position already read. On PostgreSQL positions come from a
+//! sequence and transactions commit in any order: a reader taking `id > checkpoint` would move
+//! past an id whose transaction commits later and skip it. There every event also records
+//! `tx_order`, the writing transaction's id (`pg_current_xact_id()`), raised to the order of its
+//! aggregate's previous event when that is higher (a transaction may take its id, then wait for
+//! the aggregate's row lock while a younger one appends to it), so that an aggregate's events are
+//! in version order. The feed is in `(tx_order, id)` order and a reader takes only the events
+//! below `pg_snapshot_xmin(pg_current_snapshot())`, the oldest transaction still running: every
+//! transaction that may still commit an event has an id at or above it. The price: a transaction
+//! left open anywhere on the server holds every subscription back until it ends.
+//!
+//! ```
+//! # use diesel::prelude::*;
+//! # use es_core::{Aggregate, AppendOptions, Apply, Event, EventContext, EventStore, RecordedEvent};
+//! # use diesel::connection::SimpleConnection;
+//! # use schemars::JsonSchema;
+//! # use serde::{Deserialize, Serialize};
+//! # mod schema { diesel::table! { tasks (id) { id -> BigInt, title -> Text } } }
+//! # #[derive(Aggregate, Queryable, Selectable, Insertable, Default, Clone, Debug)]
+//! # #[aggregate(table = schema::tasks)]
+//! # #[diesel(table_name = schema::tasks)]
+//! # pub struct Task { pub id: i64, pub title: String }
+//! # /// A task was created.
+//! # #[derive(Event, Serialize, Deserialize, JsonSchema)]
+//! # #[aggregate(Task)]
+//! # #[event(creates)]
+//! # pub struct Created { #[data_attributes] pub title: String }
+//! # impl Apply<Task> for Created {
+//! #     fn apply(&self, task: &mut Task, _: &EventContext<'_>) { task.title = self.title.clone(); }
+//! # }
+//! use es_diesel::{Database, DieselStore, ReactorError, Subscriber, SubscriberOptions, dispatcher};
+//!
+//! /// The search index: one row per task event, written with the subscription's checkpoint.
+//! fn search_index<C: Database>(
+//!     conn: &mut C,
+//!     event: &RecordedEvent<i64>,
+//! ) -> Result<(), ReactorError> {
+//!     conn.batch_execute(&format!("INSERT INTO search VALUES ({}, {})", event.aggregate_id, event.id))?;
+//!     Ok(())
+//! }
+//!
+//! dispatcher! {
+//!     pub struct AppDispatcher;
+//!     Task::* => subscribe: [search_index];
+//! }
+//!
+//! let mut conn = es_diesel::sqlite::establish(":memory:")?;
+//! conn.batch_execute(
+//!     "CREATE TABLE tasks (id BIGINT PRIMARY KEY NOT NULL, title TEXT NOT NULL);
+//!      CREATE TABLE search (task BIGINT NOT NULL, event BIGINT NOT NULL);",
+//! )?;
+//! es_diesel::create_tables::<_, Task>(&mut conn)?;
+//! let mut store = DieselStore::new(&mut conn).with_dispatcher(&AppDispatcher);
+//! store.append(&1, Created { title: "Slides".into() }, &AppendOptions::default())?;
+//!
+//! let subscriber = Subscriber::new(&AppDispatcher, "search_index", SubscriberOptions::default())?;
+//! assert_eq!(subscriber.catch_up(&mut conn)?.handled, 1); // `run` follows the feed until stopped
+//! let status = es_diesel::subscriptions(&mut conn, &AppDispatcher)?;
+//! assert_eq!((status[0].name.as_str(), status[0].behind), ("search_index", 0));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Auditing and operating
 //!
 //! [`verify`] replays every aggregate in memory and compares it with its stored row, field by
@@ -305,6 +408,7 @@ mod schema;
 pub mod sql_types;
 mod statement;
 mod store;
+mod subscription;
 mod table;
 mod text_uuid;
 mod write;
@@ -334,6 +438,10 @@ pub use projection::{PROJECTION_BATCH, rebuild_projection};
 pub use schema::{create_tables, ddl, migration_sql};
 pub use sql_types::UtcDateTime;
 pub use store::{DEFAULT_REPLAY_BATCH, DieselStore};
+pub use subscription::{
+    Position, Start, Subscriber, SubscriberOptions, SubscriberStats, SubscriptionStatus,
+    reset_subscription, subscriptions,
+};
 pub use table::{AggregateTable, Locked, Stores};
 pub use text_uuid::TextUuid;
 

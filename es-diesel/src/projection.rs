@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use es_core::{Error, Event, Pattern};
+use es_core::{Error, Event, Pattern, Route};
 
 use crate::database::Database;
 use crate::dispatch::{Dispatch, ReactorError, Recorded};
@@ -96,23 +96,34 @@ fn next_in_order<C>(
         .and_then(|(_, table)| table.events.pop_front()))
 }
 
-/// The events tables projection `name` listens to: those of its routes, or for a `*` route every
-/// events table of an aggregate of the program with queries on `C` (an aggregate restricted to
-/// other backends has no table here).
+/// The events tables projection `name` listens to (see [`routed_tables`]).
 fn projection_tables<C: Database>(
     dispatcher: &dyn Dispatch<C>,
     name: &str,
 ) -> Result<Vec<&'static str>, Error> {
+    routed_tables(dispatcher, |route| route.projections.contains(&name)).ok_or_else(|| {
+        Error::UnknownProjection {
+            name: name.to_owned(),
+        }
+    })
+}
+
+/// The events tables of the routes of `dispatcher` that `selected`, or `None` if it selects no
+/// route: the table of each route's event or aggregate, or for a `*` route every events table of
+/// an aggregate of the program with queries on `C` (an aggregate restricted to other backends
+/// has no table here).
+pub(crate) fn routed_tables<C: Database>(
+    dispatcher: &dyn Dispatch<C>,
+    selected: impl Fn(&Route) -> bool,
+) -> Option<Vec<&'static str>> {
     let mut tables = BTreeSet::new();
     let routes: Vec<_> = dispatcher
         .routes()
         .iter()
-        .filter(|route| route.projections.contains(&name))
+        .filter(|route| selected(route))
         .collect();
     if routes.is_empty() {
-        return Err(Error::UnknownProjection {
-            name: name.to_owned(),
-        });
+        return None;
     }
     for route in routes {
         match route.pattern {
@@ -122,7 +133,7 @@ fn projection_tables<C: Database>(
             Pattern::All => tables.extend(events_tables_on::<C>()),
         }
     }
-    Ok(tables.into_iter().collect())
+    Some(tables.into_iter().collect())
 }
 
 /// Runs `f` with the typed event if a stored erased event is an `E` (projection rebuilds).

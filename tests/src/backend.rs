@@ -169,7 +169,10 @@ where
     Board: AggregateTable<D::Conn>,
 {
     let mut conn = db.connect();
-    for statement in tables_ddl.iter().chain(crate::reactors::TABLES) {
+    let shared = crate::reactors::TABLES
+        .iter()
+        .chain([&crate::subscriptions::SEEN_TABLE]);
+    for statement in tables_ddl.iter().chain(shared) {
         conn.batch_execute(statement)
             .unwrap_or_else(|error| panic!("{statement}: {error}"));
     }

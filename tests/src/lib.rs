@@ -7,6 +7,7 @@ pub mod contract;
 pub mod domain;
 pub mod generative;
 pub mod reactors;
+pub mod subscriptions;
 
 /// Ends this process once the process that started it is gone: the tests' worker and writer
 /// processes call it first, so that a test run that ends abruptly (a timeout, a fail-fast exit)

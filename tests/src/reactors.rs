@@ -351,6 +351,8 @@ pub trait ReactorConnection: Database {
     ) -> QueryResult<()>;
     /// Every logged attempt of the `chaos` reactor, by event then attempt.
     fn chaos_attempts(&mut self) -> QueryResult<Vec<ChaosAttempt>>;
+    /// Every row of `seen`, the subscription's handler's table, in the order the events came.
+    fn seen(&mut self) -> QueryResult<Vec<crate::subscriptions::Seen>>;
 }
 
 macro_rules! reactor_connection {
@@ -417,6 +419,14 @@ macro_rules! reactor_connection {
                 dsl::chaos_attempts
                     .order((dsl::event_id, dsl::attempt, dsl::began))
                     .load(self)
+            }
+
+            fn seen(&mut self) -> QueryResult<Vec<crate::subscriptions::Seen>> {
+                diesel::sql_query(
+                    "SELECT seq, event_id, tag, aggregate_id, version, doomed FROM seen \
+                     ORDER BY seq",
+                )
+                .load(self)
             }
         }
     };

@@ -113,6 +113,7 @@ static ROUTES: &[Route] = &[
         }],
         asyncs: &[],
         projections: &[],
+        subscriptions: &[],
     },
     Route {
         pattern: Pattern::Aggregate {
@@ -122,6 +123,7 @@ static ROUTES: &[Route] = &[
         triggers: &[],
         asyncs: &[],
         projections: &["revenue"],
+        subscriptions: &["search_index"],
     },
     Route {
         pattern: Pattern::All,
@@ -131,6 +133,7 @@ static ROUTES: &[Route] = &[
             creates: &[],
         }],
         projections: &[],
+        subscriptions: &[],
     },
 ];
 

@@ -207,7 +207,8 @@ pub struct ReactorDoc {
     pub name: String,
     /// How it runs.
     pub kind: ReactorKind,
-    /// Whether it runs in the write transaction (`trigger`, `project`) rather than after commit.
+    /// Whether it runs in the write transaction (`trigger`, `project`) rather than after commit
+    /// (`async`, `subscribe`).
     pub sync: bool,
     /// The route that sends the event there: a tag, `{aggregate}.*` or `*`.
     pub route: String,
@@ -227,6 +228,8 @@ pub enum ReactorKind {
     Async,
     /// A projection handler, in the write transaction and on rebuilds.
     Project,
+    /// A subscription handler, after commit, in the order of the subscription's feed.
+    Subscribe,
 }
 
 /// The metadata of the catalog: what is known of an event's creation.

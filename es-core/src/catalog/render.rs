@@ -22,6 +22,7 @@ impl ReactorKind {
             ReactorKind::Trigger => "trigger",
             ReactorKind::Async => "async",
             ReactorKind::Project => "project",
+            ReactorKind::Subscribe => "subscribe",
         }
     }
 }
@@ -264,6 +265,12 @@ impl Catalog {
                 )
                 .chain(
                     route
+                        .subscriptions
+                        .iter()
+                        .map(|name| (ReactorKind::Subscribe, *name, &[][..])),
+                )
+                .chain(
+                    route
                         .asyncs
                         .iter()
                         .map(|reactor| (ReactorKind::Async, reactor.name, reactor.creates)),
@@ -274,6 +281,7 @@ impl Catalog {
                     ReactorKind::Trigger => format!("{id}[[\"{name}\"]]"),
                     ReactorKind::Async => format!("{id}([\"{name}\"])"),
                     ReactorKind::Project => format!("{id}[(\"{name}\")]"),
+                    ReactorKind::Subscribe => format!("{id}[/\"{name}\"/]"),
                 };
                 nodes.insert(shape);
                 edges.push(format!("    {source} -->|{}| {id}", kind.name()));

@@ -140,7 +140,7 @@ fn reactors_of(event: &EventDescriptor, routes: &[Route]) -> Vec<ReactorDoc> {
         let doc = |name: &str, kind: ReactorKind, creates: &[EventRef]| ReactorDoc {
             name: name.to_owned(),
             kind,
-            sync: kind != ReactorKind::Async,
+            sync: matches!(kind, ReactorKind::Trigger | ReactorKind::Project),
             route: via.clone(),
             creates: creates.to_vec(),
         };
@@ -155,6 +155,12 @@ fn reactors_of(event: &EventDescriptor, routes: &[Route]) -> Vec<ReactorDoc> {
                 .projections
                 .iter()
                 .map(|name| doc(name, ReactorKind::Project, &[])),
+        );
+        reactors.extend(
+            route
+                .subscriptions
+                .iter()
+                .map(|name| doc(name, ReactorKind::Subscribe, &[])),
         );
         reactors.extend(
             route
@@ -330,11 +336,18 @@ mod tests {
                     ReactorKind::Project,
                     "subscription.*".into()
                 ),
+                (
+                    "search_index".into(),
+                    ReactorKind::Subscribe,
+                    "subscription.*".into()
+                ),
                 ("forward".into(), ReactorKind::Async, "*".into()),
             ]
         );
         assert_eq!(created.reactors[0].creates, [CANCEL]);
-        assert_eq!(routed(cancelled).len(), 2);
+        let sync: Vec<bool> = created.reactors.iter().map(|r| r.sync).collect();
+        assert_eq!(sync, [true, true, false, false]);
+        assert_eq!(routed(cancelled).len(), 3);
     }
 
     #[test]

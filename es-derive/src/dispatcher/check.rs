@@ -25,6 +25,7 @@ pub(super) fn check(input: &DispatcherInput) -> Result<(), syn::Error> {
             );
         }
     }
+    check_handler_kinds(input, &mut errors);
     let mut seen: Vec<String> = Vec::new();
     for route in &input.routes {
         let written = route.pattern.written();
@@ -82,6 +83,35 @@ pub(super) fn check(input: &DispatcherInput) -> Result<(), syn::Error> {
     errors.finish()
 }
 
+/// A name is the handler of one projection or of one subscription, never both: rebuilding the one
+/// would run the other.
+fn check_handler_kinds(input: &DispatcherInput, errors: &mut Errors) {
+    let handlers = |kind: Kind| {
+        input
+            .routes
+            .iter()
+            .flat_map(|route| &route.steps)
+            .filter(move |step| step.kind == kind)
+            .flat_map(|step| &step.reactors)
+    };
+    let projections: Vec<String> = handlers(Kind::Project)
+        .map(|reactor| reactor_name(&reactor.path))
+        .collect();
+    for reactor in handlers(Kind::Subscribe) {
+        let name = reactor_name(&reactor.path);
+        if projections.contains(&name) {
+            errors.error(
+                &reactor.path,
+                format!(
+                    "`{name}` is both a projection and a subscription: rebuilding the \
+                     projection would run the subscription's handlers too, so give them \
+                     different names"
+                ),
+            );
+        }
+    }
+}
+
 /// The events a reactor declares it creates: only triggers and async reactors create events, a
 /// list names at least one event, each once.
 fn check_creates(kind: Kind, reactor: &ReactorInput, errors: &mut Errors) {
@@ -89,11 +119,16 @@ fn check_creates(kind: Kind, reactor: &ReactorInput, errors: &mut Errors) {
         return;
     };
     let name = reactor_name(&reactor.path);
-    if kind == Kind::Project {
+    let handler = match kind {
+        Kind::Project => Some("projection"),
+        Kind::Subscribe => Some("subscription"),
+        Kind::Trigger | Kind::Async => None,
+    };
+    if let Some(handler) = handler {
         errors.push(syn::Error::new(
             creates.arrow.spans[0],
             format!(
-                "projection `{name}` cannot create events: a projection only writes its read \
+                "{handler} `{name}` cannot create events: a {handler} only writes its read \
                  model, so remove `-> [...]` (a `trigger` or `async` reactor may create events)"
             ),
         ));

@@ -124,12 +124,14 @@ fn describe_route(route: &RouteInput) -> TokenStream {
     let triggers = describe_reactors(route, Kind::Trigger);
     let asyncs = describe_reactors(route, Kind::Async);
     let projections = names_of(route, Kind::Project);
+    let subscriptions = names_of(route, Kind::Subscribe);
     quote! {
         ::es_core::Route {
             pattern: #pattern,
             triggers: &[#(#triggers),*],
             asyncs: &[#(#asyncs),*],
             projections: &[#(#projections),*],
+            subscriptions: &[#(#subscriptions),*],
         }
     }
 }
@@ -185,6 +187,8 @@ fn dispatch_route(route: &RouteInput, connection: &TokenStream) -> TokenStream {
                     }
                 }
                 Kind::Async => quote!(__ctx.enqueue(#name, __event);),
+                // A subscriber runs it after commit, in its feed's order (`project`).
+                Kind::Subscribe => TokenStream::new(),
                 Kind::Project => {
                     let coerce = coerce(reactor, quote!(&mut #connection), &input);
                     quote! {
@@ -197,6 +201,9 @@ fn dispatch_route(route: &RouteInput, connection: &TokenStream) -> TokenStream {
             }
         })
         .collect();
+    if calls.iter().all(TokenStream::is_empty) {
+        return TokenStream::new();
+    }
     match &route.pattern {
         PatternInput::Event(_) => quote! {
             __event.typed::<#ty, ()>(|__input| {
@@ -210,7 +217,10 @@ fn dispatch_route(route: &RouteInput, connection: &TokenStream) -> TokenStream {
             }
         },
         PatternInput::All(_) => {
-            let needs_input = route.steps.iter().any(|step| step.kind != Kind::Async);
+            let needs_input = route
+                .steps
+                .iter()
+                .any(|step| matches!(step.kind, Kind::Trigger | Kind::Project));
             let input = needs_input.then(|| {
                 quote! {
                     let __any = (__event.erased)();
@@ -286,7 +296,9 @@ fn job_route(route: &RouteInput, connection: &TokenStream) -> TokenStream {
 fn project_route(route: &RouteInput, connection: &TokenStream) -> TokenStream {
     let ty = route.pattern.checked(route.index);
     let input = input_type(route);
-    let handlers = reactors_of(route, Kind::Project).map(|reactor| &reactor.path);
+    let handlers = reactors_of(route, Kind::Project)
+        .chain(reactors_of(route, Kind::Subscribe))
+        .map(|reactor| &reactor.path);
     let arms: Vec<TokenStream> = handlers
         .map(|handler| {
             let name = reactor_name(handler);

@@ -6,7 +6,7 @@ use quote::ToTokens;
 use syn::{Attribute, Ident, Path, Token, Visibility};
 
 use crate::attr::type_name;
-use crate::symbol::{ASYNC, PROJECT, TRIGGER};
+use crate::symbol::{ASYNC, PROJECT, SUBSCRIBE, TRIGGER};
 
 /// The whole macro input.
 pub(crate) struct DispatcherInput {
@@ -62,6 +62,7 @@ pub(super) enum Kind {
     Trigger,
     Async,
     Project,
+    Subscribe,
 }
 
 impl Kind {
@@ -70,6 +71,7 @@ impl Kind {
             Kind::Trigger => TRIGGER,
             Kind::Async => ASYNC,
             Kind::Project => PROJECT,
+            Kind::Subscribe => SUBSCRIBE,
         }
     }
 }

@@ -12,7 +12,7 @@ use super::input::{
     reactor_name,
 };
 use crate::attr::{one_of, type_name};
-use crate::symbol::{ASYNC, BACKENDS, PROJECT, TRIGGER};
+use crate::symbol::{ASYNC, BACKENDS, PROJECT, SUBSCRIBE, TRIGGER};
 
 impl Parse for DispatcherInput {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
@@ -226,21 +226,23 @@ impl Parse for StepInput {
                     format!(
                         "expected a reactor kind, one of {}, then its reactors: \
                          `trigger: [reactor]`",
-                        one_of(&[TRIGGER, ASYNC, PROJECT])
+                        one_of(&[TRIGGER, ASYNC, PROJECT, SUBSCRIBE])
                     ),
                 )
             })?;
             let kind = match ident.to_string().as_str() {
                 TRIGGER => Kind::Trigger,
                 PROJECT => Kind::Project,
+                SUBSCRIBE => Kind::Subscribe,
                 other => {
                     return Err(syn::Error::new(
                         ident.span(),
                         format!(
                             "unknown reactor kind `{other}`, expected one of {}: `trigger` runs \
                              in the write transaction, `async` as a job after commit, `project` \
-                             in the transaction and on projection rebuilds",
-                            one_of(&[TRIGGER, ASYNC, PROJECT])
+                             in the transaction and on projection rebuilds, `subscribe` in the \
+                             order of a subscription's feed, after commit",
+                            one_of(&[TRIGGER, ASYNC, PROJECT, SUBSCRIBE])
                         ),
                     ));
                 }
@@ -383,7 +385,7 @@ mod tests {
             pub struct AppDispatcher for postgres, sqlite;
             task::Completed => trigger: [record_activity], async: [notify_creator];
             Subscription::* => async: [forward_to_warehouse],;
-            * => project: [feed::append, Feed::call];
+            * => project: [feed::append, Feed::call], subscribe: [search_index];
         };
         assert_eq!(input.ident, "AppDispatcher");
         assert_eq!(input.backends.len(), 2);
@@ -393,6 +395,10 @@ mod tests {
         assert_eq!(
             names_of(&input.routes[2], Kind::Project),
             ["feed::append", "Feed::call"]
+        );
+        assert_eq!(
+            names_of(&input.routes[2], Kind::Subscribe),
+            ["search_index"]
         );
     }
 

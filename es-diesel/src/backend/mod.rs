@@ -51,6 +51,34 @@ pub trait SqlDialect: Binds + Reads + sealed::Sealed {
     const DELETE_DONE_JOBS: [&'static str; 3];
     /// The statement moving the global position past `<highest id>`, once its last id taken.
     const MOVE_POSITION: &'static str;
+    /// The first half of an event's position in the subscription feed, selected: its
+    /// transaction's order on PostgreSQL (`tx_order`), `0` where positions are allocated in
+    /// commit order and the id alone orders the feed (SQLite, MySQL).
+    const FEED_ORDER_COLUMN: &'static str;
+    /// The `ORDER BY` of the subscription feed: by position.
+    const FEED_ORDER: &'static str;
+    /// What ends a `SELECT` of one row that the transaction updates next, so that a concurrent
+    /// transaction doing the same waits (`FOR UPDATE`; nothing on SQLite, whose write transaction
+    /// holds the database's one write lock already).
+    const LOCK_ROW: &'static str;
+    /// What ends the `INSERT` of a subscription's row so that an existing row is kept as it is.
+    const KEEP_EXISTING_SUBSCRIPTION: &'static str;
+
+    /// Appends, after `WHERE `, the condition of the events after feed position
+    /// `after`, `(tx_order, id)`, that a reader may take now (below `horizon`, where the backend has one).
+    fn feed_after<'a>(
+        query: Statement<'a, Self>,
+        after: (i64, i64),
+        horizon: Option<i64>,
+    ) -> Statement<'a, Self>;
+
+    /// Where an events table orders its rows by transaction (PostgreSQL), the SQL before and
+    /// after the aggregate id of the `WITH` query (`es_order`, one column `tx_order`) giving the
+    /// `tx_order` of the rows an `INSERT` appends to one aggregate of `table`.
+    fn insert_order(table: &str) -> Option<[String; 2]> {
+        let _ = table;
+        None
+    }
 
     /// Whether a unique violation in events table `table` is that of `(aggregate_id, version)`,
     /// named `{table}_aggregate_version` by the DDL (the other is the id, the position).
@@ -160,6 +188,21 @@ pub trait Dialect:
     /// Prepares the next transaction for the bookkeeping of `es_jobs` (MySQL: `READ COMMITTED`).
     fn before_jobs_transaction(&mut self) -> Result<(), Error> {
         Ok(())
+    }
+
+    /// The horizon of the subscription feed where transactions commit out of position order
+    /// (PostgreSQL: the oldest transaction still running, `pg_snapshot_xmin`, below which no
+    /// event can appear any more); `None` where positions are allocated in commit order.
+    fn feed_horizon(&mut self) -> Result<Option<i64>, Error> {
+        Ok(None)
+    }
+
+    /// Where positions are allocated out of commit order (PostgreSQL), a `tx_order` above every
+    /// event committed so far (`pg_snapshot_xmax`: no transaction that ended has an id as high);
+    /// `None` elsewhere. Once the [horizon](Dialect::feed_horizon) reaches it, a reader has seen
+    /// everything committed before it was taken.
+    fn feed_committed_bound(&mut self) -> Result<Option<i64>, Error> {
+        Ok(None)
     }
 
     /// Reserves `count` positions of the global event order; returns the last, or `None` where

@@ -40,6 +40,20 @@ impl SqlDialect for Mysql {
     ];
     const MOVE_POSITION: &'static str =
         "UPDATE es_positions SET position = <highest id> WHERE name = 'events'";
+    const FEED_ORDER_COLUMN: &'static str = "0";
+    /// By id: positions are allocated in commit order (one writer at a time holds
+    /// `es_positions` until its commit), so no event can appear below one already read.
+    const FEED_ORDER: &'static str = " ORDER BY id";
+    const LOCK_ROW: &'static str = " FOR UPDATE";
+    const KEEP_EXISTING_SUBSCRIPTION: &'static str = " ON DUPLICATE KEY UPDATE name = name";
+
+    fn feed_after<'a>(
+        query: Statement<'a, Self>,
+        (_, id): (i64, i64),
+        _horizon: Option<i64>,
+    ) -> Statement<'a, Self> {
+        query.sql("id > ").big_int(id)
+    }
 
     /// MySQL names the violated key in its message: `... for key 'task_events_aggregate_version'`
     /// (MariaDB), `... for key 'task_events.task_events_aggregate_version'` (MySQL 8).
@@ -101,6 +115,16 @@ impl SqlDialect for Mysql {
              finished_at DATETIME(6), \
              UNIQUE KEY es_jobs_event_reactor (event_id, reactor), \
              KEY es_jobs_ready (state, run_at)) ENGINE=InnoDB"
+                .to_owned(),
+            "CREATE TABLE IF NOT EXISTS es_subscriptions (\
+             name VARCHAR(191) NOT NULL PRIMARY KEY, \
+             tx_order BIGINT NOT NULL DEFAULT 0, \
+             event_id BIGINT NOT NULL DEFAULT 0, \
+             handled BIGINT NOT NULL DEFAULT 0, \
+             owner TEXT, \
+             lease_until DATETIME(6), \
+             last_error TEXT, \
+             updated_at DATETIME(6) NOT NULL) ENGINE=InnoDB"
                 .to_owned(),
         ]
     }

@@ -51,6 +51,44 @@ impl SqlDialect for Pg {
         ")",
     ];
     const MOVE_POSITION: &'static str = "SELECT setval('es_event_position', <highest id>)";
+    const FEED_ORDER_COLUMN: &'static str = "tx_order";
+    const FEED_ORDER: &'static str = " ORDER BY tx_order, id";
+    const LOCK_ROW: &'static str = " FOR UPDATE";
+    const KEEP_EXISTING_SUBSCRIPTION: &'static str = " ON CONFLICT (name) DO NOTHING";
+
+    /// Below the horizon: every transaction that may still append writes a `tx_order` at or
+    /// above it (see [`Dialect::feed_horizon`]).
+    fn feed_after<'a>(
+        query: Statement<'a, Pg>,
+        (tx_order, id): (i64, i64),
+        horizon: Option<i64>,
+    ) -> Statement<'a, Pg> {
+        let query = query
+            .sql("(tx_order, id) > (")
+            .big_int(tx_order)
+            .sql(", ")
+            .big_int(id)
+            .sql(")");
+        match horizon {
+            Some(horizon) => query.sql(" AND tx_order < ").big_int(horizon),
+            None => query,
+        }
+    }
+
+    /// The writing transaction's id (`xid8`, assigned in start order, never reused), raised to
+    /// the aggregate's last event's `tx_order` when that is higher: a transaction that took its
+    /// id, then waited for the aggregate's lock while a younger one appended to it, orders its
+    /// events after the younger one's, as their versions are. Either way the value is at least
+    /// the writer's own id, so no row can appear below the horizon of a running writer.
+    fn insert_order(table: &str) -> Option<[String; 2]> {
+        Some([
+            format!(
+                "es_order AS (SELECT GREATEST(pg_current_xact_id()::text::bigint, \
+                 COALESCE((SELECT tx_order FROM {table} WHERE aggregate_id = "
+            ),
+            " ORDER BY version DESC LIMIT 1), 0)) AS tx_order)".to_owned(),
+        ])
+    }
 
     /// PostgreSQL names the violated constraint: `{table}_aggregate_version`, or in a table
     /// created before it was named, the default `{table}_aggregate_id_version_key` (its detail
@@ -114,6 +152,16 @@ impl SqlDialect for Pg {
              UNIQUE (event_id, reactor))"
                 .to_owned(),
             "CREATE INDEX IF NOT EXISTS es_jobs_ready ON es_jobs (state, run_at)".to_owned(),
+            "CREATE TABLE IF NOT EXISTS es_subscriptions (\
+             name TEXT PRIMARY KEY, \
+             tx_order BIGINT NOT NULL DEFAULT 0, \
+             event_id BIGINT NOT NULL DEFAULT 0, \
+             handled BIGINT NOT NULL DEFAULT 0, \
+             owner TEXT, \
+             lease_until TIMESTAMPTZ, \
+             last_error TEXT, \
+             updated_at TIMESTAMPTZ NOT NULL)"
+                .to_owned(),
         ]
     }
 
@@ -129,8 +177,18 @@ impl SqlDialect for Pg {
                  data JSONB NOT NULL, \
                  metadata JSONB NOT NULL, \
                  created_at TIMESTAMPTZ NOT NULL, \
+                 tx_order BIGINT NOT NULL DEFAULT pg_current_xact_id()::text::bigint, \
                  CONSTRAINT {table}_aggregate_version UNIQUE (aggregate_id, version))"
             ),
+            // An events table created before the feed: its rows, all committed, come first.
+            format!(
+                "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute \
+                 WHERE attrelid = '{table}'::regclass AND attname = 'tx_order') THEN \
+                 ALTER TABLE {table} ADD COLUMN tx_order BIGINT NOT NULL DEFAULT 0; \
+                 ALTER TABLE {table} ALTER COLUMN tx_order \
+                 SET DEFAULT pg_current_xact_id()::text::bigint; END IF; END $$"
+            ),
+            format!("CREATE INDEX IF NOT EXISTS {table}_feed ON {table} (tx_order, id)"),
             by_type,
             by_time,
         ]
@@ -155,6 +213,20 @@ impl Dialect for PgConnection {
                 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
             )
         })
+    }
+
+    /// The oldest transaction still running (`pg_snapshot_xmin` of a snapshot taken now): every
+    /// transaction that may still append took its id at or above it, and writes a `tx_order` at
+    /// least that id.
+    fn feed_horizon(&mut self) -> Result<Option<i64>, Error> {
+        snapshot_bound(self, "pg_snapshot_xmin")
+    }
+
+    /// The next transaction id (`pg_snapshot_xmax` of a snapshot taken now): every event
+    /// committed so far has a `tx_order` below it (its own transaction's id, or an aggregate's
+    /// earlier event's, both of transactions already assigned).
+    fn feed_committed_bound(&mut self) -> Result<Option<i64>, Error> {
+        snapshot_bound(self, "pg_snapshot_xmax")
     }
 
     /// The `es_event_position` sequence is the id column's default.
@@ -211,6 +283,16 @@ impl Dialect for PgConnection {
             std::thread::sleep(step);
         }
     }
+}
+
+/// A bound of a snapshot taken now (`pg_snapshot_xmin` or `pg_snapshot_xmax`), as a number.
+fn snapshot_bound(conn: &mut PgConnection, bound: &str) -> Result<Option<i64>, Error> {
+    let value: Vec<super::Number> = conn
+        .load(Statement::new(format!(
+            "SELECT {bound}(pg_current_snapshot())::text::bigint AS value"
+        )))
+        .map_err(storage("es_subscriptions"))?;
+    Ok(value.first().map(|value| value.0))
 }
 
 /// A write PostgreSQL aborted under a reactor that went on.

@@ -11,7 +11,7 @@ use es_core::{AsOf, Error, EventFilter, Registry, Staged};
 
 pub use self::rows::{AnyEvent, EventCount};
 pub(crate) use self::rows::{BadRow, Records};
-use self::rows::{ErasedRow, EventRow, IdRow, LastEvent, MetadataCache};
+use self::rows::{ErasedRow, EventRow, FeedRow, IdRow, LastEvent, MetadataCache, PositionRow};
 use crate::backend::{Dialect, Number, SqlDialect};
 use crate::errors::storage;
 use crate::id::IdColumn;
@@ -50,9 +50,10 @@ pub(crate) fn last_event<C: Dialect, Id: IdColumn<C::Backend>>(
 
 /// Inserts staged events with one multi-row `INSERT`, returning their ids in order, and runs
 /// `save`, the upsert of the aggregate's row (its table, the statement), if any. Where the
-/// events table numbers its rows itself (PostgreSQL's sequence) the `INSERT` returns the ids and
-/// the upsert rides in it (`WITH es_saved AS (upsert) INSERT ...`): one round trip; elsewhere the
-/// positions are reserved first and the upsert follows.
+/// events table numbers its rows itself (PostgreSQL's sequence) the `INSERT` returns the ids, and
+/// the rows' transaction order and the upsert ride in it (`WITH es_order AS (...), es_saved AS
+/// (upsert) INSERT ...`): one round trip; elsewhere the positions are reserved first and the
+/// upsert follows.
 pub(crate) fn insert_events<C: Dialect, Id: IdColumn<C::Backend>, A: es_core::Aggregate>(
     conn: &mut C,
     table: &'static str,
@@ -63,16 +64,30 @@ pub(crate) fn insert_events<C: Dialect, Id: IdColumn<C::Backend>, A: es_core::Ag
     let count = i64::try_from(staged.events.len()).unwrap_or(i64::MAX);
     let first_version = staged.events.first().map_or(1, |event| event.version);
     let Some(last) = conn.reserve_positions(count)? else {
-        let insert = insert_statement(table, id, staged, None).sql(" RETURNING id AS value");
-        let (statement, saved_table) = match save {
-            Some((saved_table, upsert)) => (
-                Statement::new("WITH es_saved AS (")
-                    .append(upsert)
-                    .sql(") ")
-                    .append(insert),
-                Some(saved_table),
-            ),
-            None => (insert, None),
+        let order = C::Backend::insert_order(table);
+        let insert = insert_statement(table, id, staged, None, order.is_some())
+            .sql(" RETURNING id AS value");
+        let mut with = Vec::new();
+        if let Some([before, after]) = order {
+            with.push(
+                Statement::new(before)
+                    .bind_fragment(id.bind_value())
+                    .sql(&after),
+            );
+        }
+        let saved_table = save.map(|(saved_table, upsert)| {
+            with.push(Statement::new("es_saved AS (").append(upsert).sql(")"));
+            saved_table
+        });
+        let statement = match with
+            .into_iter()
+            .reduce(|all, query| all.sql(", ").append(query))
+        {
+            Some(queries) => Statement::new("WITH ")
+                .append(queries)
+                .sql(" ")
+                .append(insert),
+            None => insert,
         };
         let rows: Vec<Number> = conn.load(statement).map_err(|error| {
             // The error of the upsert names the aggregate's table, under whatever name diesel's
@@ -92,7 +107,7 @@ pub(crate) fn insert_events<C: Dialect, Id: IdColumn<C::Backend>, A: es_core::Ag
         return Ok(rows.into_iter().map(|row| row.0).collect());
     };
     let first = last - count + 1;
-    conn.execute(insert_statement(table, id, staged, Some(first)))
+    conn.execute(insert_statement(table, id, staged, Some(first), false))
         .map_err(insert_error::<C::Backend, _>(
             table,
             (A::NAME, id),
@@ -106,19 +121,21 @@ pub(crate) fn insert_events<C: Dialect, Id: IdColumn<C::Backend>, A: es_core::Ag
 }
 
 /// The `INSERT` of staged events: `(aggregate_id, version, type, data, metadata, created_at)`
-/// for each, preceded by an explicit `id` when `first_position` is given.
+/// for each, preceded by an explicit `id` when `first_position` is given, followed by the
+/// `tx_order` of the `WITH` query `es_order` when `ordered`.
 fn insert_statement<'a, DB: SqlDialect, Id: IdColumn<DB>>(
     table: &str,
     id: &Id,
     staged: &Staged<impl Sized>,
     first_position: Option<i64>,
+    ordered: bool,
 ) -> Statement<'a, DB> {
-    let columns = if first_position.is_some() {
-        "id, aggregate_id, version, type, data, metadata, created_at"
-    } else {
-        "aggregate_id, version, type, data, metadata, created_at"
-    };
-    let mut query = Statement::new(format!("INSERT INTO {table} ({columns}) VALUES "));
+    let id_column = if first_position.is_some() { "id, " } else { "" };
+    let order_column = if ordered { ", tx_order" } else { "" };
+    let mut query = Statement::new(format!(
+        "INSERT INTO {table} ({id_column}aggregate_id, version, type, data, metadata, \
+         created_at{order_column}) VALUES "
+    ));
     for (index, event) in staged.events.iter().enumerate() {
         query = query.sql(if index == 0 { "(" } else { ", (" });
         if let Some(first) = first_position {
@@ -138,7 +155,11 @@ fn insert_statement<'a, DB: SqlDialect, Id: IdColumn<DB>>(
             .text(staged.metadata_json.clone())
             .sql(DB::JSON_CAST)
             .sql(", ");
-        query = DB::bind_time(query, staged.created_at).sql(")");
+        query = DB::bind_time(query, staged.created_at);
+        if ordered {
+            query = query.sql(", (SELECT tx_order FROM es_order)");
+        }
+        query = query.sql(")");
     }
     query
 }
@@ -358,6 +379,115 @@ pub(crate) fn select_any_events_after<C: Dialect>(
             Ok(AnyEvent::erased(table.to_owned(), record))
         })
         .collect()
+}
+
+/// A place in the subscription feed, the one total order of every event: every event up to and
+/// including it is behind. Ordered as the feed is: by `tx_order`, then event id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Position {
+    /// The order of the event's writing transaction on PostgreSQL (see the `subscription`
+    /// module); 0 on SQLite and MySQL, whose feed is in id order.
+    pub tx_order: i64,
+    /// The event's id.
+    pub event_id: i64,
+}
+
+impl Position {
+    /// Before every event.
+    pub const START: Position = Position {
+        tx_order: 0,
+        event_id: 0,
+    };
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.tx_order == 0 {
+            write!(f, "{}", self.event_id)
+        } else {
+            write!(f, "{}@{}", self.event_id, self.tx_order)
+        }
+    }
+}
+
+/// At most `limit` events of events table `table` after feed position `after` that a reader may
+/// take now (below `horizon`), erased, in feed order, each with its position.
+pub(crate) fn select_feed<C: Dialect>(
+    conn: &mut C,
+    table: &'static str,
+    after: Position,
+    horizon: Option<i64>,
+    limit: usize,
+) -> Result<Vec<(Position, AnyEvent)>, Error> {
+    let query = Statement::new(format!(
+        "SELECT {}, {} AS tx_order FROM {table} WHERE ",
+        C::Backend::SELECT_ANY_COLUMNS,
+        C::Backend::FEED_ORDER_COLUMN
+    ));
+    let query = C::Backend::feed_after(query, (after.tx_order, after.event_id), horizon)
+        .sql(C::Backend::FEED_ORDER)
+        .sql(" LIMIT ")
+        .big_int(i64::try_from(limit).unwrap_or(i64::MAX));
+    let rows: Vec<FeedRow> = conn.load(query).map_err(storage(table))?;
+    let mut cache = MetadataCache::default();
+    rows.into_iter()
+        .map(|FeedRow { tx_order, row }| {
+            let record = row
+                .into_record(table, &mut cache)
+                .map_err(|bad| bad.error)?;
+            let position = Position {
+                tx_order,
+                event_id: record.id,
+            };
+            Ok((position, AnyEvent::erased(table.to_owned(), record)))
+        })
+        .collect()
+}
+
+/// How many events of events table `table` come after feed position `after`.
+pub(crate) fn count_feed_after<C: Dialect>(
+    conn: &mut C,
+    table: &'static str,
+    after: Position,
+) -> Result<i64, Error> {
+    let query = Statement::new(format!("SELECT COUNT(*) AS value FROM {table} WHERE "));
+    let query = C::Backend::feed_after(query, (after.tx_order, after.event_id), None);
+    let counts: Vec<Number> = conn.load(query).map_err(storage(table))?;
+    Ok(counts.first().map_or(0, |count| count.0))
+}
+
+/// Which event of an events table [`feed_position`] finds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum FeedEvent {
+    /// The one with this id.
+    Id(i64),
+    /// The one with the highest id.
+    Last,
+    /// The first in feed order created at or after this time.
+    FirstSince(chrono::DateTime<chrono::Utc>),
+}
+
+/// The feed position of one event of events table `table`, if it has one.
+pub(crate) fn feed_position<C: Dialect>(
+    conn: &mut C,
+    table: &'static str,
+    event: FeedEvent,
+) -> Result<Option<Position>, Error> {
+    let query = Statement::new(format!(
+        "SELECT {} AS tx_order, id FROM {table} ",
+        C::Backend::FEED_ORDER_COLUMN
+    ));
+    let query = match event {
+        FeedEvent::Id(id) => query.sql("WHERE id = ").big_int(id),
+        FeedEvent::Last => query.sql("ORDER BY id DESC LIMIT 1"),
+        FeedEvent::FirstSince(time) => {
+            C::Backend::bind_time(query.sql("WHERE created_at >= "), time)
+                .sql(C::Backend::FEED_ORDER)
+                .sql(" LIMIT 1")
+        }
+    };
+    let rows: Vec<PositionRow> = conn.load(query).map_err(storage(table))?;
+    Ok(rows.first().map(|row| row.0))
 }
 
 /// The events table of the program's own events (its name as the code writes it) that a name

@@ -383,6 +383,34 @@ impl<DB: SqlDialect> QueryableByName<DB> for ErasedRow {
     }
 }
 
+/// A row of the subscription feed: the event, erased, and the first half of its feed position
+/// (`tx_order`), read after the event's columns.
+pub(crate) struct FeedRow {
+    pub(crate) tx_order: i64,
+    pub(crate) row: EventRow<String>,
+}
+
+impl<DB: SqlDialect> QueryableByName<DB> for FeedRow {
+    fn build<'a>(row: &impl NamedRow<'a, DB>) -> deserialize::Result<Self> {
+        Ok(Self {
+            tx_order: DB::get_big_int(row, 7)?,
+            row: EventRow::read(row, DB::get_text(row, 1))?,
+        })
+    }
+}
+
+/// A feed position: `tx_order`, then the event id.
+pub(crate) struct PositionRow(pub(crate) super::Position);
+
+impl<DB: SqlDialect> QueryableByName<DB> for PositionRow {
+    fn build<'a>(row: &impl NamedRow<'a, DB>) -> deserialize::Result<Self> {
+        Ok(Self(super::Position {
+            tx_order: DB::get_big_int(row, 0)?,
+            event_id: DB::get_big_int(row, 1)?,
+        }))
+    }
+}
+
 impl<DB: SqlDialect> QueryableByName<DB> for LastEvent {
     fn build<'a>(row: &impl NamedRow<'a, DB>) -> deserialize::Result<Self> {
         Ok(Self {

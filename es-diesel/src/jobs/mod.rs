@@ -20,8 +20,8 @@
 pub(crate) mod admin;
 mod options;
 pub(crate) mod queue;
-mod shift;
-mod worker;
+pub(crate) mod shift;
+pub(crate) mod worker;
 
 pub use self::options::{WorkerOptions, WorkerStats};
 pub use self::worker::Worker;

@@ -484,7 +484,7 @@ impl<'d, C: Database> Worker<'d, C> {
 
 /// Whether a connection can go on serving the worker: its transaction manager is sound, no
 /// transaction is left open, and the server answers.
-fn healthy<C: Database>(conn: &mut C) -> bool {
+pub(crate) fn healthy<C: Database>(conn: &mut C) -> bool {
     roll_back_open_transactions(conn).is_ok() && conn.batch_execute("SELECT 1").is_ok()
 }
 

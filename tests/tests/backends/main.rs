@@ -17,6 +17,7 @@ mod newcomer;
 mod queue;
 mod reliability;
 mod store;
+mod subscriptions;
 
 use diesel::connection::SimpleConnection;
 use es_core::{AppendOptions, Metadata};
@@ -78,6 +79,7 @@ where
     leases::InTransactionDispatcher: es_diesel::Dispatch<D::Conn>,
     dispatcher::FeedDispatcher: es_diesel::Dispatch<D::Conn>,
     D::Conn: newcomer::PinboardDatabase,
+    es_tests::subscriptions::SubscriptionDispatcher: es_diesel::Dispatch<D::Conn>,
 {
     let checks = store::checks::<D>()
         .into_iter()
@@ -88,6 +90,7 @@ where
         .chain(reliability::checks::<D>())
         .chain(bad_rows::checks::<D>())
         .chain(newcomer::checks::<D>())
+        .chain(subscriptions::checks::<D>())
         .chain(extra);
     let fail_fast = std::env::var("ES_TESTS_FAIL_FAST").as_deref() == Ok("1");
     let mut trials: Vec<Trial> = checks

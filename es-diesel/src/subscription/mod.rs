@@ -1,0 +1,249 @@
+//! Subscriptions: named, durable readers of the events, each in one total order — the *feed* —
+//! from a checkpoint of its own (a row of `es_subscriptions`).
+//!
+//! A subscription is declared in the dispatcher, `Task::* => subscribe: [search_index]`: its
+//! handlers take the connection and the event as projection handlers do, and a [`Subscriber`]
+//! runs them after commit, batch by batch, each batch one transaction with the checkpoint's
+//! update, so that what a handler writes to the same database is written once per event.
+//!
+//! The feed never skips an event. On SQLite and MySQL positions are allocated in commit order
+//! (one writer at a time holds `es_positions` until it commits), and the feed is in id order. On
+//! PostgreSQL ids come from a sequence and transactions commit in any order, so a reader taking
+//! `id > checkpoint` would skip an event committed after a higher id was read; there each event
+//! also records its transaction's order (`tx_order`: the writing transaction's id, or the order of
+//! its aggregate's previous event when higher), the feed is in `(tx_order, id)` order, and a
+//! reader takes only the events below the oldest transaction still running
+//! (`pg_snapshot_xmin(pg_current_snapshot())`), which no later commit can precede. A long
+//! transaction anywhere in the database holds the feed back until it ends.
+//!
+//! Calls `subscription::checkpoint`, `database`, `dispatch`, `events`, `projection` (the tables a
+//! subscription's routes read) and `jobs` (the worker's health check and backoff).
+
+mod checkpoint;
+mod subscriber;
+
+use chrono::{DateTime, Utc};
+use es_core::Error;
+
+pub use self::subscriber::{Subscriber, SubscriberOptions, SubscriberStats};
+use crate::database::Database;
+use crate::dispatch::Dispatch;
+pub use crate::events::Position;
+use crate::events::{AnyEvent, FeedEvent, count_feed_after, feed_position, select_feed};
+use crate::projection::routed_tables;
+
+/// Where a subscription starts: its first run, or a reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Start {
+    /// Before every event.
+    #[default]
+    Beginning,
+    /// At the end of the feed: only the events committed from now on (on PostgreSQL, also those
+    /// of the transactions running now).
+    End,
+    /// Before the first event, in feed order, created at or after a time.
+    Time(DateTime<Utc>),
+    /// Just after one event, by id: the event must be in one of the subscription's tables.
+    AfterEvent(i64),
+}
+
+/// A subscription as [`subscriptions`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscriptionStatus {
+    /// Its name, as the dispatcher declares it.
+    pub name: String,
+    /// Where it stands: every event up to here is handled. `None` before its first run.
+    pub position: Option<Position>,
+    /// The events it handled since it started, or since its last reset.
+    pub handled: i64,
+    /// The events after its position.
+    pub behind: i64,
+    /// When the first of those was created: how far behind it is in time.
+    pub behind_since: Option<DateTime<Utc>>,
+    /// The subscriber holding it, if any.
+    pub owner: Option<String>,
+    /// Until when that subscriber holds it unless it renews its lease.
+    pub lease_until: Option<DateTime<Utc>>,
+    /// The error of its last batch, if it failed; cleared by the next batch that commits.
+    pub last_error: Option<String>,
+    /// When its row last changed.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// Every subscription `dispatcher` declares, with its checkpoint and how far behind it is, by
+/// name; then the checkpoints of subscriptions it does not declare (another app's, or removed).
+pub fn subscriptions<C: Database>(
+    conn: &mut C,
+    dispatcher: &dyn Dispatch<C>,
+) -> Result<Vec<SubscriptionStatus>, Error> {
+    let mut rows = checkpoint::list(conn)?;
+    let mut statuses = Vec::new();
+    for name in subscription_names(dispatcher) {
+        let tables = subscription_tables(dispatcher, name)?;
+        let row = rows
+            .iter()
+            .position(|row| row.name == name)
+            .map(|index| rows.remove(index));
+        let after = row.as_ref().map_or(Position::START, |row| row.position);
+        let mut behind = 0;
+        let mut first: Option<DateTime<Utc>> = None;
+        for table in &tables {
+            behind += count_feed_after(conn, table, after)?;
+            if let Some((_, event)) = select_feed(conn, table, after, None, 1)?.into_iter().next() {
+                first = Some(first.map_or(event.created_at, |first| first.min(event.created_at)));
+            }
+        }
+        statuses.push(status(name.to_owned(), row, behind, first));
+    }
+    statuses.extend(
+        rows.into_iter()
+            .map(|row| status(row.name.clone(), Some(row), 0, None)),
+    );
+    Ok(statuses)
+}
+
+fn status(
+    name: String,
+    row: Option<checkpoint::Checkpoint>,
+    behind: i64,
+    behind_since: Option<DateTime<Utc>>,
+) -> SubscriptionStatus {
+    SubscriptionStatus {
+        name,
+        position: row.as_ref().map(|row| row.position),
+        handled: row.as_ref().map_or(0, |row| row.handled),
+        behind,
+        behind_since,
+        owner: row.as_ref().and_then(|row| row.owner.clone()),
+        lease_until: row.as_ref().and_then(|row| row.lease_until),
+        last_error: row.as_ref().and_then(|row| row.last_error.clone()),
+        updated_at: row.map(|row| row.updated_at),
+    }
+}
+
+/// Moves subscription `name` of `dispatcher` to `to` (creating its checkpoint if it has none)
+/// and returns the position: its next batch, by whichever subscriber holds it, reads on from
+/// there. What its handlers wrote stays: to rebuild a read model from the start, empty it in the
+/// same transaction as the reset.
+pub fn reset_subscription<C: Database>(
+    conn: &mut C,
+    dispatcher: &dyn Dispatch<C>,
+    name: &str,
+    to: Start,
+) -> Result<Position, Error> {
+    let tables = subscription_tables(dispatcher, name)?;
+    let position = start_position(conn, &tables, to)?;
+    checkpoint::reset(conn, name, position)?;
+    Ok(position)
+}
+
+/// The names of the subscriptions `dispatcher` declares, each once, in the order of its routes.
+pub(crate) fn subscription_names<C: Database>(dispatcher: &dyn Dispatch<C>) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Vec::new();
+    for name in dispatcher
+        .routes()
+        .iter()
+        .flat_map(|route| route.subscriptions)
+    {
+        if !names.contains(name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// The events tables subscription `name` reads.
+fn subscription_tables<C: Database>(
+    dispatcher: &dyn Dispatch<C>,
+    name: &str,
+) -> Result<Vec<&'static str>, Error> {
+    routed_tables(dispatcher, |route| route.subscriptions.contains(&name)).ok_or_else(|| {
+        Error::UnknownSubscription {
+            name: name.to_owned(),
+        }
+    })
+}
+
+/// The position a subscription reading `tables` starts at, for `start`.
+fn start_position<C: Database>(
+    conn: &mut C,
+    tables: &[&'static str],
+    start: Start,
+) -> Result<Position, Error> {
+    match start {
+        Start::Beginning => Ok(Position::START),
+        Start::End => match conn.feed_horizon()? {
+            // Every event below the horizon is behind; those of running transactions are not.
+            Some(horizon) => Ok(Position {
+                tx_order: horizon - 1,
+                event_id: i64::MAX,
+            }),
+            None => {
+                let mut end = Position::START;
+                for table in tables {
+                    end = end.max(feed_position(conn, table, FeedEvent::Last)?.unwrap_or_default());
+                }
+                Ok(end)
+            }
+        },
+        Start::Time(time) => {
+            let mut first: Option<Position> = None;
+            for table in tables {
+                if let Some(position) = feed_position(conn, table, FeedEvent::FirstSince(time))? {
+                    first = Some(first.map_or(position, |first| first.min(position)));
+                }
+            }
+            match first {
+                Some(first) => Ok(Position {
+                    tx_order: first.tx_order,
+                    event_id: first.event_id - 1,
+                }),
+                None => start_position(conn, tables, Start::End),
+            }
+        }
+        Start::AfterEvent(event_id) => {
+            for table in tables {
+                if let Some(position) = feed_position(conn, table, FeedEvent::Id(event_id))? {
+                    return Ok(position);
+                }
+            }
+            Err(Error::InvalidOption {
+                option: "Start::AfterEvent",
+                reason: format!(
+                    "no event {event_id} in the subscription's events tables ({})",
+                    tables.join(", ")
+                ),
+            })
+        }
+    }
+}
+
+/// At most `limit` events of `tables` after `after` that a reader may take now (below
+/// `horizon`), in feed order: each table's next `limit` events, merged, up to the last event
+/// read of any table that has more.
+fn read_feed<C: Database>(
+    conn: &mut C,
+    tables: &[&'static str],
+    after: Position,
+    horizon: Option<i64>,
+    limit: usize,
+) -> Result<Vec<(Position, AnyEvent)>, Error> {
+    let mut events = Vec::new();
+    let mut bound: Option<Position> = None;
+    for table in tables {
+        let read = select_feed(conn, table, after, horizon, limit)?;
+        if read.len() == limit {
+            if let Some((last, _)) = read.last() {
+                bound = Some(bound.map_or(*last, |bound| bound.min(*last)));
+            }
+        }
+        events.extend(read);
+    }
+    events.sort_by_key(|(position, _)| *position);
+    if let Some(bound) = bound {
+        events.retain(|(position, _)| *position <= bound);
+    }
+    events.truncate(limit);
+    Ok(events)
+}

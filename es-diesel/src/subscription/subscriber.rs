@@ -1,0 +1,445 @@
+//! The [`Subscriber`]: reads one subscription's feed from its checkpoint and runs its handlers,
+//! batch by batch, each batch one transaction with the checkpoint's update; catches up, then
+//! follows the feed by polling it. Its options ([`SubscriberOptions`]) and what it did
+//! ([`SubscriberStats`]).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::TimeDelta;
+use es_core::Error;
+
+use super::checkpoint;
+use super::{Position, Start, read_feed, start_position, subscription_tables};
+use crate::database::Database;
+use crate::dispatch::Dispatch;
+use crate::errors::{error_chain, panic_message};
+use crate::events::AnyEvent;
+use crate::jobs::queue::checked_delta;
+use crate::jobs::shift::Trouble;
+use crate::jobs::worker::healthy;
+
+/// How a [`Subscriber`] reads its feed.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SubscriberOptions {
+    /// The subscriber's name (host and process id by default). Its lease records it with a
+    /// suffix unique to each [`Subscriber`].
+    pub subscriber_id: String,
+    /// How many events one batch (one transaction) handles at most.
+    pub batch: usize,
+    /// How long a caught-up subscriber waits before it reads the feed again.
+    pub poll: Duration,
+    /// How long a subscriber holds its subscription unless it renews its lease (each batch, and
+    /// every third of the lease while idle); another subscriber takes it over once the holder
+    /// has been silent that long. A batch must take less.
+    pub lease: Duration,
+    /// Where a subscription without a checkpoint starts.
+    pub start: Start,
+}
+
+impl Default for SubscriberOptions {
+    fn default() -> Self {
+        let host = std::env::var("HOSTNAME")
+            .or_else(|_| std::env::var("COMPUTERNAME"))
+            .unwrap_or_else(|_| "subscriber".to_owned());
+        Self {
+            subscriber_id: format!("{host}-{}", std::process::id()),
+            batch: 1_000,
+            poll: Duration::from_millis(20),
+            lease: Duration::from_secs(30),
+            start: Start::Beginning,
+        }
+    }
+}
+
+impl SubscriberOptions {
+    /// Sets the subscriber's name.
+    #[must_use]
+    pub fn subscriber_id(mut self, subscriber_id: impl Into<String>) -> Self {
+        self.subscriber_id = subscriber_id.into();
+        self
+    }
+
+    /// Sets how many events one batch handles at most (at least 1).
+    #[must_use]
+    pub fn batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// Sets how long a caught-up subscriber waits before reading the feed again.
+    #[must_use]
+    pub fn poll(mut self, poll: Duration) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    /// Sets the lease (from 1 ms to a century).
+    #[must_use]
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Sets where a subscription without a checkpoint starts.
+    #[must_use]
+    pub fn start(mut self, start: Start) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Checks every option is within its range: [`Error::InvalidOption`] names the first that is
+    /// not.
+    pub fn validate(&self) -> Result<(), Error> {
+        let lease = checked_delta("SubscriberOptions::lease", self.lease)?;
+        if lease < TimeDelta::milliseconds(1) {
+            return Err(Error::InvalidOption {
+                option: "SubscriberOptions::lease",
+                reason: format!("must be at least 1 ms, got {:?}", self.lease),
+            });
+        }
+        checked_delta("SubscriberOptions::poll", self.poll)?;
+        Ok(())
+    }
+}
+
+/// What a [`Subscriber`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscriberStats {
+    /// Events handled (their batches committed).
+    pub handled: u64,
+    /// Batches committed.
+    pub batches: u64,
+    /// Batches that failed: a handler's error or panic, or the subscriber's own (a lost
+    /// connection), each waited out and retried.
+    pub errors: u64,
+}
+
+/// The reader of one subscription: runs its handlers on the events of its feed, in feed order,
+/// each batch of events in one transaction with the checkpoint's update.
+///
+/// One subscriber at a time holds a subscription (a lease in its checkpoint row, which each
+/// batch locks): start several, on several machines, and the others wait to take over once the
+/// holder has been silent for a whole lease. A handler sees each event at least once; what it
+/// writes through the connection it is given commits with the checkpoint, so it is written once
+/// per event, whatever stops the subscriber. A handler's error or panic rolls its batch back:
+/// the events before it are handled again and committed, the failure is recorded in the
+/// checkpoint row (`last_error`, which `subscriptions` shows) and the failing event is retried
+/// after a growing wait, never skipped — later events wait behind it.
+pub struct Subscriber<'d, C: Database> {
+    dispatcher: &'d dyn Dispatch<C>,
+    name: String,
+    tables: Vec<&'static str>,
+    options: SubscriberOptions,
+    /// The lease's owner: the subscriber's name and a suffix of its own.
+    owner: String,
+}
+
+impl<C: Database> std::fmt::Debug for Subscriber<'_, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("name", &self.name)
+            .field("owner", &self.owner)
+            .field("tables", &self.tables)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a batch ended.
+enum Batch {
+    /// It handled and committed `events` events (0: the feed had none), up to `position`,
+    /// reading below `horizon`.
+    Handled {
+        events: usize,
+        position: Position,
+        horizon: Option<i64>,
+    },
+    /// Another subscriber holds the subscription.
+    Held(String),
+}
+
+/// Why a batch rolled back.
+enum BatchError {
+    /// The handler of the event after the first `handled` ones failed.
+    Handler { handled: usize, error: Error },
+    /// Anything else.
+    Store(Error),
+}
+
+impl From<Error> for BatchError {
+    fn from(error: Error) -> Self {
+        BatchError::Store(error)
+    }
+}
+
+impl<'d, C: Database> Subscriber<'d, C> {
+    /// The subscriber of subscription `name` of `dispatcher` (the name of its `subscribe`
+    /// handlers): [`Error::UnknownSubscription`] if no route declares it.
+    pub fn new(
+        dispatcher: &'d dyn Dispatch<C>,
+        name: &str,
+        options: SubscriberOptions,
+    ) -> Result<Self, Error> {
+        let tables = subscription_tables(dispatcher, name)?;
+        let owner = format!("{}/{:08x}", options.subscriber_id, fastrand::u32(..));
+        Ok(Self {
+            dispatcher,
+            name: name.to_owned(),
+            tables,
+            options,
+            owner,
+        })
+    }
+
+    /// The subscription's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The name this subscriber's lease records: [`subscriber_id`](SubscriberOptions::subscriber_id)
+    /// and a suffix of its own.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Handles every event committed before it was called, batch by batch, on `conn`, then
+    /// gives up its lease and returns: for scripts, tests and deploys. On PostgreSQL that waits
+    /// (polling) for the transactions running when it was called to end, as the feed does. A
+    /// subscription held by another subscriber is [`Error::SubscriptionHeld`]; a handler's
+    /// failure is returned once the events before it are committed (and recorded in the
+    /// checkpoint row).
+    pub fn catch_up(&self, conn: &mut C) -> Result<SubscriberStats, Error> {
+        self.options.validate()?;
+        let committed = conn.feed_committed_bound()?;
+        self.claim(conn)?;
+        let mut stats = SubscriberStats::default();
+        let caught_up = loop {
+            match self.batch(conn) {
+                Ok(Batch::Handled {
+                    events: 0, horizon, ..
+                }) => {
+                    if horizon >= committed {
+                        break Ok(());
+                    }
+                    std::thread::sleep(self.options.poll);
+                }
+                Ok(Batch::Handled { events, .. }) => stats.count(events),
+                Ok(Batch::Held(owner)) => {
+                    break Err(Error::SubscriptionHeld {
+                        name: self.name.clone(),
+                        owner,
+                    });
+                }
+                Err(error) => break Err(error),
+            }
+        };
+        checkpoint::release(conn, &self.name, &self.owner)?;
+        caught_up.map(|()| stats)
+    }
+
+    /// Follows the feed until `stop` is set: takes the subscription (waiting while another
+    /// subscriber holds it), catches up at scan speed, then polls every
+    /// [`poll`](SubscriberOptions::poll) for new events. Errors — a handler's, a lost connection
+    /// — are logged, recorded, waited out with a growing delay (50 ms to 5 s) and retried;
+    /// returns an error only for invalid options or a first connection that fails.
+    pub fn run<F, E>(&self, connect: F, stop: &AtomicBool) -> Result<SubscriberStats, Error>
+    where
+        F: Fn() -> Result<C, E>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.options.validate()?;
+        let connect = || {
+            connect().map_err(|error| Error::Connect {
+                source: error.into(),
+            })
+        };
+        let mut conn = Some(connect()?);
+        let mut stats = SubscriberStats::default();
+        let mut trouble = Trouble::default();
+        let mut held = false;
+        while !stop.load(Ordering::Relaxed) {
+            let Some(current) = conn.as_mut() else {
+                match connect() {
+                    Ok(fresh) => conn = Some(fresh),
+                    Err(error) => {
+                        stats.errors += 1;
+                        tracing::error!(%error, subscription = %self.name, "cannot reconnect");
+                        trouble.wait(stop);
+                    }
+                }
+                continue;
+            };
+            let stepped = if held {
+                self.batch(current).map(Some)
+            } else {
+                self.claim(current).map(|()| None)
+            };
+            match stepped {
+                Ok(None) => {
+                    trouble = Trouble::default();
+                    held = true;
+                }
+                Ok(Some(Batch::Handled {
+                    events, position, ..
+                })) => {
+                    trouble = Trouble::default();
+                    if events > 0 {
+                        stats.count(events);
+                    }
+                    if events < self.options.batch {
+                        self.wait_for_events(current, position, stop);
+                    }
+                }
+                Ok(Some(Batch::Held(_))) | Err(Error::SubscriptionHeld { .. }) => {
+                    held = false;
+                    sleep_unless_stopped(self.options.lease / 3, stop);
+                }
+                Err(error) => {
+                    stats.errors += 1;
+                    tracing::error!(error = %error_chain(&error), subscription = %self.name,
+                        "subscription batch failed; retrying");
+                    trouble.wait(stop);
+                    if !healthy(current) {
+                        conn = None;
+                        held = false;
+                    }
+                }
+            }
+        }
+        if let (Some(conn), true) = (conn.as_mut(), held) {
+            checkpoint::release(conn, &self.name, &self.owner)?;
+        }
+        Ok(stats)
+    }
+
+    /// Takes or renews the lease; creates the checkpoint at the start position first if the
+    /// subscription has none.
+    fn claim(&self, conn: &mut C) -> Result<(), Error> {
+        if checkpoint::read(conn, &self.name)?.is_none() {
+            let start = start_position(conn, &self.tables, self.options.start)?;
+            checkpoint::create(conn, &self.name, start)?;
+        }
+        let lease = checked_delta("SubscriberOptions::lease", self.options.lease)?;
+        checkpoint::claim(conn, &self.name, &self.owner, lease)?.map_err(|owner| {
+            Error::SubscriptionHeld {
+                name: self.name.clone(),
+                owner,
+            }
+        })
+    }
+
+    /// Waits until the feed has an event after `position` that a reader may take, reading it
+    /// every [`poll`](SubscriberOptions::poll) without a transaction, or until the lease is due
+    /// for renewal (a third of it: the next batch renews it), or `stop` is set. An error returns
+    /// at once: the next batch meets it.
+    fn wait_for_events(&self, conn: &mut C, position: Position, stop: &AtomicBool) {
+        let renew_at = Instant::now() + self.options.lease / 3;
+        while !stop.load(Ordering::Relaxed) && Instant::now() < renew_at {
+            let horizon = match conn.feed_horizon() {
+                Ok(horizon) => horizon,
+                Err(_) => return,
+            };
+            match read_feed(conn, &self.tables, position, horizon, 1) {
+                Ok(events) if events.is_empty() => sleep_unless_stopped(self.options.poll, stop),
+                _ => return,
+            }
+        }
+    }
+
+    /// One batch: in one write transaction, locks the checkpoint row, reads up to `batch`
+    /// events after it, runs the handlers on each and moves the checkpoint past them. When a
+    /// handler fails, the events before its event are handled again in a batch of their own and
+    /// committed, and the failure is recorded and returned.
+    fn batch(&self, conn: &mut C) -> Result<Batch, Error> {
+        match self.handle(conn, self.options.batch) {
+            Ok(batch) => Ok(batch),
+            Err(BatchError::Store(error)) => Err(error),
+            Err(BatchError::Handler { handled, error }) => {
+                if handled > 0 {
+                    match self.handle(conn, handled) {
+                        Ok(_) => {}
+                        Err(BatchError::Store(error) | BatchError::Handler { error, .. }) => {
+                            return Err(error);
+                        }
+                    }
+                }
+                checkpoint::record_error(conn, &self.name, &self.owner, &error_chain(&error))?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Handles up to `limit` events in one write transaction (see [`batch`](Self::batch)).
+    fn handle(&self, conn: &mut C, limit: usize) -> Result<Batch, BatchError> {
+        // Taken before the transaction, which takes a transaction id of its own when it locks
+        // the checkpoint: a horizon taken after would wait for this very transaction.
+        let horizon = conn.feed_horizon()?;
+        let lease = checked_delta("SubscriberOptions::lease", self.options.lease)?;
+        conn.write_transaction(|conn| {
+            let Some(row) = checkpoint::lock(conn, &self.name)? else {
+                return Ok(Batch::Held(
+                    "nobody (the subscription has no row)".to_owned(),
+                ));
+            };
+            if row.owner.as_deref() != Some(self.owner.as_str()) {
+                return Ok(Batch::Held(row.owner.unwrap_or_default()));
+            }
+            let events = read_feed(conn, &self.tables, row.position, horizon, limit)?;
+            let mut position = row.position;
+            for (handled, (at, event)) in events.iter().enumerate() {
+                self.handle_event(conn, event)
+                    .map_err(|error| BatchError::Handler { handled, error })?;
+                position = *at;
+            }
+            checkpoint::advance(conn, &self.name, position, events.len(), lease)?;
+            Ok(Batch::Handled {
+                events: events.len(),
+                position,
+                horizon,
+            })
+        })
+    }
+
+    /// Runs the subscription's handlers on one event; a panic is the handler's error.
+    fn handle_event(&self, conn: &mut C, event: &AnyEvent) -> Result<(), Error> {
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.dispatcher.project(conn, &self.name, event)
+        }));
+        run.unwrap_or_else(|payload| {
+            Err(Error::Reactor {
+                reactor: "subscription",
+                table: event.events_table.clone(),
+                event_id: event.id,
+                tag: event.event_type.clone(),
+                source: format!(
+                    "the handler of subscription `{}` panicked: {}",
+                    self.name,
+                    panic_message(&*payload)
+                )
+                .into(),
+            })
+        })
+    }
+}
+
+impl SubscriberStats {
+    fn count(&mut self, handled: usize) {
+        self.handled += u64::try_from(handled).unwrap_or(u64::MAX);
+        self.batches += 1;
+    }
+}
+
+/// Sleeps `duration`, in slices so that `stop` is noticed.
+fn sleep_unless_stopped(duration: Duration, stop: &AtomicBool) {
+    let deadline = Instant::now() + duration;
+    while !stop.load(Ordering::Relaxed) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
