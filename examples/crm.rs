@@ -1,7 +1,9 @@
-//! A small CRM, from "Event Sourcing in the Small": contacts and meetings, read through two
-//! projections keyed by natural keys (a contact list, and the queue of meeting notes emails sent
-//! on the morning of a meeting); the contact list rebuilt from the events when its handler learns
-//! Markdown; and projection freshness, so that a page can tell whether it shows a given event.
+//! A small CRM, from "Event Sourcing in the Small": contacts and meetings, read through two read
+//! models keyed by natural keys: a contact list kept by a subscription after commit (a page asks
+//! whether it has handled a given event yet), rebuilt blue/green when its handler learns
+//! Markdown; and the queue of meeting notes emails sent on the morning of a meeting, a projection
+//! kept in the write transaction and rebuilt with `rebuild_projection`. With arguments, it is the
+//! CRM's command line: `cargo run --example crm -- subscriptions`.
 //!
 //! `cargo run --example crm` runs it on a SQLite file (`crm.db`); with
 //! `DATABASE_URL=postgres://...` it runs on PostgreSQL, in a schema `example_crm`.

@@ -440,7 +440,7 @@ pub use sql_types::UtcDateTime;
 pub use store::{DEFAULT_REPLAY_BATCH, DieselStore};
 pub use subscription::{
     Position, Start, Subscriber, SubscriberOptions, SubscriberStats, SubscriptionStatus,
-    reset_subscription, subscriptions,
+    has_handled, reset_subscription, retire_subscription, subscriptions,
 };
 pub use table::{AggregateTable, Locked, Stores};
 pub use text_uuid::TextUuid;

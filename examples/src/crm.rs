@@ -1,9 +1,11 @@
 //! A small CRM, from "Event Sourcing in the Small": contacts and the meetings planned with them.
-//! The UI reads projections keyed by natural keys (account and name), never the event stream: a
-//! contact list, and a queue of "meeting notes" emails sent on the morning of a meeting. When the
-//! contact list's handler learns to render the notes' Markdown, the projection is rebuilt from the
-//! events; and every projection records the last event it has seen, so that a page can tell
-//! whether it already shows the result of a given event.
+//! The UI reads read models keyed by natural keys (account and name), never the event stream: a
+//! contact list, kept by a subscription after commit (a page asks whether it has handled a given
+//! event yet), and a queue of "meeting notes" emails sent on the morning of a meeting, a
+//! projection kept in the write transaction (the morning job must see every planned meeting).
+//! When the contact list's handler learns to render the notes' Markdown, its next version is
+//! rebuilt blue/green: a second subscription fills version 2 beside the version 1 the UI reads,
+//! catches up, and the UI switches to it in the transaction of its last batch.
 
 use std::io::Write;
 
@@ -15,8 +17,8 @@ use es_core::{
 };
 use es_diesel::cli::Cli;
 use es_diesel::{
-    AggregateTable, Database, DieselStore, Dispatches, ReactorError, Stores, dispatcher,
-    rebuild_projection,
+    AggregateTable, Database, DieselStore, Dispatches, ReactorError, Stores, Subscriber,
+    SubscriberOptions, dispatcher, has_handled, rebuild_projection, retire_subscription,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -43,7 +45,8 @@ pub mod schema {
     }
 
     diesel::table! {
-        projected_contacts (account_id, name) {
+        projected_contacts (version, account_id, name) {
+            version -> Integer,
             account_id -> Text,
             name -> Text,
             contact_method -> Text,
@@ -63,33 +66,40 @@ pub mod schema {
     }
 
     diesel::table! {
-        projections (name) {
+        live_read_models (name) {
             name -> Text,
-            last_event_id -> BigInt,
+            version -> Integer,
         }
     }
+
+    diesel::allow_tables_to_appear_in_same_query!(projected_contacts, live_read_models);
 }
 
-/// The app's own tables, one statement each: the aggregate, the two projections keyed by natural
-/// keys, and the freshness of each projection.
+/// The app's own tables, one statement each: the aggregate, the two read models keyed by natural
+/// keys (the contact list's rows of every version it is built in), and the version of each read
+/// model the UI reads.
 pub const TABLES: &[&str] = &[
     "CREATE TABLE contacts (id BIGINT PRIMARY KEY NOT NULL, account_id TEXT NOT NULL, \
      name TEXT NOT NULL, contact_method TEXT NOT NULL)",
-    "CREATE TABLE projected_contacts (account_id VARCHAR(64) NOT NULL, name VARCHAR(128) NOT NULL, \
+    "CREATE TABLE projected_contacts (version INTEGER NOT NULL, \
+     account_id VARCHAR(64) NOT NULL, name VARCHAR(128) NOT NULL, \
      contact_method TEXT NOT NULL, next_meeting_on TEXT, notes_html TEXT, \
-     PRIMARY KEY (account_id, name))",
+     PRIMARY KEY (version, account_id, name))",
     "CREATE TABLE projected_meeting_notes_emails (contact_id BIGINT NOT NULL, \
      account_id VARCHAR(64) NOT NULL, \
      name VARCHAR(128) NOT NULL, meeting_on VARCHAR(10) NOT NULL, notes TEXT NOT NULL, \
      PRIMARY KEY (account_id, name, meeting_on))",
-    "CREATE TABLE projections (name VARCHAR(64) PRIMARY KEY NOT NULL, \
-     last_event_id BIGINT NOT NULL)",
+    "CREATE TABLE live_read_models (name VARCHAR(64) PRIMARY KEY NOT NULL, \
+     version INTEGER NOT NULL)",
+    "INSERT INTO live_read_models (name, version) VALUES ('contact_list', 1)",
     OUTBOX_TABLE,
 ];
 
-/// The contact list projection, in the `projections` table.
+/// The contact list read model, in `live_read_models`; version 1's subscription.
 pub const CONTACT_LIST: &str = "contact_list";
-/// The meeting notes emails projection, in the `projections` table.
+/// The subscription building version 2 of the contact list.
+pub const CONTACT_LIST_V2: &str = "contact_list_v2";
+/// The meeting notes emails projection.
 pub const NOTES_EMAILS: &str = "meeting_notes_emails";
 
 /// A contact of an account holder: an ordinary diesel model.
@@ -109,10 +119,12 @@ pub struct Contact {
     pub contact_method: String,
 }
 
-/// A row of the contact list, keyed by account and name.
+/// A row of one version of the contact list, keyed by account and name.
 #[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
 #[diesel(table_name = schema::projected_contacts)]
 pub struct ProjectedContact {
+    /// The version of the contact list it belongs to.
+    pub version: i32,
     /// The account holder.
     pub account_id: String,
     /// The contact's name.
@@ -214,28 +226,29 @@ impl Apply<Contact> for NotesEmailSent {
 /// and PostgreSQL only (a body for `es_diesel::with_connection!` must compile on every backend
 /// `es-diesel` enables).
 pub trait CrmConnection: Database + Stores<Contact> {
-    /// Inserts or replaces a contact list row.
+    /// Inserts or replaces a contact list row (of its version).
     fn put_contact(&mut self, row: &ProjectedContact) -> QueryResult<()>;
-    /// The contact list row of a contact.
+    /// The row of a contact in version `version` of the contact list.
     fn projected_contact(
         &mut self,
+        version: i32,
         account: &str,
         name: &str,
     ) -> QueryResult<Option<ProjectedContact>>;
-    /// The contact list, by account and name.
+    /// The contact list the UI reads (its live version), by account and name.
     fn contact_list(&mut self) -> QueryResult<Vec<ProjectedContact>>;
+    /// Makes `version` the live version of read model `read_model`.
+    fn switch_read_model(&mut self, read_model: &str, version: i32) -> QueryResult<()>;
+    /// Deletes the rows of version `version` of the contact list.
+    fn drop_contact_list(&mut self, version: i32) -> QueryResult<()>;
     /// Queues a meeting notes email (once).
     fn queue_notes_email(&mut self, email: &NotesEmail) -> QueryResult<()>;
     /// Removes a queued email.
     fn forget_notes_email(&mut self, account: &str, name: &str, day: &str) -> QueryResult<()>;
     /// The queued emails of meetings on `day` (all of them for `None`).
     fn notes_emails(&mut self, day: Option<&str>) -> QueryResult<Vec<NotesEmail>>;
-    /// Empties a projection's table and its freshness.
-    fn reset_projection(&mut self, projection: &str) -> QueryResult<()>;
-    /// Records that `projection` has seen every event up to `event_id`.
-    fn projected_up_to(&mut self, projection: &str, event_id: i64) -> QueryResult<()>;
-    /// The last event `projection` has seen (0 if none).
-    fn last_projected(&mut self, projection: &str) -> QueryResult<i64>;
+    /// Empties the queue of meeting notes emails.
+    fn clear_notes_emails(&mut self) -> QueryResult<()>;
 }
 
 macro_rules! crm_connection {
@@ -245,7 +258,7 @@ macro_rules! crm_connection {
                 use schema::projected_contacts::dsl::*;
                 diesel::insert_into(projected_contacts)
                     .values(row)
-                    .on_conflict((account_id, name))
+                    .on_conflict((version, account_id, name))
                     .do_update()
                     .set((
                         contact_method.eq(&row.contact_method),
@@ -258,23 +271,45 @@ macro_rules! crm_connection {
 
             fn projected_contact(
                 &mut self,
+                of: i32,
                 account: &str,
                 contact: &str,
             ) -> QueryResult<Option<ProjectedContact>> {
                 use schema::projected_contacts::dsl::*;
                 projected_contacts
-                    .find((account, contact))
+                    .find((of, account, contact))
                     .select(ProjectedContact::as_select())
                     .first(self)
                     .optional()
             }
 
             fn contact_list(&mut self) -> QueryResult<Vec<ProjectedContact>> {
+                use schema::live_read_models::dsl as live;
                 use schema::projected_contacts::dsl::*;
+                let live_version = live::live_read_models
+                    .filter(live::name.eq(CONTACT_LIST))
+                    .select(live::version)
+                    .single_value();
                 projected_contacts
+                    .filter(version.nullable().eq(live_version))
                     .order((account_id, name))
                     .select(ProjectedContact::as_select())
                     .load(self)
+            }
+
+            fn switch_read_model(&mut self, read_model: &str, to: i32) -> QueryResult<()> {
+                use schema::live_read_models::dsl::*;
+                diesel::update(live_read_models.find(read_model))
+                    .set(version.eq(to))
+                    .execute(self)
+                    .map(drop)
+            }
+
+            fn drop_contact_list(&mut self, of: i32) -> QueryResult<()> {
+                use schema::projected_contacts::dsl::*;
+                diesel::delete(projected_contacts.filter(version.eq(of)))
+                    .execute(self)
+                    .map(drop)
             }
 
             fn queue_notes_email(&mut self, email: &NotesEmail) -> QueryResult<()> {
@@ -310,36 +345,10 @@ macro_rules! crm_connection {
                 query.load(self)
             }
 
-            fn reset_projection(&mut self, projection: &str) -> QueryResult<()> {
-                match projection {
-                    CONTACT_LIST => diesel::delete(schema::projected_contacts::table).execute(self),
-                    NOTES_EMAILS => {
-                        diesel::delete(schema::projected_meeting_notes_emails::table).execute(self)
-                    }
-                    _ => Err(diesel::result::Error::NotFound),
-                }?;
-                self.projected_up_to(projection, 0)
-            }
-
-            fn projected_up_to(&mut self, projection: &str, event_id: i64) -> QueryResult<()> {
-                use schema::projections::dsl::*;
-                diesel::insert_into(projections)
-                    .values((name.eq(projection), last_event_id.eq(event_id)))
-                    .on_conflict(name)
-                    .do_update()
-                    .set(last_event_id.eq(event_id))
+            fn clear_notes_emails(&mut self) -> QueryResult<()> {
+                diesel::delete(schema::projected_meeting_notes_emails::table)
                     .execute(self)
                     .map(drop)
-            }
-
-            fn last_projected(&mut self, projection: &str) -> QueryResult<i64> {
-                use schema::projections::dsl::*;
-                projections
-                    .find(projection)
-                    .select(last_event_id)
-                    .first(self)
-                    .optional()
-                    .map(Option::unwrap_or_default)
             }
         }
     };
@@ -347,14 +356,6 @@ macro_rules! crm_connection {
 
 crm_connection!(SqliteConnection);
 crm_connection!(PgConnection);
-
-/// Whether `projection` already shows the result of event `event_id`: what a page checks before
-/// rendering after a write (the post's "Processing…" page). Projections here run in the write
-/// transaction, so a committed event is always projected; a projection fed later (by a job, or a
-/// rebuild) would report `false` until it catches up.
-pub fn shows<C: CrmConnection>(conn: &mut C, projection: &str, event_id: i64) -> QueryResult<bool> {
-    Ok(conn.last_projected(projection)? >= event_id)
-}
 
 /// The contact a stored event is about, for its natural key.
 fn contact_of<C: CrmConnection>(
@@ -365,25 +366,22 @@ fn contact_of<C: CrmConnection>(
     Ok(contact.ok_or_else(|| format!("contact {} has no row", event.aggregate_id))?)
 }
 
-/// The contact list, as written by last month's handler, which kept no notes.
-pub mod last_month {
-    use super::*;
-
-    /// Last month's contact list handler: contacts and their next meeting, without notes.
-    pub fn contact_list<C: CrmConnection>(
-        conn: &mut C,
-        event: &RecordedEvent<i64>,
-    ) -> Result<(), ReactorError> {
-        project_contact(conn, event, |_| None)
-    }
-}
-
-/// The contact list handler: contacts, their next meeting, and its notes rendered from Markdown.
+/// Version 1 of the contact list, as last month's handler writes it: contacts and their next
+/// meeting, without notes.
 pub fn contact_list<C: CrmConnection>(
     conn: &mut C,
     event: &RecordedEvent<i64>,
 ) -> Result<(), ReactorError> {
-    project_contact(conn, event, |notes| {
+    project_contact(conn, 1, event, |_| None)
+}
+
+/// Version 2 of the contact list: contacts, their next meeting, and its notes rendered from
+/// Markdown.
+pub fn contact_list_v2<C: CrmConnection>(
+    conn: &mut C,
+    event: &RecordedEvent<i64>,
+) -> Result<(), ReactorError> {
+    project_contact(conn, 2, event, |notes| {
         let mut html = String::new();
         pulldown_cmark::html::push_html(&mut html, pulldown_cmark::Parser::new(notes));
         Some(html)
@@ -392,12 +390,14 @@ pub fn contact_list<C: CrmConnection>(
 
 fn project_contact<C: CrmConnection>(
     conn: &mut C,
+    version: i32,
     event: &RecordedEvent<i64>,
     render_notes: impl Fn(&str) -> Option<String>,
 ) -> Result<(), ReactorError> {
     let contact = contact_of(conn, event)?;
-    let current = conn.projected_contact(&contact.account_id, &contact.name)?;
+    let current = conn.projected_contact(version, &contact.account_id, &contact.name)?;
     let mut row = current.unwrap_or_else(|| ProjectedContact {
+        version,
         account_id: contact.account_id.clone(),
         name: contact.name.clone(),
         contact_method: String::new(),
@@ -413,7 +413,6 @@ fn project_contact<C: CrmConnection>(
         row.next_meeting_on = Some(planned.meeting_on);
     }
     conn.put_contact(&row)?;
-    conn.projected_up_to(CONTACT_LIST, event.id)?;
     Ok(())
 }
 
@@ -435,20 +434,20 @@ pub fn meeting_notes_emails<C: CrmConnection>(
         let contact = contact_of(conn, event)?;
         conn.forget_notes_email(&contact.account_id, &contact.name, &sent.meeting_on)?;
     }
-    conn.projected_up_to(NOTES_EMAILS, event.id)?;
     Ok(())
 }
 
 dispatcher! {
-    /// The CRM as deployed last month.
+    /// The CRM as deployed last month: version 1 of the contact list.
     pub struct LastMonthDispatcher for sqlite, postgres;
-    Contact::* => project: [last_month::contact_list, meeting_notes_emails];
+    Contact::* => subscribe: [contact_list], project: [meeting_notes_emails];
 }
 
 dispatcher! {
-    /// The CRM now: the contact list renders meeting notes.
+    /// The CRM today, while version 2 of the contact list is built beside version 1 (the next
+    /// deploy drops `contact_list`).
     pub struct CrmDispatcher for sqlite, postgres;
-    Contact::* => project: [contact_list, meeting_notes_emails];
+    Contact::* => subscribe: [contact_list, contact_list_v2], project: [meeting_notes_emails];
 }
 
 /// The morning job: sends the notes email of every meeting on `day` (to the outbox) and records
@@ -497,17 +496,12 @@ fn print_contact_list<C: CrmConnection>(
 }
 
 /// The operator command line of the CRM (`es_diesel::cli`): `cargo run --example crm --
-/// rebuild-projection contact_list`, `log contact 1`, ...
+/// subscriptions`, `rebuild-projection meeting_notes_emails`, `log contact 1`, ...
 pub fn cli<C: CrmConnection + Dispatches<CrmDispatcher>>() -> Cli<'static, C> {
     Cli::new("crm")
         .aggregate::<Contact>()
         .dispatcher(&CrmDispatcher)
-        .projection(CONTACT_LIST, |conn: &mut C| {
-            Ok(conn.reset_projection(CONTACT_LIST)?)
-        })
-        .projection(NOTES_EMAILS, |conn: &mut C| {
-            Ok(conn.reset_projection(NOTES_EMAILS)?)
-        })
+        .projection(NOTES_EMAILS, |conn: &mut C| Ok(conn.clear_notes_emails()?))
         .catalog(CATALOG)
 }
 
@@ -550,23 +544,52 @@ where
         };
         store.append(&contact, planned, &dave)?;
     }
+    let sam = store.history::<Contact>(&2)?;
+    let planned = sam.last().map_or(0, |event| event.id);
+    let handled = |conn: &mut C, dispatcher: &dyn es_diesel::Dispatch<C>, name, event| {
+        has_handled(conn, dispatcher, name, event)
+    };
+    writeln!(
+        out,
+        "before its subscriber runs, the contact list has handled Sam's meeting (event \
+         {planned}): {}",
+        handled(
+            store.connection(),
+            &LastMonthDispatcher,
+            CONTACT_LIST,
+            planned
+        )?
+    )?;
+    let options = SubscriberOptions::default().subscriber_id("crm-example");
+    let version_1 = Subscriber::new(&LastMonthDispatcher, CONTACT_LIST, options.clone())?;
+    let caught_up = version_1.catch_up(store.connection())?;
+    writeln!(
+        out,
+        "its subscriber handled {} events; now: {}",
+        caught_up.handled,
+        handled(
+            store.connection(),
+            &LastMonthDispatcher,
+            CONTACT_LIST,
+            planned
+        )?
+    )?;
     writeln!(out, "contact list:")?;
     print_contact_list(store.connection(), out)?;
 
     writeln!(
         out,
-        "== Today: the contact list renders the notes' Markdown"
+        "== Today: version 2 of the contact list renders the notes' Markdown, built blue/green"
     )?;
-    let rebuilt = rebuild_projection(store.connection(), &CrmDispatcher, "contact_list", |conn| {
-        Ok(conn.reset_projection(CONTACT_LIST)?)
-    })?;
+    let mut store = DieselStore::new(&mut *conn).with_dispatcher(&CrmDispatcher);
+    let version_2 = Subscriber::new(&CrmDispatcher, CONTACT_LIST_V2, options.clone())?;
+    let built = version_2.catch_up(store.connection())?;
     writeln!(
         out,
-        "rebuilt contact_list from {rebuilt} events; contact list:"
+        "version 2 built from {} events beside version 1, which the contact list still shows:",
+        built.handled
     )?;
     print_contact_list(store.connection(), out)?;
-
-    let mut store = DieselStore::new(&mut *conn).with_dispatcher(&CrmDispatcher);
     let changed = store.append(
         &1,
         ContactMethodChanged {
@@ -575,14 +598,32 @@ where
         &dave,
     )?;
     let event = changed.events[0].id;
+    let version_1 = Subscriber::new(&CrmDispatcher, CONTACT_LIST, options)?;
+    version_1.catch_up(store.connection())?;
+    let (last, ()) = version_2.catch_up_then(store.connection(), |conn| {
+        Ok(conn.switch_read_model(CONTACT_LIST, 2)?)
+    })?;
     writeln!(
         out,
-        "after editing Pat (event {event}), the contact list shows it: {}",
-        shows(store.connection(), CONTACT_LIST, event)?
+        "version 2 caught up on {} more event(s), and the contact list switched to it in the \
+         transaction of that last batch:",
+        last.handled
+    )?;
+    print_contact_list(store.connection(), out)?;
+    retire_subscription(store.connection(), CONTACT_LIST)?;
+    store.connection().drop_contact_list(1)?;
+    writeln!(
+        out,
+        "version 1 retired: its checkpoint and its rows deleted"
+    )?;
+    writeln!(
+        out,
+        "after editing Pat (event {event}), the contact list has handled it: {}",
+        handled(store.connection(), &CrmDispatcher, CONTACT_LIST_V2, event)?
     )?;
     let pat = store
         .connection()
-        .projected_contact("dave", "Pat Smith")?
+        .projected_contact(2, "dave", "Pat Smith")?
         .ok_or("Pat is listed")?;
     writeln!(out, "Pat is reached at {}", pat.contact_method)?;
 
@@ -601,12 +642,9 @@ where
         .collect();
     writeln!(out, "still queued: {left:?}")?;
 
-    let rebuilt = rebuild_projection(
-        store.connection(),
-        &CrmDispatcher,
-        "meeting_notes_emails",
-        |conn| Ok(conn.reset_projection(NOTES_EMAILS)?),
-    )?;
+    let rebuilt = rebuild_projection(store.connection(), &CrmDispatcher, NOTES_EMAILS, |conn| {
+        Ok(conn.clear_notes_emails()?)
+    })?;
     let again: Vec<String> = store
         .connection()
         .notes_emails(None)?

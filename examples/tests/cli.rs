@@ -1,5 +1,5 @@
-//! The operator command line (`es_diesel::cli`) as an operator runs it: the todo example's binary,
-//! run as a process (assert_cmd) on the database its story wrote — a SQLite file, and PostgreSQL
+//! The operator command line (`es_diesel::cli`) as an operator runs it: the todo example's binary
+//! (and the CRM's, for its subscriptions), run as a process (assert_cmd) on the database its story wrote — a SQLite file, and PostgreSQL
 //! when `PG_DATABASE_URL` is set (under `CI=true` it must be), in a schema of this run
 //! ([`support::RunSchema`], which the binary is given by `es_examples::db::SCHEMA_VAR`).
 
@@ -13,20 +13,24 @@ use diesel::{Connection, PgConnection};
 use es_examples::db::SCHEMA_VAR;
 use support::{RunSchema, postgres_url};
 
-/// The todo example's binary, next to the test binaries. `cargo test` builds the examples; a
+/// The binary of example `example`, next to the test binaries. `cargo test` builds the examples; a
 /// narrower `cargo test --test cli` does not, so the binary is built here when it is missing or
 /// older than the examples' library (rebuilding it always would redo it with this package's
 /// features alone, after a workspace build with more).
-fn todo_binary() -> PathBuf {
-    static CHECKED: std::sync::Once = std::sync::Once::new();
+fn example_binary(example: &'static str) -> PathBuf {
+    static CHECKED: std::sync::Mutex<Vec<&str>> = std::sync::Mutex::new(Vec::new());
     let exe = std::env::current_exe().expect("the test binary's path");
     let deps = exe.parent().expect("target/<profile>/deps");
     let binary = deps
         .parent()
         .expect("target/<profile>")
         .join("examples")
-        .join(format!("todo{}", std::env::consts::EXE_SUFFIX));
-    CHECKED.call_once(|| {
+        .join(format!("{example}{}", std::env::consts::EXE_SUFFIX));
+    let mut checked = CHECKED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !checked.contains(&example) {
+        checked.push(example);
         let modified = |path: &Path| path.metadata().and_then(|meta| meta.modified()).ok();
         let library = std::fs::read_dir(deps)
             .expect("the deps directory")
@@ -40,18 +44,19 @@ fn todo_binary() -> PathBuf {
             .max();
         if modified(&binary) < library || !binary.exists() {
             let built = std::process::Command::new(env!("CARGO"))
-                .args(["build", "-q", "-p", "es-examples", "--example", "todo"])
+                .args(["build", "-q", "-p", "es-examples", "--example", example])
                 .status()
                 .expect("cargo runs");
-            assert!(built.success(), "cargo build --example todo failed");
+            assert!(built.success(), "cargo build --example {example} failed");
         }
-    });
+    }
     binary
 }
 
-/// Where the todo example and its command line run: a directory (its `todo.db`) and, for
-/// PostgreSQL, the database's URL and the schema of this run.
+/// Where an example (the todo app's, unless told) and its command line run: a directory (its
+/// `todo.db`) and, for PostgreSQL, the database's URL and the schema of this run.
 struct Place {
+    example: &'static str,
     dir: tempfile::TempDir,
     postgres: Option<(String, RunSchema)>,
 }
@@ -59,7 +64,13 @@ struct Place {
 impl Place {
     /// A new place on SQLite (`None`) or in a new schema of this run for `test` on PostgreSQL.
     fn new(database_url: Option<String>, test: &str) -> Self {
+        Self::of("todo", database_url, test)
+    }
+
+    /// A new place of example `example`.
+    fn of(example: &'static str, database_url: Option<String>, test: &str) -> Self {
         Self {
+            example,
             dir: tempfile::tempdir().expect("a temporary directory"),
             postgres: database_url.map(|url| {
                 let schema = RunSchema::new(&url, test);
@@ -80,7 +91,7 @@ impl Place {
     }
 
     fn todo(&self, args: &[&str]) -> assert_cmd::assert::Assert {
-        let mut command = std::process::Command::new(todo_binary());
+        let mut command = std::process::Command::new(example_binary(self.example));
         self.database(&mut command);
         Command::from_std(command).args(args).assert()
     }
@@ -101,7 +112,7 @@ impl Place {
     /// what it printed by the time it stopped, checking that it stopped gracefully.
     fn work_until_interrupted(&self) -> String {
         use std::io::{BufRead, BufReader, Read};
-        let mut command = std::process::Command::new(todo_binary());
+        let mut command = std::process::Command::new(example_binary(self.example));
         self.database(&mut command);
         command
             .args(["jobs", "work"])
@@ -741,7 +752,6 @@ fn bad_rows_are_named_and_read_around_on_postgres() {
     bad_rows_are_named_and_read_around(Some(postgres_url("the command line on bad rows")));
 }
 
-/// The result of a `SELECT COUNT(*) AS value`.
 /// `generate` prints exactly the code and the migration that `tests/ui-pass/generated.rs`
 /// compiles and runs (each `// >>> generate ...` section, and its `UP_SQL`), and refuses what it
 /// cannot write code for with the form to write instead.
@@ -778,6 +788,74 @@ fn generate_prints_the_code_the_template_test_compiles() {
     assert!(refused.contains("upper camel case"), "{refused}");
 }
 
+/// `subscriptions` on the CRM's database after its story: each subscription of its dispatcher
+/// with its position, events handled and behind, and state; `reset` moves one (a usage error for a
+/// `--to` that is none of start, end, a time or an event id; an error for a name the dispatcher does
+/// not declare); `run --catch-up` handles what is behind.
+fn subscriptions_are_listed_reset_and_run(database_url: Option<String>) {
+    let place = Place::of("crm", database_url, "cli_subscriptions");
+    place.ok(&[]);
+    let lines = |listing: String| -> Vec<Vec<String>> {
+        listing
+            .lines()
+            .skip(1)
+            .map(|line| line.split_whitespace().map(str::to_owned).collect())
+            .collect()
+    };
+    let listed = lines(place.ok(&["subscriptions"]));
+    // name, position, handled, behind, behind for, owner, state
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0][0], "contact_list");
+    assert_eq!((listed[0][1].as_str(), listed[0][6].as_str()), ("-", "new"));
+    assert_eq!(listed[1][0], "contact_list_v2");
+    assert_eq!(
+        (
+            listed[1][2].as_str(),
+            listed[1][3].as_str(),
+            listed[1][6].as_str()
+        ),
+        ("5", "1", "idle"),
+        "v2 handled the 5 events up to the switch; the notes email sent after is behind"
+    );
+    assert_eq!(
+        place.ok(&["subscriptions", "reset", "contact_list_v2", "--to", "start"]),
+        "subscription contact_list_v2 reset to after 0\n"
+    );
+    let listed = lines(place.ok(&["subscriptions", "list"]));
+    assert_eq!((listed[1][2].as_str(), listed[1][3].as_str()), ("0", "6"));
+    let bad = place.fails(
+        &["subscriptions", "reset", "contact_list_v2", "--to", "soon"],
+        2,
+    );
+    assert!(
+        bad.contains("expected start, end, an event id or a time"),
+        "{bad}"
+    );
+    let unknown = place.fails(&["subscriptions", "reset", "nope", "--to", "end"], 1);
+    assert!(unknown.contains("subscription `nope`"), "{unknown}");
+    assert_eq!(
+        place.ok(&["subscriptions", "run", "contact_list_v2", "--catch-up"]),
+        "subscription contact_list_v2: 6 events handled in 1 batches\n"
+    );
+    let listed = lines(place.ok(&["subscriptions"]));
+    assert_eq!((listed[1][2].as_str(), listed[1][3].as_str()), ("6", "0"));
+}
+
+#[test]
+fn subscriptions_are_listed_reset_and_run_on_sqlite() {
+    subscriptions_are_listed_reset_and_run(None);
+}
+
+#[test]
+#[cfg_attr(
+    not(postgres_suite),
+    ignore = "PG_DATABASE_URL is not set: the PostgreSQL run is skipped"
+)]
+fn subscriptions_are_listed_reset_and_run_on_postgres() {
+    subscriptions_are_listed_reset_and_run(Some(postgres_url("the subscriptions command line")));
+}
+
+/// The result of a `SELECT COUNT(*) AS value`.
 #[derive(diesel::QueryableByName)]
 struct Count {
     #[diesel(sql_type = diesel::sql_types::BigInt)]

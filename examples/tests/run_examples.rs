@@ -155,13 +155,19 @@ tells_its_story!(
 );
 
 const CRM_STORY: &[&str] = &[
+    "before its subscriber runs, the contact list has handled Sam's meeting (event 4): false",
+    "its subscriber handled 4 events; now: true",
     "  dave/Pat Smith (pat@example.com) next meeting 2026-05-04 notes none",
-    "rebuilt contact_list from 4 events; contact list:",
-    "  dave/Pat Smith (pat@example.com) next meeting 2026-05-04 notes <p>Ask about the \
+    "version 2 built from 4 events beside version 1, which the contact list still shows:",
+    "  dave/Pat Smith (pat@example.com) next meeting 2026-05-04 notes none",
+    "version 2 caught up on 1 more event(s), and the contact list switched to it in the \
+     transaction of that last batch:",
+    "  dave/Pat Smith (pat@work.example) next meeting 2026-05-04 notes <p>Ask about the \
          <em>move</em></p>",
     "  dave/Sam Jones (@sam) next meeting 2026-05-05 notes <p>Bring the \
          <strong>contract</strong></p>",
-    "the contact list shows it: true",
+    "version 1 retired: its checkpoint and its rows deleted",
+    "after editing Pat (event 5), the contact list has handled it: true",
     "Pat is reached at pat@work.example",
     "2 notes email(s) queued, 1 sent today:",
     "  email to dave: notes for your meeting with Pat Smith today: Ask about the *move*",

@@ -1,12 +1,14 @@
 //! The command line's arguments, as clap parses them: [`Ops`] and its subcommands' arguments,
 //! and the times an operator writes.
 //!
-//! Calls nothing of the crate but `JobState` (what `jobs list --state` parses).
+//! Calls nothing of the crate but `JobState` (what `jobs list --state` parses) and `Start` (what
+//! `subscriptions reset --to` parses).
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use clap::{Args, Subcommand};
 
 use crate::jobs::admin::JobState;
+use crate::subscription::Start;
 
 /// The operator commands, as clap parses them.
 #[derive(Debug, Clone, Subcommand)]
@@ -39,6 +41,13 @@ pub enum Ops {
         /// What to do with them (default: count them by state).
         #[command(subcommand)]
         command: Option<JobsCommand>,
+    },
+    /// The subscriptions: where each stands and how far behind, who holds it, its last error;
+    /// resets; a subscriber.
+    Subscriptions {
+        /// What to do with them (default: list them).
+        #[command(subcommand)]
+        command: Option<SubscriptionsCommand>,
     },
     /// Prints the code of a new event (struct and calculator) or aggregate (diesel schema,
     /// model, and the migration of its tables on this database's backend), to paste.
@@ -138,6 +147,48 @@ pub struct ReplayArgs {
     /// Skip (and list) the records whose events cannot be replayed, instead of stopping.
     #[arg(long)]
     pub skip_bad: bool,
+}
+
+/// What `subscriptions` does.
+#[derive(Debug, Clone, Subcommand)]
+pub enum SubscriptionsCommand {
+    /// Each subscription of the dispatcher: position, events handled, events and time behind,
+    /// the subscriber holding it, and its state (new, idle, held, failing with its error).
+    List,
+    /// Moves a subscription's checkpoint; whichever subscriber holds it reads on from there.
+    /// What its handlers wrote stays.
+    Reset {
+        /// The subscription, as the dispatcher names it.
+        name: String,
+        /// `start` (every event again), `end` (only new events), a time (the first event
+        /// created then or later: `2026-04-20`, `2026-04-20T09:00:00Z`), or an event id (the
+        /// events after it).
+        #[arg(long, value_parser = parse_reset_to)]
+        to: Start,
+    },
+    /// Runs subscribers (every subscription of the dispatcher, or one) until Ctrl-C, or until
+    /// they are caught up.
+    Run {
+        /// Only this subscription.
+        name: Option<String>,
+        /// Handle what the feed holds now, on this connection, then stop.
+        #[arg(long)]
+        catch_up: bool,
+    },
+}
+
+/// Parses where `subscriptions reset --to` moves a checkpoint.
+fn parse_reset_to(text: &str) -> Result<Start, String> {
+    match text {
+        "start" => Ok(Start::Beginning),
+        "end" => Ok(Start::End),
+        _ => match text.parse::<i64>() {
+            Ok(event_id) => Ok(Start::AfterEvent(event_id)),
+            Err(_) => parse_time(text)
+                .map(|time| Start::Time(time.start()))
+                .map_err(|error| format!("expected start, end, an event id or a time: {error}")),
+        },
+    }
 }
 
 /// What `jobs` does.

@@ -1,6 +1,6 @@
 //! The operator's command line — "git for data": the history of a record, its state in the
-//! past, replay with a progress bar, a consistency audit, the event catalog, the jobs, and
-//! statistics. Feature `cli`.
+//! past, replay with a progress bar, a consistency audit, the event catalog, the jobs, the
+//! subscriptions, and statistics. Feature `cli`.
 //!
 //! The framework cannot know an app's types, so an app mounts the commands in its own binary,
 //! naming its aggregates, its dispatcher and how to empty each projection:
@@ -70,8 +70,11 @@ mod error;
 mod generate;
 mod mount;
 mod render;
+mod subscriptions;
 
-pub use self::args::{GenerateCommand, JobsCommand, LogArgs, Ops, ReplayArgs, ShowArgs, Time};
+pub use self::args::{
+    GenerateCommand, JobsCommand, LogArgs, Ops, ReplayArgs, ShowArgs, SubscriptionsCommand, Time,
+};
 pub use self::error::CliError;
 use self::mount::*;
 use self::render::*;
@@ -249,6 +252,11 @@ impl<'a, C: Database> Cli<'a, C> {
             Ops::Jobs { command } => {
                 self.jobs(conn, command.as_ref().unwrap_or(&JobsCommand::Counts), out)
             }
+            Ops::Subscriptions { command } => self.subscriptions(
+                conn,
+                command.as_ref().unwrap_or(&SubscriptionsCommand::List),
+                out,
+            ),
             Ops::Generate { command } => {
                 out.write_all(generate::generate::<C::Backend>(command)?.as_bytes())?;
                 Ok(())

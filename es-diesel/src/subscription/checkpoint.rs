@@ -192,6 +192,12 @@ pub(crate) fn reset<C: Dialect>(conn: &mut C, name: &str, position: Position) ->
     Ok(())
 }
 
+/// Deletes the row of subscription `name`; returns whether it had one.
+pub(crate) fn delete<C: Dialect>(conn: &mut C, name: &str) -> Result<bool, Error> {
+    let query = Statement::new(format!("DELETE FROM {TABLE} WHERE name = ")).text(name);
+    Ok(conn.execute(query).map_err(storage(TABLE))? > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -138,6 +138,28 @@ pub fn reset_subscription<C: Database>(
     Ok(position)
 }
 
+/// Deletes the checkpoint of subscription `name` (any name: a subscription no longer declared
+/// too), once it is retired — after a blue/green switch to its successor, say; returns whether
+/// it had one. A subscriber still running it recreates it at its start position.
+pub fn retire_subscription<C: Database>(conn: &mut C, name: &str) -> Result<bool, Error> {
+    checkpoint::delete(conn, name)
+}
+
+/// Whether subscription `name` of `dispatcher` has handled event `event_id` (committed): what a
+/// page checks after a write before it renders a read model the subscription maintains ("still
+/// processing…" until it has). An event not in the subscription's tables is
+/// [`Error::InvalidOption`].
+pub fn has_handled<C: Database>(
+    conn: &mut C,
+    dispatcher: &dyn Dispatch<C>,
+    name: &str,
+    event_id: i64,
+) -> Result<bool, Error> {
+    let tables = subscription_tables(dispatcher, name)?;
+    let event = start_position(conn, &tables, Start::AfterEvent(event_id))?;
+    Ok(checkpoint::read(conn, name)?.is_some_and(|row| row.position >= event))
+}
+
 /// The names of the subscriptions `dispatcher` declares, each once, in the order of its routes.
 pub(crate) fn subscription_names<C: Database>(dispatcher: &dyn Dispatch<C>) -> Vec<&'static str> {
     let mut names: Vec<&'static str> = Vec::new();

@@ -12,7 +12,7 @@ use es_core::Error;
 use super::checkpoint;
 use super::{Position, Start, read_feed, start_position, subscription_tables};
 use crate::database::Database;
-use crate::dispatch::Dispatch;
+use crate::dispatch::{Dispatch, ReactorError};
 use crate::errors::{error_chain, panic_message};
 use crate::events::AnyEvent;
 use crate::jobs::queue::checked_delta;
@@ -149,13 +149,14 @@ impl<C: Database> std::fmt::Debug for Subscriber<'_, C> {
 }
 
 /// How a batch ended.
-enum Batch {
+enum Batch<T = ()> {
     /// It handled and committed `events` events (0: the feed had none), up to `position`,
-    /// reading below `horizon`.
+    /// reading below `horizon`, and what ran in its transaction after them returned `then`.
     Handled {
         events: usize,
         position: Position,
         horizon: Option<i64>,
+        then: T,
     },
     /// Another subscriber holds the subscription.
     Held(String),
@@ -238,6 +239,46 @@ impl<'d, C: Database> Subscriber<'d, C> {
         };
         checkpoint::release(conn, &self.name, &self.owner)?;
         caught_up.map(|()| stats)
+    }
+
+    /// Catches up as [`catch_up`](Self::catch_up) does, then, in one transaction, handles the
+    /// events committed meanwhile and runs `then` — the switch of a blue/green rebuild: a
+    /// subscription rebuilding a read model beside the one serving reads catches up, then the
+    /// readers move to it (`then` replaces a view, say) in the transaction of its last batch, so
+    /// they never see it behind where it was when they moved, nor an empty one. A failure of
+    /// `then` rolls back that last batch with it ([`Error::Reactor`] of reactor `then`).
+    pub fn catch_up_then<T>(
+        &self,
+        conn: &mut C,
+        then: impl FnOnce(&mut C) -> Result<T, ReactorError>,
+    ) -> Result<(SubscriberStats, T), Error> {
+        let mut stats = self.catch_up(conn)?;
+        self.claim(conn)?;
+        let last = self.handle_then(conn, usize::MAX, |conn| {
+            then(conn).map_err(|source| Error::Reactor {
+                reactor: "then",
+                table: self.name.clone(),
+                event_id: 0,
+                tag: String::new(),
+                source,
+            })
+        });
+        let released = checkpoint::release(conn, &self.name, &self.owner);
+        let value = match last {
+            Ok(Batch::Handled { events, then, .. }) => {
+                stats.count(events);
+                then
+            }
+            Ok(Batch::Held(owner)) => {
+                return Err(Error::SubscriptionHeld {
+                    name: self.name.clone(),
+                    owner,
+                });
+            }
+            Err(BatchError::Store(error) | BatchError::Handler { error, .. }) => return Err(error),
+        };
+        released?;
+        Ok((stats, value))
     }
 
     /// Follows the feed until `stop` is set: takes the subscription (waiting while another
@@ -374,6 +415,16 @@ impl<'d, C: Database> Subscriber<'d, C> {
 
     /// Handles up to `limit` events in one write transaction (see [`batch`](Self::batch)).
     fn handle(&self, conn: &mut C, limit: usize) -> Result<Batch, BatchError> {
+        self.handle_then(conn, limit, |_| Ok(()))
+    }
+
+    /// [`handle`](Self::handle), then `then` in the same transaction, before the commit.
+    fn handle_then<T>(
+        &self,
+        conn: &mut C,
+        limit: usize,
+        then: impl FnOnce(&mut C) -> Result<T, Error>,
+    ) -> Result<Batch<T>, BatchError> {
         // Taken before the transaction, which takes a transaction id of its own when it locks
         // the checkpoint: a horizon taken after would wait for this very transaction.
         let horizon = conn.feed_horizon()?;
@@ -399,6 +450,7 @@ impl<'d, C: Database> Subscriber<'d, C> {
                 events: events.len(),
                 position,
                 horizon,
+                then: then(conn)?,
             })
         })
     }

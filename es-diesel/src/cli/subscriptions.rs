@@ -1,0 +1,166 @@
+//! `subscriptions`: the checkpoints of the dispatcher's subscriptions listed, reset, and
+//! subscribers run.
+//!
+//! Calls `cli` (the mounted command line), `cli::args`, `cli::error` and `subscription`.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::Utc;
+
+use super::Cli;
+use super::args::SubscriptionsCommand;
+use super::error::CliError;
+use crate::database::Database;
+use crate::dispatch::Dispatch;
+use crate::subscription::{
+    Subscriber, SubscriberOptions, SubscriptionStatus, reset_subscription, subscription_names,
+    subscriptions,
+};
+
+impl<C: Database> Cli<'_, C> {
+    pub(super) fn subscriptions(
+        &self,
+        conn: &mut C,
+        command: &SubscriptionsCommand,
+        out: &mut dyn Write,
+    ) -> Result<(), CliError> {
+        let dispatcher = self.dispatcher.ok_or(CliError::NoDispatcher {
+            command: "subscriptions",
+        })?;
+        match command {
+            SubscriptionsCommand::List => list(&subscriptions(conn, dispatcher)?, out),
+            SubscriptionsCommand::Reset { name, to } => {
+                let position = reset_subscription(conn, dispatcher, name, *to)?;
+                writeln!(out, "subscription {name} reset to after {position}")?;
+                Ok(())
+            }
+            SubscriptionsCommand::Run { name, catch_up } => {
+                let names = match name {
+                    Some(name) => vec![name.as_str()],
+                    None => subscription_names(dispatcher),
+                };
+                if *catch_up {
+                    for name in names {
+                        let subscriber = Subscriber::new(dispatcher, name, self.subscriber())?;
+                        let stats = subscriber.catch_up(conn)?;
+                        writeln!(
+                            out,
+                            "subscription {name}: {} events handled in {} batches",
+                            stats.handled, stats.batches
+                        )?;
+                    }
+                    return Ok(());
+                }
+                self.run_subscribers(dispatcher, &names, out)
+            }
+        }
+    }
+
+    fn subscriber(&self) -> SubscriberOptions {
+        SubscriberOptions::default().subscriber_id(self.worker.worker_id.clone())
+    }
+
+    /// One subscriber per subscription, each on connections of its own, until Ctrl-C.
+    fn run_subscribers(
+        &self,
+        dispatcher: &dyn Dispatch<C>,
+        names: &[&str],
+        out: &mut dyn Write,
+    ) -> Result<(), CliError> {
+        let connect = self.connect.as_ref().ok_or(CliError::NoConnect {
+            command: "subscriptions run",
+        })?;
+        let subscribers = names
+            .iter()
+            .map(|name| Subscriber::new(dispatcher, name, self.subscriber()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let on_signal = Arc::clone(&stop);
+        ctrlc::set_handler(move || on_signal.store(true, Ordering::Relaxed))?;
+        for subscriber in &subscribers {
+            writeln!(
+                out,
+                "following {} as {} (Ctrl-C to stop)",
+                subscriber.name(),
+                subscriber.owner()
+            )?;
+        }
+        out.flush()?;
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let running: Vec<_> = subscribers
+                .iter()
+                .map(|subscriber| scope.spawn(|| subscriber.run(connect, &stop)))
+                .collect();
+            running
+                .into_iter()
+                .map(|thread| {
+                    thread
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        for (subscriber, stats) in subscribers.iter().zip(results) {
+            let stats = stats?;
+            writeln!(
+                out,
+                "subscription {}: {} events handled in {} batches, {} errors",
+                subscriber.name(),
+                stats.handled,
+                stats.batches,
+                stats.errors
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Prints one line per subscription.
+fn list(statuses: &[SubscriptionStatus], out: &mut dyn Write) -> Result<(), CliError> {
+    let width = statuses
+        .iter()
+        .map(|status| status.name.len())
+        .chain([12])
+        .max()
+        .unwrap_or(12);
+    writeln!(
+        out,
+        "{:width$}  {:>10}  {:>9}  {:>9}  {:>10}  {:20}  state",
+        "subscription", "position", "handled", "behind", "behind for", "owner"
+    )?;
+    let now = Utc::now();
+    for status in statuses {
+        let position = status
+            .position
+            .map_or_else(|| "-".to_owned(), |position| position.to_string());
+        let behind_for = status.behind_since.map_or_else(
+            || "-".to_owned(),
+            |since| {
+                let seconds = (now - since).num_seconds().max(0).unsigned_abs();
+                humantime::format_duration(std::time::Duration::from_secs(seconds)).to_string()
+            },
+        );
+        let held = status
+            .lease_until
+            .is_some_and(|until| until > now && status.owner.is_some());
+        let owner = if held {
+            status.owner.as_deref().unwrap_or("-")
+        } else {
+            "-"
+        };
+        let state = match (&status.last_error, status.position, held) {
+            (Some(error), _, _) => format!("failing: {error}"),
+            (None, None, _) => "new".to_owned(),
+            (None, Some(_), true) => "held".to_owned(),
+            (None, Some(_), false) => "idle".to_owned(),
+        };
+        writeln!(
+            out,
+            "{:width$}  {position:>10}  {:>9}  {:>9}  {behind_for:>10}  {owner:20}  {state}",
+            status.name, status.handled, status.behind
+        )?;
+    }
+    Ok(())
+}
