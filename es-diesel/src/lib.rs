@@ -173,6 +173,15 @@
 //! | `last_error` | `TEXT` NULL | `TEXT` NULL | `TEXT` NULL | the error of its last failed batch, until a batch commits |
 //! | `updated_at` | `TEXT` | `TIMESTAMPTZ` | `DATETIME(6)` | when the row last changed |
 //!
+//! ## `es_held_events`
+//!
+//! The events a subscriber with [`SubscriberOptions::hold_back`] set aside, one row each, unique
+//! per `(subscription, event_id)`: `subscription`, `events_table`, `event_id`, `aggregate_id`
+//! (as text), `tx_order` (with `event_id`, its feed position), `last_error` (its handler's, or
+//! the earlier event of its aggregate it waits behind) and `held_at` — `TEXT`/`BIGINT` columns,
+//! `VARCHAR` on MySQL, the time as in the other tables. [`Subscriber::retry_held`] deletes the
+//! rows of the events it handles.
+//!
 //! # Writes
 //!
 //! [`DieselStore::append`](es_core::EventStore::append) is one transaction: lock the aggregate's
@@ -320,7 +329,10 @@
 //! handler's error or panic rolls its batch back; the events before it are handled again and
 //! committed, its error is recorded (`last_error`) and the event is retried after a growing
 //! wait, never skipped: later events wait behind it until the handler is fixed or the operator
-//! moves the checkpoint ([`reset_subscription`], `subscriptions reset`).
+//! moves the checkpoint ([`reset_subscription`], `subscriptions reset`). With
+//! [`SubscriberOptions::hold_back`], an ordered async reactor, a failure holds back its aggregate
+//! only: the event and the later events of its aggregate are set aside in order
+//! ([`held_events`]) while the others go on, until [`Subscriber::retry_held`].
 //!
 //! The feed never skips an event. On SQLite and MySQL an event's position is allocated by its
 //! transaction's writer holding `es_positions` until commit, so the feed is in id order and a
@@ -439,8 +451,8 @@ pub use schema::{create_tables, ddl, migration_sql};
 pub use sql_types::UtcDateTime;
 pub use store::{DEFAULT_REPLAY_BATCH, DieselStore};
 pub use subscription::{
-    Position, Start, Subscriber, SubscriberOptions, SubscriberStats, SubscriptionStatus,
-    has_handled, reset_subscription, retire_subscription, subscriptions,
+    HeldEvent, Position, Start, Subscriber, SubscriberOptions, SubscriberStats, SubscriptionStatus,
+    has_handled, held_events, reset_subscription, retire_subscription, subscriptions,
 };
 pub use table::{AggregateTable, Locked, Stores};
 pub use text_uuid::TextUuid;

@@ -791,7 +791,8 @@ fn generate_prints_the_code_the_template_test_compiles() {
 /// `subscriptions` on the CRM's database after its story: each subscription of its dispatcher
 /// with its position, events handled and behind, and state; `reset` moves one (a usage error for a
 /// `--to` that is none of start, end, a time or an event id; an error for a name the dispatcher does
-/// not declare); `run --catch-up` handles what is behind.
+/// not declare); `run --catch-up` handles what is behind; `held` and `retry` list and retry the
+/// events held back.
 fn subscriptions_are_listed_reset_and_run(database_url: Option<String>) {
     let place = Place::of("crm", database_url, "cli_subscriptions");
     place.ok(&[]);
@@ -839,6 +840,12 @@ fn subscriptions_are_listed_reset_and_run(database_url: Option<String>) {
     );
     let listed = lines(place.ok(&["subscriptions"]));
     assert_eq!((listed[1][2].as_str(), listed[1][3].as_str()), ("6", "0"));
+    // Nothing failed, so nothing is held back (the backend suite holds some back and retries).
+    assert_eq!(place.ok(&["subscriptions", "held"]), "no event held back\n");
+    assert_eq!(
+        place.ok(&["subscriptions", "retry", "contact_list_v2"]),
+        "subscription contact_list_v2: 0 held event(s) handled, 0 still held\n"
+    );
 }
 
 #[test]

@@ -171,7 +171,7 @@ where
     let mut conn = db.connect();
     let shared = crate::reactors::TABLES
         .iter()
-        .chain([&crate::subscriptions::SEEN_TABLE]);
+        .chain(crate::subscriptions::SEEN_TABLES);
     for statement in tables_ddl.iter().chain(shared) {
         conn.batch_execute(statement)
             .unwrap_or_else(|error| panic!("{statement}: {error}"));

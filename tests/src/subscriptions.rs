@@ -9,11 +9,17 @@ use es_diesel::{Database, ReactorError, dispatcher};
 
 use crate::domain::{Project, Task};
 
-/// The table `seen` writes: one row per event handled, `seq` counting from 1 in the order the
-/// events came. Without a unique event id: an event handled twice is two rows.
-pub const SEEN_TABLE: &str = "CREATE TABLE seen (seq BIGINT PRIMARY KEY NOT NULL, \
-     event_id BIGINT NOT NULL, tag VARCHAR(64) NOT NULL, aggregate_id BIGINT NOT NULL, \
-     version BIGINT NOT NULL, doomed BOOLEAN NOT NULL)";
+/// The tables of `seen`: `seen`, one row per event handled, `seq` counting from 1 in the order
+/// the events came (without a unique event id: an event handled twice is two rows); `refusals`,
+/// the aggregates whose [`REFUSED`] events `seen` fails on (the bug), and `refused_writes`,
+/// which refuses every row (how it fails).
+pub const SEEN_TABLES: &[&str] = &[
+    "CREATE TABLE seen (seq BIGINT PRIMARY KEY NOT NULL, event_id BIGINT NOT NULL, \
+     tag VARCHAR(64) NOT NULL, aggregate_id BIGINT NOT NULL, version BIGINT NOT NULL, \
+     doomed BOOLEAN NOT NULL)",
+    "CREATE TABLE refusals (aggregate_id BIGINT NOT NULL)",
+    "CREATE TABLE refused_writes (aggregate_id BIGINT NOT NULL CHECK (aggregate_id < 0))",
+];
 
 /// What an event's data carries when its transaction is rolled back on purpose: no subscriber
 /// may ever see it.
@@ -26,7 +32,8 @@ dispatcher! {
     Project::* => subscribe: [seen];
 }
 
-/// What an event's data carries when `seen` is to fail on it, after writing its row.
+/// What an event's data carries when `seen` is to fail on it, after writing its row, while its
+/// aggregate is in `refusals`.
 pub const REFUSED: &str = "refused";
 
 /// What an event's data carries when `seen` is to panic on it, after writing its row.
@@ -34,8 +41,9 @@ pub const PANICKING: &str = "panicking";
 
 /// Writes the event as the next row of `seen`. A subscriber holds its subscription alone (its
 /// checkpoint row is locked by the batch), so the next `seq` is the highest plus one. Then fails
-/// on an event whose data says [`REFUSED`], and panics on one that says [`PANICKING`]: their
-/// rows are written, and must be rolled back with the batch.
+/// on an event whose data says [`REFUSED`] while its aggregate is in `refusals` (copying that
+/// row into `refused_writes`, which refuses it), and panics on one that says [`PANICKING`]: their
+/// rows are written, and must be rolled back.
 pub fn seen<C: Database>(conn: &mut C, event: &RecordedEvent<i64>) -> Result<(), ReactorError> {
     let doomed = event.data.contains(DOOMED);
     conn.batch_execute(&format!(
@@ -48,7 +56,11 @@ pub fn seen<C: Database>(conn: &mut C, event: &RecordedEvent<i64>) -> Result<(),
         if doomed { "TRUE" } else { "FALSE" },
     ))?;
     if event.data.contains(REFUSED) {
-        return Err(format!("`seen` refuses event {}", event.id).into());
+        conn.batch_execute(&format!(
+            "INSERT INTO refused_writes (aggregate_id) \
+             SELECT aggregate_id FROM refusals WHERE aggregate_id = {}",
+            event.aggregate_id
+        ))?;
     }
     assert!(
         !event.data.contains(PANICKING),

@@ -126,6 +126,16 @@ impl SqlDialect for Mysql {
              last_error TEXT, \
              updated_at DATETIME(6) NOT NULL) ENGINE=InnoDB"
                 .to_owned(),
+            "CREATE TABLE IF NOT EXISTS es_held_events (\
+             subscription VARCHAR(191) NOT NULL, \
+             events_table VARCHAR(64) NOT NULL, \
+             event_id BIGINT NOT NULL, \
+             aggregate_id VARCHAR(255) NOT NULL, \
+             tx_order BIGINT NOT NULL, \
+             last_error TEXT NOT NULL, \
+             held_at DATETIME(6) NOT NULL, \
+             PRIMARY KEY (subscription, event_id)) ENGINE=InnoDB"
+                .to_owned(),
         ]
     }
 

@@ -215,6 +215,16 @@ impl SqlDialect for Sqlite {
              last_error TEXT, \
              updated_at TEXT NOT NULL)"
                 .to_owned(),
+            "CREATE TABLE IF NOT EXISTS es_held_events (\
+             subscription TEXT NOT NULL, \
+             events_table TEXT NOT NULL, \
+             event_id BIGINT NOT NULL, \
+             aggregate_id TEXT NOT NULL, \
+             tx_order BIGINT NOT NULL, \
+             last_error TEXT NOT NULL, \
+             held_at TEXT NOT NULL, \
+             PRIMARY KEY (subscription, event_id))"
+                .to_owned(),
         ]
     }
 

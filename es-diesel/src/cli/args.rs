@@ -174,6 +174,22 @@ pub enum SubscriptionsCommand {
         /// Handle what the feed holds now, on this connection, then stop.
         #[arg(long)]
         catch_up: bool,
+        /// A failing handler holds back its aggregate only (its event and the later ones, for
+        /// `subscriptions retry`), instead of the whole feed.
+        #[arg(long)]
+        hold_back: bool,
+    },
+    /// The events held back (`run --hold-back`), by subscription and feed order, with their
+    /// errors.
+    Held {
+        /// Only this subscription's.
+        name: Option<String>,
+    },
+    /// Retries the events a subscription holds back, aggregate by aggregate in order, once its
+    /// handler is fixed.
+    Retry {
+        /// The subscription.
+        name: String,
     },
 }
 

@@ -97,6 +97,15 @@ pub enum CliError {
         /// The job's id.
         id: i64,
     },
+    /// `subscriptions retry` left events held back: their handler still fails.
+    #[error(
+        "{count} event(s) still held back: their handler still fails (`subscriptions held` lists \
+         them with their errors)"
+    )]
+    StillHeld {
+        /// How many.
+        count: u64,
+    },
     /// `rebuild-projection` of a projection that was not mounted (with how to empty it,
     /// [`Cli::projection`](super::Cli::projection)).
     #[error("no projection `{name}` here; the projections are: {known}")]

@@ -1,5 +1,5 @@
-//! `subscriptions`: the checkpoints of the dispatcher's subscriptions listed, reset, and
-//! subscribers run.
+//! `subscriptions`: the checkpoints of the dispatcher's subscriptions listed, reset, subscribers
+//! run, and the events they hold back listed and retried.
 //!
 //! Calls `cli` (the mounted command line), `cli::args`, `cli::error` and `subscription`.
 
@@ -15,8 +15,8 @@ use super::error::CliError;
 use crate::database::Database;
 use crate::dispatch::Dispatch;
 use crate::subscription::{
-    Subscriber, SubscriberOptions, SubscriptionStatus, reset_subscription, subscription_names,
-    subscriptions,
+    Subscriber, SubscriberOptions, SubscriptionStatus, held_events, reset_subscription,
+    subscription_names, subscriptions,
 };
 
 impl<C: Database> Cli<'_, C> {
@@ -36,14 +36,50 @@ impl<C: Database> Cli<'_, C> {
                 writeln!(out, "subscription {name} reset to after {position}")?;
                 Ok(())
             }
-            SubscriptionsCommand::Run { name, catch_up } => {
+            SubscriptionsCommand::Held { name } => {
+                let held = held_events(conn, name.as_deref())?;
+                if held.is_empty() {
+                    writeln!(out, "no event held back")?;
+                }
+                for event in held {
+                    writeln!(
+                        out,
+                        "{} event {} of {} {} (held since {}): {}",
+                        event.subscription,
+                        event.event_id,
+                        event.events_table,
+                        event.aggregate_id,
+                        event.held_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                        event.last_error
+                    )?;
+                }
+                Ok(())
+            }
+            SubscriptionsCommand::Retry { name } => {
+                let subscriber = Subscriber::new(dispatcher, name, self.subscriber(true))?;
+                let (handled, still_held) = subscriber.retry_held(conn)?;
+                writeln!(
+                    out,
+                    "subscription {name}: {handled} held event(s) handled, {still_held} still held"
+                )?;
+                if still_held > 0 {
+                    return Err(CliError::StillHeld { count: still_held });
+                }
+                Ok(())
+            }
+            SubscriptionsCommand::Run {
+                name,
+                catch_up,
+                hold_back,
+            } => {
                 let names = match name {
                     Some(name) => vec![name.as_str()],
                     None => subscription_names(dispatcher),
                 };
                 if *catch_up {
                     for name in names {
-                        let subscriber = Subscriber::new(dispatcher, name, self.subscriber())?;
+                        let options = self.subscriber(*hold_back);
+                        let subscriber = Subscriber::new(dispatcher, name, options)?;
                         let stats = subscriber.catch_up(conn)?;
                         writeln!(
                             out,
@@ -53,13 +89,15 @@ impl<C: Database> Cli<'_, C> {
                     }
                     return Ok(());
                 }
-                self.run_subscribers(dispatcher, &names, out)
+                self.run_subscribers(dispatcher, &names, *hold_back, out)
             }
         }
     }
 
-    fn subscriber(&self) -> SubscriberOptions {
-        SubscriberOptions::default().subscriber_id(self.worker.worker_id.clone())
+    fn subscriber(&self, hold_back: bool) -> SubscriberOptions {
+        SubscriberOptions::default()
+            .subscriber_id(self.worker.worker_id.clone())
+            .hold_back(hold_back)
     }
 
     /// One subscriber per subscription, each on connections of its own, until Ctrl-C.
@@ -67,6 +105,7 @@ impl<C: Database> Cli<'_, C> {
         &self,
         dispatcher: &dyn Dispatch<C>,
         names: &[&str],
+        hold_back: bool,
         out: &mut dyn Write,
     ) -> Result<(), CliError> {
         let connect = self.connect.as_ref().ok_or(CliError::NoConnect {
@@ -74,7 +113,7 @@ impl<C: Database> Cli<'_, C> {
         })?;
         let subscribers = names
             .iter()
-            .map(|name| Subscriber::new(dispatcher, name, self.subscriber()))
+            .map(|name| Subscriber::new(dispatcher, name, self.subscriber(hold_back)))
             .collect::<Result<Vec<_>, _>>()?;
         let stop = Arc::new(AtomicBool::new(false));
         let on_signal = Arc::clone(&stop);

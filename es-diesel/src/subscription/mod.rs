@@ -20,11 +20,13 @@
 //! subscription's routes read) and `jobs` (the worker's health check and backoff).
 
 mod checkpoint;
+mod held;
 mod subscriber;
 
 use chrono::{DateTime, Utc};
 use es_core::Error;
 
+pub use self::held::HeldEvent;
 pub use self::subscriber::{Subscriber, SubscriberOptions, SubscriberStats};
 use crate::database::Database;
 use crate::dispatch::Dispatch;
@@ -136,6 +138,15 @@ pub fn reset_subscription<C: Database>(
     let position = start_position(conn, &tables, to)?;
     checkpoint::reset(conn, name, position)?;
     Ok(position)
+}
+
+/// The events subscriptions hold back ([`SubscriberOptions::hold_back`]), by subscription then
+/// feed position; of one subscription for `Some`.
+pub fn held_events<C: Database>(
+    conn: &mut C,
+    subscription: Option<&str>,
+) -> Result<Vec<HeldEvent>, Error> {
+    held::list(conn, subscription)
 }
 
 /// Deletes the checkpoint of subscription `name` (any name: a subscription no longer declared

@@ -3,18 +3,19 @@
 //! follows the feed by polling it. Its options ([`SubscriberOptions`]) and what it did
 //! ([`SubscriberStats`]).
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use es_core::Error;
 
-use super::checkpoint;
 use super::{Position, Start, read_feed, start_position, subscription_tables};
+use super::{checkpoint, held};
 use crate::database::Database;
 use crate::dispatch::{Dispatch, ReactorError};
 use crate::errors::{error_chain, panic_message};
-use crate::events::AnyEvent;
+use crate::events::{AnyEvent, select_any_event};
 use crate::jobs::queue::checked_delta;
 use crate::jobs::shift::Trouble;
 use crate::jobs::worker::healthy;
@@ -36,6 +37,12 @@ pub struct SubscriberOptions {
     pub lease: Duration,
     /// Where a subscription without a checkpoint starts.
     pub start: Start,
+    /// What a handler's failure holds back: `false` (the default), the whole feed — the event
+    /// is retried until it succeeds; `true`, its aggregate only — the event and every later
+    /// event of its aggregate are set aside in feed order ([`held_events`](super::held_events)),
+    /// the other aggregates go on, and [`Subscriber::retry_held`] handles them, in order, once
+    /// the handler is fixed. Each event then runs in a savepoint of its own.
+    pub hold_back: bool,
 }
 
 impl Default for SubscriberOptions {
@@ -49,6 +56,7 @@ impl Default for SubscriberOptions {
             poll: Duration::from_millis(20),
             lease: Duration::from_secs(30),
             start: Start::Beginning,
+            hold_back: false,
         }
     }
 }
@@ -86,6 +94,14 @@ impl SubscriberOptions {
     #[must_use]
     pub fn start(mut self, start: Start) -> Self {
         self.start = start;
+        self
+    }
+
+    /// Sets whether a handler's failure holds back its aggregate only (see
+    /// [`hold_back`](Self::hold_back)).
+    #[must_use]
+    pub fn hold_back(mut self, hold_back: bool) -> Self {
+        self.hold_back = hold_back;
         self
     }
 
@@ -440,9 +456,18 @@ impl<'d, C: Database> Subscriber<'d, C> {
             }
             let events = read_feed(conn, &self.tables, row.position, horizon, limit)?;
             let mut position = row.position;
+            let mut held_back = if self.options.hold_back {
+                Some(held::aggregates(conn, &self.name)?)
+            } else {
+                None
+            };
             for (handled, (at, event)) in events.iter().enumerate() {
-                self.handle_event(conn, event)
-                    .map_err(|error| BatchError::Handler { handled, error })?;
+                match held_back.as_mut() {
+                    Some(held_back) => self.handle_or_hold(conn, (event, *at), held_back)?,
+                    None => self
+                        .handle_event(conn, event)
+                        .map_err(|error| BatchError::Handler { handled, error })?,
+                }
                 position = *at;
             }
             checkpoint::advance(conn, &self.name, position, events.len(), lease)?;
@@ -452,6 +477,71 @@ impl<'d, C: Database> Subscriber<'d, C> {
                 horizon,
                 then: then(conn)?,
             })
+        })
+    }
+
+    /// Handles one event in a savepoint of its own, or holds it back: when its aggregate is held
+    /// back already, or when its handler fails (the savepoint rolled back), which holds its
+    /// aggregate back from then on.
+    fn handle_or_hold(
+        &self,
+        conn: &mut C,
+        (event, position): (&AnyEvent, Position),
+        held_back: &mut HashSet<(String, String)>,
+    ) -> Result<(), Error> {
+        let aggregate = (event.events_table.clone(), event.aggregate_id.clone());
+        if let Some((table, id)) = held_back.get(&aggregate) {
+            let error = format!("held back behind an earlier event of {table} {id}");
+            return held::hold(conn, &self.name, (event, position), &error);
+        }
+        if let Err(error) = conn.write_transaction(|conn| self.handle_event(conn, event)) {
+            tracing::warn!(error = %error_chain(&error), subscription = %self.name,
+                "holding back an aggregate");
+            held::hold(conn, &self.name, (event, position), &error_chain(&error))?;
+            held_back.insert(aggregate);
+        }
+        Ok(())
+    }
+
+    /// Retries the events the subscription holds back ([`hold_back`](SubscriberOptions::hold_back)),
+    /// aggregate by aggregate in feed order, in one transaction that locks the checkpoint (a
+    /// running subscriber waits): each handled one is let go; at the first that fails again, its
+    /// error is recorded and the rest of its aggregate stays held. Returns how many were
+    /// handled, and how many are still held.
+    pub fn retry_held(&self, conn: &mut C) -> Result<(u64, u64), Error> {
+        conn.write_transaction(|conn| {
+            checkpoint::lock(conn, &self.name)?;
+            let mut failing: HashSet<(String, String)> = HashSet::new();
+            let (mut handled, mut still_held) = (0, 0);
+            for held in held::list(conn, Some(&self.name))? {
+                let aggregate = (held.events_table.clone(), held.aggregate_id.clone());
+                if failing.contains(&aggregate) {
+                    still_held += 1;
+                    continue;
+                }
+                let retried = match select_any_event(conn, &held.events_table, held.event_id)? {
+                    Some(event) => conn.write_transaction(|conn| self.handle_event(conn, &event)),
+                    None => Err(Error::InvalidOption {
+                        option: "Subscriber::retry_held",
+                        reason: format!(
+                            "event {} of {} is not stored any more",
+                            held.event_id, held.events_table
+                        ),
+                    }),
+                };
+                match retried {
+                    Ok(()) => {
+                        held::release(conn, &self.name, held.event_id)?;
+                        handled += 1;
+                    }
+                    Err(error) => {
+                        held::record_error(conn, &self.name, held.event_id, &error_chain(&error))?;
+                        failing.insert(aggregate);
+                        still_held += 1;
+                    }
+                }
+            }
+            Ok((handled, still_held))
         })
     }
 

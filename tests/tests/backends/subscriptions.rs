@@ -14,7 +14,7 @@ use diesel::connection::SimpleConnection;
 use es_core::{Error, EventStore, Transactional};
 use es_diesel::{
     AggregateTable, DieselStore, Dispatch, Position, Start, Subscriber, SubscriberOptions,
-    reset_subscription, subscriptions,
+    held_events, reset_subscription, subscriptions,
 };
 use es_tests::backend::TestDb;
 use es_tests::domain::{Created, Project, ProjectStarted, Task, TitleUpdated};
@@ -42,6 +42,10 @@ where
         (
             "a_failing_handler_holds_the_feed_where_it_failed",
             a_failing_handler_holds_the_feed_where_it_failed::<D>,
+        ),
+        (
+            "a_failing_aggregate_is_held_back_alone_and_retried_in_order",
+            a_failing_aggregate_is_held_back_alone_and_retried_in_order::<D>,
         ),
         (
             "a_held_subscription_moves_once_its_lease_expires",
@@ -433,6 +437,8 @@ where
     );
     conn.batch_execute("ALTER TABLE seen_away RENAME TO seen")
         .unwrap();
+    conn.batch_execute("INSERT INTO refusals (aggregate_id) VALUES (5)")
+        .unwrap();
     let mut store = DieselStore::new(&mut conn);
     let mut append = |id: i64, title: &str| {
         let title = title.to_owned();
@@ -480,6 +486,63 @@ where
         (status[0].behind, status[0].last_error.as_deref()),
         (0, None)
     );
+}
+
+/// With `hold_back`, a handler failing on an event of one aggregate sets that event and the
+/// later events of its aggregate aside, in order, and the other aggregates go on; a retry while
+/// the handler still fails keeps them all; once it is fixed, a retry handles them in version
+/// order and lets them go.
+fn a_failing_aggregate_is_held_back_alone_and_retried_in_order<D: TestDb>(db: &D)
+where
+    Task: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+    SubscriptionDispatcher: Dispatch<D::Conn>,
+{
+    let mut conn = db.connect();
+    conn.batch_execute("INSERT INTO refusals (aggregate_id) VALUES (1)")
+        .unwrap();
+    let mut store = DieselStore::new(&mut conn);
+    let mut ids = Vec::new();
+    for (id, title) in [
+        (1, "a"),
+        (2, "b"),
+        (1, REFUSED),
+        (2, "c"),
+        (1, "d"),
+        (2, "e"),
+    ] {
+        let title = title.to_owned();
+        let event = if title == "a" || title == "b" {
+            store.append(&id, Created { title }, &by("ann"))
+        } else {
+            store.append(&id, TitleUpdated { title }, &by("ann"))
+        };
+        ids.push(event.unwrap().events[0].id);
+    }
+    let options = quick(Duration::from_secs(30)).hold_back(true);
+    let subscriber = Subscriber::new(&SubscriptionDispatcher, "seen", options).unwrap();
+    assert_eq!(subscriber.catch_up(&mut conn).unwrap().handled, 6);
+    let seen = |conn: &mut D::Conn| -> Vec<(i64, i64)> {
+        conn.seen()
+            .unwrap()
+            .iter()
+            .map(|row| (row.aggregate_id, row.version))
+            .collect()
+    };
+    assert_eq!(seen(&mut conn), [(1, 1), (2, 1), (2, 2), (2, 3)]);
+    let held = held_events(&mut conn, Some("seen")).unwrap();
+    let held_ids: Vec<i64> = held.iter().map(|held| held.event_id).collect();
+    assert_eq!(held_ids, [ids[2], ids[4]]);
+    assert!(held[1].last_error.contains("held back behind"), "{held:?}");
+    assert_eq!(subscriber.retry_held(&mut conn).unwrap(), (0, 2));
+    assert_eq!(seen(&mut conn).len(), 4, "a failing retry writes nothing");
+    conn.batch_execute("DELETE FROM refusals").unwrap();
+    assert_eq!(subscriber.retry_held(&mut conn).unwrap(), (2, 0));
+    assert_eq!(
+        seen(&mut conn),
+        [(1, 1), (2, 1), (2, 2), (2, 3), (1, 2), (1, 3)]
+    );
+    assert!(held_events(&mut conn, None).unwrap().is_empty());
 }
 
 /// While another subscriber holds the lease, a second one is refused (`SubscriptionHeld`), and
