@@ -332,7 +332,9 @@
 //! moves the checkpoint ([`reset_subscription`], `subscriptions reset`). With
 //! [`SubscriberOptions::hold_back`], an ordered async reactor, a failure holds back its aggregate
 //! only: the event and the later events of its aggregate are set aside in order
-//! ([`held_events`]) while the others go on, until [`Subscriber::retry_held`].
+//! ([`held_events`]) while the others go on, until [`Subscriber::retry_held`]. A subscription can
+//! be read in shards ([`Subscriber::shard`]): each reads the aggregates [`shard_of`] puts there,
+//! in order, from a checkpoint and a lease of its own.
 //!
 //! The feed never skips an event. On SQLite and MySQL an event's position is allocated by its
 //! transaction's writer holding `es_positions` until commit, so the feed is in id order and a
@@ -452,7 +454,7 @@ pub use sql_types::UtcDateTime;
 pub use store::{DEFAULT_REPLAY_BATCH, DieselStore};
 pub use subscription::{
     HeldEvent, Position, Start, Subscriber, SubscriberOptions, SubscriberStats, SubscriptionStatus,
-    has_handled, held_events, reset_subscription, retire_subscription, subscriptions,
+    has_handled, held_events, reset_subscription, retire_subscription, shard_of, subscriptions,
 };
 pub use table::{AggregateTable, Locked, Stores};
 pub use text_uuid::TextUuid;

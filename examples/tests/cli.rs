@@ -791,8 +791,8 @@ fn generate_prints_the_code_the_template_test_compiles() {
 /// `subscriptions` on the CRM's database after its story: each subscription of its dispatcher
 /// with its position, events handled and behind, and state; `reset` moves one (a usage error for a
 /// `--to` that is none of start, end, a time or an event id; an error for a name the dispatcher does
-/// not declare); `run --catch-up` handles what is behind; `held` and `retry` list and retry the
-/// events held back.
+/// not declare); `run --catch-up` handles what is behind, in shards with `--shards`; `held` and
+/// `retry` list and retry the events held back.
 fn subscriptions_are_listed_reset_and_run(database_url: Option<String>) {
     let place = Place::of("crm", database_url, "cli_subscriptions");
     place.ok(&[]);
@@ -845,6 +845,40 @@ fn subscriptions_are_listed_reset_and_run(database_url: Option<String>) {
     assert_eq!(
         place.ok(&["subscriptions", "retry", "contact_list_v2"]),
         "subscription contact_list_v2: 0 held event(s) handled, 0 still held\n"
+    );
+    // In two shards: each reads its contacts' events from a checkpoint of its own.
+    let sharded = place.ok(&[
+        "subscriptions",
+        "run",
+        "contact_list_v2",
+        "--catch-up",
+        "--shards",
+        "2",
+    ]);
+    let handled: Vec<(&str, u64)> = sharded
+        .lines()
+        .map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            (
+                words[1].trim_end_matches(':'),
+                words[2].parse().expect("a count"),
+            )
+        })
+        .collect();
+    assert_eq!(handled.len(), 2, "{sharded}");
+    assert_eq!(handled[0].0, "contact_list_v2#0/2");
+    assert_eq!(handled[1].0, "contact_list_v2#1/2");
+    assert_eq!(handled[0].1 + handled[1].1, 6, "{sharded}");
+    let listed = lines(place.ok(&["subscriptions"]));
+    let names: Vec<&str> = listed.iter().map(|row| row[0].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "contact_list",
+            "contact_list_v2",
+            "contact_list_v2#0/2",
+            "contact_list_v2#1/2"
+        ]
     );
 }
 

@@ -178,6 +178,10 @@ pub enum SubscriptionsCommand {
         /// `subscriptions retry`), instead of the whole feed.
         #[arg(long)]
         hold_back: bool,
+        /// Split each subscription into this many shards by aggregate, one subscriber each
+        /// (run the same on several machines: each shard is held by one at a time).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        shards: u32,
     },
     /// The events held back (`run --hold-back`), by subscription and feed order, with their
     /// errors.

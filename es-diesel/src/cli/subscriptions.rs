@@ -13,7 +13,6 @@ use super::Cli;
 use super::args::SubscriptionsCommand;
 use super::error::CliError;
 use crate::database::Database;
-use crate::dispatch::Dispatch;
 use crate::subscription::{
     Subscriber, SubscriberOptions, SubscriptionStatus, held_events, reset_subscription,
     subscription_names, subscriptions,
@@ -71,25 +70,37 @@ impl<C: Database> Cli<'_, C> {
                 name,
                 catch_up,
                 hold_back,
+                shards,
             } => {
                 let names = match name {
                     Some(name) => vec![name.as_str()],
                     None => subscription_names(dispatcher),
                 };
+                let mut subscribers = Vec::new();
+                for name in names {
+                    for shard in 0..*shards {
+                        let subscriber =
+                            Subscriber::new(dispatcher, name, self.subscriber(*hold_back))?;
+                        subscribers.push(match *shards {
+                            1 => subscriber,
+                            count => subscriber.shard(shard, count)?,
+                        });
+                    }
+                }
                 if *catch_up {
-                    for name in names {
-                        let options = self.subscriber(*hold_back);
-                        let subscriber = Subscriber::new(dispatcher, name, options)?;
+                    for subscriber in subscribers {
                         let stats = subscriber.catch_up(conn)?;
                         writeln!(
                             out,
-                            "subscription {name}: {} events handled in {} batches",
-                            stats.handled, stats.batches
+                            "subscription {}: {} events handled in {} batches",
+                            subscriber.checkpoint(),
+                            stats.handled,
+                            stats.batches
                         )?;
                     }
                     return Ok(());
                 }
-                self.run_subscribers(dispatcher, &names, *hold_back, out)
+                self.run_subscribers(&subscribers, out)
             }
         }
     }
@@ -100,29 +111,23 @@ impl<C: Database> Cli<'_, C> {
             .hold_back(hold_back)
     }
 
-    /// One subscriber per subscription, each on connections of its own, until Ctrl-C.
+    /// Runs `subscribers` until Ctrl-C, each in a thread, on connections of its own.
     fn run_subscribers(
         &self,
-        dispatcher: &dyn Dispatch<C>,
-        names: &[&str],
-        hold_back: bool,
+        subscribers: &[Subscriber<'_, C>],
         out: &mut dyn Write,
     ) -> Result<(), CliError> {
         let connect = self.connect.as_ref().ok_or(CliError::NoConnect {
             command: "subscriptions run",
         })?;
-        let subscribers = names
-            .iter()
-            .map(|name| Subscriber::new(dispatcher, name, self.subscriber(hold_back)))
-            .collect::<Result<Vec<_>, _>>()?;
         let stop = Arc::new(AtomicBool::new(false));
         let on_signal = Arc::clone(&stop);
         ctrlc::set_handler(move || on_signal.store(true, Ordering::Relaxed))?;
-        for subscriber in &subscribers {
+        for subscriber in subscribers {
             writeln!(
                 out,
                 "following {} as {} (Ctrl-C to stop)",
-                subscriber.name(),
+                subscriber.checkpoint(),
                 subscriber.owner()
             )?;
         }
@@ -146,7 +151,7 @@ impl<C: Database> Cli<'_, C> {
             writeln!(
                 out,
                 "subscription {}: {} events handled in {} batches, {} errors",
-                subscriber.name(),
+                subscriber.checkpoint(),
                 stats.handled,
                 stats.batches,
                 stats.errors

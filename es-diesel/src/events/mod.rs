@@ -428,20 +428,20 @@ pub(crate) fn select_feed<C: Dialect>(
         .sql(C::Backend::FEED_ORDER)
         .sql(" LIMIT ")
         .big_int(i64::try_from(limit).unwrap_or(i64::MAX));
-    let rows: Vec<FeedRow> = conn.load(query).map_err(storage(table))?;
+    let rows = conn.stream::<FeedRow>(query).map_err(storage(table))?;
     let mut cache = MetadataCache::default();
-    rows.into_iter()
-        .map(|FeedRow { tx_order, row }| {
-            let record = row
-                .into_record(table, &mut cache)
-                .map_err(|bad| bad.error)?;
-            let position = Position {
-                tx_order,
-                event_id: record.id,
-            };
-            Ok((position, AnyEvent::erased(table.to_owned(), record)))
-        })
-        .collect()
+    rows.map(|row| {
+        let FeedRow { tx_order, row } = row.map_err(storage(table))?;
+        let record = row
+            .into_record(table, &mut cache)
+            .map_err(|bad| bad.error)?;
+        let position = Position {
+            tx_order,
+            event_id: record.id,
+        };
+        Ok((position, AnyEvent::erased(table.to_owned(), record)))
+    })
+    .collect()
 }
 
 /// How many events of events table `table` come after feed position `after`.

@@ -21,13 +21,15 @@
 
 mod checkpoint;
 mod held;
+mod options;
 mod subscriber;
 
 use chrono::{DateTime, Utc};
 use es_core::Error;
 
 pub use self::held::HeldEvent;
-pub use self::subscriber::{Subscriber, SubscriberOptions, SubscriberStats};
+pub use self::options::{SubscriberOptions, SubscriberStats};
+pub use self::subscriber::Subscriber;
 use crate::database::Database;
 use crate::dispatch::Dispatch;
 pub use crate::events::Position;
@@ -40,8 +42,10 @@ pub enum Start {
     /// Before every event.
     #[default]
     Beginning,
-    /// At the end of the feed: only the events committed from now on (on PostgreSQL, also those
-    /// of the transactions running now).
+    /// At the end of the feed: the events committed from now on. On PostgreSQL the end is the
+    /// feed's horizon, so the events of the transactions running now come too, and so may
+    /// events committed shortly before while an older transaction was still running: never a
+    /// skip, at the price of a few events again.
     End,
     /// Before the first event, in feed order, created at or after a time.
     Time(DateTime<Utc>),
@@ -73,8 +77,10 @@ pub struct SubscriptionStatus {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-/// Every subscription `dispatcher` declares, with its checkpoint and how far behind it is, by
-/// name; then the checkpoints of subscriptions it does not declare (another app's, or removed).
+/// Every subscription `dispatcher` declares, with its checkpoint and how far behind it is (one
+/// entry per shard, `name#index/count`, for a subscription read in shards: what it is behind
+/// counts every event after its position, the other shards' too), by name; then the checkpoints
+/// of subscriptions it does not declare (another app's, or removed).
 pub fn subscriptions<C: Database>(
     conn: &mut C,
     dispatcher: &dyn Dispatch<C>,
@@ -83,20 +89,30 @@ pub fn subscriptions<C: Database>(
     let mut statuses = Vec::new();
     for name in subscription_names(dispatcher) {
         let tables = subscription_tables(dispatcher, name)?;
-        let row = rows
-            .iter()
-            .position(|row| row.name == name)
-            .map(|index| rows.remove(index));
-        let after = row.as_ref().map_or(Position::START, |row| row.position);
-        let mut behind = 0;
-        let mut first: Option<DateTime<Utc>> = None;
-        for table in &tables {
-            behind += count_feed_after(conn, table, after)?;
-            if let Some((_, event)) = select_feed(conn, table, after, None, 1)?.into_iter().next() {
-                first = Some(first.map_or(event.created_at, |first| first.min(event.created_at)));
+        let (family, others) = rows.into_iter().partition(|row| of(name, &row.name));
+        rows = others;
+        let family: Vec<Option<checkpoint::Checkpoint>> = match family {
+            family if Vec::is_empty(&family) => vec![None],
+            family => family.into_iter().map(Some).collect(),
+        };
+        for row in family {
+            let after = row.as_ref().map_or(Position::START, |row| row.position);
+            let mut behind = 0;
+            let mut first: Option<DateTime<Utc>> = None;
+            for table in &tables {
+                behind += count_feed_after(conn, table, after)?;
+                let next = select_feed(conn, table, after, None, 1)?;
+                if let Some((_, event)) = next.into_iter().next() {
+                    first =
+                        Some(first.map_or(event.created_at, |first| first.min(event.created_at)));
+                }
             }
+            let row_name = row
+                .as_ref()
+                .map_or(name, |row| row.name.as_str())
+                .to_owned();
+            statuses.push(status(row_name, row, behind, first));
         }
-        statuses.push(status(name.to_owned(), row, behind, first));
     }
     statuses.extend(
         rows.into_iter()
@@ -124,8 +140,8 @@ fn status(
     }
 }
 
-/// Moves subscription `name` of `dispatcher` to `to` (creating its checkpoint if it has none)
-/// and returns the position: its next batch, by whichever subscriber holds it, reads on from
+/// Moves subscription `name` of `dispatcher` — every shard of it — to `to` (creating its
+/// checkpoint if it has none) and returns the position: its next batch, by whichever subscriber holds it, reads on from
 /// there. What its handlers wrote stays: to rebuild a read model from the start, empty it in the
 /// same transaction as the reset.
 pub fn reset_subscription<C: Database>(
@@ -136,8 +152,28 @@ pub fn reset_subscription<C: Database>(
 ) -> Result<Position, Error> {
     let tables = subscription_tables(dispatcher, name)?;
     let position = start_position(conn, &tables, to)?;
-    checkpoint::reset(conn, name, position)?;
+    let family = family(conn, name)?;
+    if family.is_empty() {
+        checkpoint::reset(conn, name, position)?;
+    }
+    for row in family {
+        checkpoint::reset(conn, &row.name, position)?;
+    }
     Ok(position)
+}
+
+/// Whether checkpoint `row` is subscription `name`'s: its own, or one of its shards'.
+fn of(name: &str, row: &str) -> bool {
+    row.strip_prefix(name)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('#'))
+}
+
+/// The checkpoints of subscription `name`: its own, and its shards'.
+fn family<C: Database>(conn: &mut C, name: &str) -> Result<Vec<checkpoint::Checkpoint>, Error> {
+    Ok(checkpoint::list(conn)?
+        .into_iter()
+        .filter(|row| of(name, &row.name))
+        .collect())
 }
 
 /// The events subscriptions hold back ([`SubscriberOptions::hold_back`]), by subscription then
@@ -149,15 +185,19 @@ pub fn held_events<C: Database>(
     held::list(conn, subscription)
 }
 
-/// Deletes the checkpoint of subscription `name` (any name: a subscription no longer declared
-/// too), once it is retired — after a blue/green switch to its successor, say; returns whether
+/// Deletes the checkpoints of subscription `name` (its shards' too; any name: a subscription no
+/// longer declared too), once it is retired — after a blue/green switch to its successor, say; returns whether
 /// it had one. A subscriber still running it recreates it at its start position.
 pub fn retire_subscription<C: Database>(conn: &mut C, name: &str) -> Result<bool, Error> {
-    checkpoint::delete(conn, name)
+    let mut had = false;
+    for row in family(conn, name)? {
+        had |= checkpoint::delete(conn, &row.name)?;
+    }
+    Ok(had)
 }
 
-/// Whether subscription `name` of `dispatcher` has handled event `event_id` (committed): what a
-/// page checks after a write before it renders a read model the subscription maintains ("still
+/// Whether subscription `name` of `dispatcher` (every shard of it) has handled event `event_id`
+/// (committed): what a page checks after a write before it renders a read model the subscription maintains ("still
 /// processing…" until it has). An event not in the subscription's tables is
 /// [`Error::InvalidOption`].
 pub fn has_handled<C: Database>(
@@ -168,7 +208,8 @@ pub fn has_handled<C: Database>(
 ) -> Result<bool, Error> {
     let tables = subscription_tables(dispatcher, name)?;
     let event = start_position(conn, &tables, Start::AfterEvent(event_id))?;
-    Ok(checkpoint::read(conn, name)?.is_some_and(|row| row.position >= event))
+    let family = family(conn, name)?;
+    Ok(!family.is_empty() && family.iter().all(|row| row.position >= event))
 }
 
 /// The names of the subscriptions `dispatcher` declares, each once, in the order of its routes.
@@ -252,6 +293,18 @@ fn start_position<C: Database>(
     }
 }
 
+/// The shard of `count` that the events of aggregate `aggregate_id` (its id as text, as
+/// [`AnyEvent::aggregate_id`] holds it) belong to: FNV-1a (64 bits) of the text, modulo `count`
+/// — stable across processes, machines and versions, so that every subscriber agrees.
+pub fn shard_of(aggregate_id: &str, count: u32) -> u32 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let hash = aggregate_id.bytes().fold(OFFSET, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    });
+    u32::try_from(hash % u64::from(count.max(1))).unwrap_or_default()
+}
+
 /// At most `limit` events of `tables` after `after` that a reader may take now (below
 /// `horizon`), in feed order: each table's next `limit` events, merged, up to the last event
 /// read of any table that has more.
@@ -262,6 +315,9 @@ fn read_feed<C: Database>(
     horizon: Option<i64>,
     limit: usize,
 ) -> Result<Vec<(Position, AnyEvent)>, Error> {
+    if let [table] = tables {
+        return select_feed(conn, table, after, horizon, limit);
+    }
     let mut events = Vec::new();
     let mut bound: Option<Position> = None;
     for table in tables {

@@ -1,17 +1,19 @@
-//! The [`Subscriber`]: reads one subscription's feed from its checkpoint and runs its handlers,
-//! batch by batch, each batch one transaction with the checkpoint's update; catches up, then
-//! follows the feed by polling it. Its options ([`SubscriberOptions`]) and what it did
-//! ([`SubscriberStats`]).
+//! The [`Subscriber`]: reads one subscription's feed (or one shard of it) from its checkpoint
+//! and runs its handlers, batch by batch, each batch one transaction with the checkpoint's
+//! update; catches up, then follows the feed by polling it; holds back failing aggregates and
+//! retries them. Its options and stats are `options.rs`.
+//!
+//! Calls `subscription` (the feed, checkpoints, held events, options), `database`, `dispatch`,
+//! `errors`, `events` and `jobs` (the worker's backoff and health check).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::TimeDelta;
 use es_core::Error;
 
-use super::{Position, Start, read_feed, start_position, subscription_tables};
-use super::{checkpoint, held};
+use super::{Position, read_feed, shard_of, start_position, subscription_tables};
+use super::{SubscriberOptions, SubscriberStats, checkpoint, held};
 use crate::database::Database;
 use crate::dispatch::{Dispatch, ReactorError};
 use crate::errors::{error_chain, panic_message};
@@ -19,119 +21,6 @@ use crate::events::{AnyEvent, select_any_event};
 use crate::jobs::queue::checked_delta;
 use crate::jobs::shift::Trouble;
 use crate::jobs::worker::healthy;
-
-/// How a [`Subscriber`] reads its feed.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct SubscriberOptions {
-    /// The subscriber's name (host and process id by default). Its lease records it with a
-    /// suffix unique to each [`Subscriber`].
-    pub subscriber_id: String,
-    /// How many events one batch (one transaction) handles at most.
-    pub batch: usize,
-    /// How long a caught-up subscriber waits before it reads the feed again.
-    pub poll: Duration,
-    /// How long a subscriber holds its subscription unless it renews its lease (each batch, and
-    /// every third of the lease while idle); another subscriber takes it over once the holder
-    /// has been silent that long. A batch must take less.
-    pub lease: Duration,
-    /// Where a subscription without a checkpoint starts.
-    pub start: Start,
-    /// What a handler's failure holds back: `false` (the default), the whole feed — the event
-    /// is retried until it succeeds; `true`, its aggregate only — the event and every later
-    /// event of its aggregate are set aside in feed order ([`held_events`](super::held_events)),
-    /// the other aggregates go on, and [`Subscriber::retry_held`] handles them, in order, once
-    /// the handler is fixed. Each event then runs in a savepoint of its own.
-    pub hold_back: bool,
-}
-
-impl Default for SubscriberOptions {
-    fn default() -> Self {
-        let host = std::env::var("HOSTNAME")
-            .or_else(|_| std::env::var("COMPUTERNAME"))
-            .unwrap_or_else(|_| "subscriber".to_owned());
-        Self {
-            subscriber_id: format!("{host}-{}", std::process::id()),
-            batch: 1_000,
-            poll: Duration::from_millis(20),
-            lease: Duration::from_secs(30),
-            start: Start::Beginning,
-            hold_back: false,
-        }
-    }
-}
-
-impl SubscriberOptions {
-    /// Sets the subscriber's name.
-    #[must_use]
-    pub fn subscriber_id(mut self, subscriber_id: impl Into<String>) -> Self {
-        self.subscriber_id = subscriber_id.into();
-        self
-    }
-
-    /// Sets how many events one batch handles at most (at least 1).
-    #[must_use]
-    pub fn batch(mut self, batch: usize) -> Self {
-        self.batch = batch.max(1);
-        self
-    }
-
-    /// Sets how long a caught-up subscriber waits before reading the feed again.
-    #[must_use]
-    pub fn poll(mut self, poll: Duration) -> Self {
-        self.poll = poll;
-        self
-    }
-
-    /// Sets the lease (from 1 ms to a century).
-    #[must_use]
-    pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
-        self
-    }
-
-    /// Sets where a subscription without a checkpoint starts.
-    #[must_use]
-    pub fn start(mut self, start: Start) -> Self {
-        self.start = start;
-        self
-    }
-
-    /// Sets whether a handler's failure holds back its aggregate only (see
-    /// [`hold_back`](Self::hold_back)).
-    #[must_use]
-    pub fn hold_back(mut self, hold_back: bool) -> Self {
-        self.hold_back = hold_back;
-        self
-    }
-
-    /// Checks every option is within its range: [`Error::InvalidOption`] names the first that is
-    /// not.
-    pub fn validate(&self) -> Result<(), Error> {
-        let lease = checked_delta("SubscriberOptions::lease", self.lease)?;
-        if lease < TimeDelta::milliseconds(1) {
-            return Err(Error::InvalidOption {
-                option: "SubscriberOptions::lease",
-                reason: format!("must be at least 1 ms, got {:?}", self.lease),
-            });
-        }
-        checked_delta("SubscriberOptions::poll", self.poll)?;
-        Ok(())
-    }
-}
-
-/// What a [`Subscriber`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SubscriberStats {
-    /// Events handled (their batches committed).
-    pub handled: u64,
-    /// Batches committed.
-    pub batches: u64,
-    /// Batches that failed: a handler's error or panic, or the subscriber's own (a lost
-    /// connection), each waited out and retried.
-    pub errors: u64,
-}
 
 /// The reader of one subscription: runs its handlers on the events of its feed, in feed order,
 /// each batch of events in one transaction with the checkpoint's update.
@@ -147,6 +36,10 @@ pub struct SubscriberStats {
 pub struct Subscriber<'d, C: Database> {
     dispatcher: &'d dyn Dispatch<C>,
     name: String,
+    /// The name of its checkpoint row: the subscription's, or its shard's (`name#index/count`).
+    checkpoint: String,
+    /// The shard it reads, `(index, count)`, if the subscription is split.
+    shard: Option<(u32, u32)>,
     tables: Vec<&'static str>,
     options: SubscriberOptions,
     /// The lease's owner: the subscriber's name and a suffix of its own.
@@ -157,6 +50,7 @@ impl<C: Database> std::fmt::Debug for Subscriber<'_, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Subscriber")
             .field("name", &self.name)
+            .field("checkpoint", &self.checkpoint)
             .field("owner", &self.owner)
             .field("tables", &self.tables)
             .field("options", &self.options)
@@ -166,10 +60,12 @@ impl<C: Database> std::fmt::Debug for Subscriber<'_, C> {
 
 /// How a batch ended.
 enum Batch<T = ()> {
-    /// It handled and committed `events` events (0: the feed had none), up to `position`,
-    /// reading below `horizon`, and what ran in its transaction after them returned `then`.
+    /// It read `read` events (0: the feed had none) and handled `handled` of them (those of its
+    /// shard), up to `position`, reading below `horizon`, and what ran in its transaction after
+    /// them returned `then`.
     Handled {
-        events: usize,
+        read: usize,
+        handled: usize,
         position: Position,
         horizon: Option<i64>,
         then: T,
@@ -180,8 +76,8 @@ enum Batch<T = ()> {
 
 /// Why a batch rolled back.
 enum BatchError {
-    /// The handler of the event after the first `handled` ones failed.
-    Handler { handled: usize, error: Error },
+    /// The handler of the event after the first `read` ones of the batch failed.
+    Handler { read: usize, error: Error },
     /// Anything else.
     Store(Error),
 }
@@ -205,15 +101,42 @@ impl<'d, C: Database> Subscriber<'d, C> {
         Ok(Self {
             dispatcher,
             name: name.to_owned(),
+            checkpoint: name.to_owned(),
+            shard: None,
             tables,
             options,
             owner,
         })
     }
 
+    /// This subscriber reads shard `index` of `count` only: the events of the aggregates whose
+    /// id [`shard_of`] puts there, each aggregate's in order, from a checkpoint of the shard's
+    /// own (`name#index/count`), with a lease of its own — run one subscriber per shard, on as
+    /// many machines as you like, and each shard is held by one at a time and moves on when its
+    /// holder dies. Each shard reads the whole feed and skips the other shards' events. The
+    /// count is part of the checkpoints' names: with another count, the shards start again at
+    /// [`SubscriberOptions::start`]. An index at or above the count is
+    /// [`Error::InvalidOption`].
+    pub fn shard(mut self, index: u32, count: u32) -> Result<Self, Error> {
+        if index >= count {
+            return Err(Error::InvalidOption {
+                option: "Subscriber::shard",
+                reason: format!("shard {index} of {count}: the index must be below the count"),
+            });
+        }
+        self.checkpoint = format!("{}#{index}/{count}", self.name);
+        self.shard = Some((index, count));
+        Ok(self)
+    }
+
     /// The subscription's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The name of its checkpoint: the subscription's, or its shard's (`name#index/count`).
+    pub fn checkpoint(&self) -> &str {
+        &self.checkpoint
     }
 
     /// The name this subscriber's lease records: [`subscriber_id`](SubscriberOptions::subscriber_id)
@@ -236,24 +159,24 @@ impl<'d, C: Database> Subscriber<'d, C> {
         let caught_up = loop {
             match self.batch(conn) {
                 Ok(Batch::Handled {
-                    events: 0, horizon, ..
+                    read: 0, horizon, ..
                 }) => {
                     if horizon >= committed {
                         break Ok(());
                     }
                     std::thread::sleep(self.options.poll);
                 }
-                Ok(Batch::Handled { events, .. }) => stats.count(events),
+                Ok(Batch::Handled { handled, .. }) => stats.count(handled),
                 Ok(Batch::Held(owner)) => {
                     break Err(Error::SubscriptionHeld {
-                        name: self.name.clone(),
+                        name: self.checkpoint.clone(),
                         owner,
                     });
                 }
                 Err(error) => break Err(error),
             }
         };
-        checkpoint::release(conn, &self.name, &self.owner)?;
+        checkpoint::release(conn, &self.checkpoint, &self.owner)?;
         caught_up.map(|()| stats)
     }
 
@@ -279,15 +202,15 @@ impl<'d, C: Database> Subscriber<'d, C> {
                 source,
             })
         });
-        let released = checkpoint::release(conn, &self.name, &self.owner);
+        let released = checkpoint::release(conn, &self.checkpoint, &self.owner);
         let value = match last {
-            Ok(Batch::Handled { events, then, .. }) => {
-                stats.count(events);
+            Ok(Batch::Handled { handled, then, .. }) => {
+                stats.count(handled);
                 then
             }
             Ok(Batch::Held(owner)) => {
                 return Err(Error::SubscriptionHeld {
-                    name: self.name.clone(),
+                    name: self.checkpoint.clone(),
                     owner,
                 });
             }
@@ -340,13 +263,16 @@ impl<'d, C: Database> Subscriber<'d, C> {
                     held = true;
                 }
                 Ok(Some(Batch::Handled {
-                    events, position, ..
+                    read,
+                    handled,
+                    position,
+                    ..
                 })) => {
                     trouble = Trouble::default();
-                    if events > 0 {
-                        stats.count(events);
+                    if read > 0 {
+                        stats.count(handled);
                     }
-                    if events < self.options.batch {
+                    if read < self.options.batch {
                         self.wait_for_events(current, position, stop);
                     }
                 }
@@ -367,7 +293,7 @@ impl<'d, C: Database> Subscriber<'d, C> {
             }
         }
         if let (Some(conn), true) = (conn.as_mut(), held) {
-            checkpoint::release(conn, &self.name, &self.owner)?;
+            checkpoint::release(conn, &self.checkpoint, &self.owner)?;
         }
         Ok(stats)
     }
@@ -375,14 +301,14 @@ impl<'d, C: Database> Subscriber<'d, C> {
     /// Takes or renews the lease; creates the checkpoint at the start position first if the
     /// subscription has none.
     fn claim(&self, conn: &mut C) -> Result<(), Error> {
-        if checkpoint::read(conn, &self.name)?.is_none() {
+        if checkpoint::read(conn, &self.checkpoint)?.is_none() {
             let start = start_position(conn, &self.tables, self.options.start)?;
-            checkpoint::create(conn, &self.name, start)?;
+            checkpoint::create(conn, &self.checkpoint, start)?;
         }
         let lease = checked_delta("SubscriberOptions::lease", self.options.lease)?;
-        checkpoint::claim(conn, &self.name, &self.owner, lease)?.map_err(|owner| {
+        checkpoint::claim(conn, &self.checkpoint, &self.owner, lease)?.map_err(|owner| {
             Error::SubscriptionHeld {
-                name: self.name.clone(),
+                name: self.checkpoint.clone(),
                 owner,
             }
         })
@@ -414,16 +340,21 @@ impl<'d, C: Database> Subscriber<'d, C> {
         match self.handle(conn, self.options.batch) {
             Ok(batch) => Ok(batch),
             Err(BatchError::Store(error)) => Err(error),
-            Err(BatchError::Handler { handled, error }) => {
-                if handled > 0 {
-                    match self.handle(conn, handled) {
+            Err(BatchError::Handler { read, error }) => {
+                if read > 0 {
+                    match self.handle(conn, read) {
                         Ok(_) => {}
                         Err(BatchError::Store(error) | BatchError::Handler { error, .. }) => {
                             return Err(error);
                         }
                     }
                 }
-                checkpoint::record_error(conn, &self.name, &self.owner, &error_chain(&error))?;
+                checkpoint::record_error(
+                    conn,
+                    &self.checkpoint,
+                    &self.owner,
+                    &error_chain(&error),
+                )?;
                 Err(error)
             }
         }
@@ -446,7 +377,7 @@ impl<'d, C: Database> Subscriber<'d, C> {
         let horizon = conn.feed_horizon()?;
         let lease = checked_delta("SubscriberOptions::lease", self.options.lease)?;
         conn.write_transaction(|conn| {
-            let Some(row) = checkpoint::lock(conn, &self.name)? else {
+            let Some(row) = checkpoint::lock(conn, &self.checkpoint)? else {
                 return Ok(Batch::Held(
                     "nobody (the subscription has no row)".to_owned(),
                 ));
@@ -457,22 +388,30 @@ impl<'d, C: Database> Subscriber<'d, C> {
             let events = read_feed(conn, &self.tables, row.position, horizon, limit)?;
             let mut position = row.position;
             let mut held_back = if self.options.hold_back {
-                Some(held::aggregates(conn, &self.name)?)
+                Some(held::aggregates(conn, &self.checkpoint)?)
             } else {
                 None
             };
-            for (handled, (at, event)) in events.iter().enumerate() {
+            let mut handled = 0;
+            for (read, (at, event)) in events.iter().enumerate() {
+                position = *at;
+                if let Some((index, count)) = self.shard {
+                    if shard_of(&event.aggregate_id, count) != index {
+                        continue;
+                    }
+                }
                 match held_back.as_mut() {
                     Some(held_back) => self.handle_or_hold(conn, (event, *at), held_back)?,
                     None => self
                         .handle_event(conn, event)
-                        .map_err(|error| BatchError::Handler { handled, error })?,
+                        .map_err(|error| BatchError::Handler { read, error })?,
                 }
-                position = *at;
+                handled += 1;
             }
-            checkpoint::advance(conn, &self.name, position, events.len(), lease)?;
+            checkpoint::advance(conn, &self.checkpoint, position, handled, lease)?;
             Ok(Batch::Handled {
-                events: events.len(),
+                read: events.len(),
+                handled,
                 position,
                 horizon,
                 then: then(conn)?,
@@ -492,12 +431,17 @@ impl<'d, C: Database> Subscriber<'d, C> {
         let aggregate = (event.events_table.clone(), event.aggregate_id.clone());
         if let Some((table, id)) = held_back.get(&aggregate) {
             let error = format!("held back behind an earlier event of {table} {id}");
-            return held::hold(conn, &self.name, (event, position), &error);
+            return held::hold(conn, &self.checkpoint, (event, position), &error);
         }
         if let Err(error) = conn.write_transaction(|conn| self.handle_event(conn, event)) {
             tracing::warn!(error = %error_chain(&error), subscription = %self.name,
                 "holding back an aggregate");
-            held::hold(conn, &self.name, (event, position), &error_chain(&error))?;
+            held::hold(
+                conn,
+                &self.checkpoint,
+                (event, position),
+                &error_chain(&error),
+            )?;
             held_back.insert(aggregate);
         }
         Ok(())
@@ -510,10 +454,10 @@ impl<'d, C: Database> Subscriber<'d, C> {
     /// handled, and how many are still held.
     pub fn retry_held(&self, conn: &mut C) -> Result<(u64, u64), Error> {
         conn.write_transaction(|conn| {
-            checkpoint::lock(conn, &self.name)?;
+            checkpoint::lock(conn, &self.checkpoint)?;
             let mut failing: HashSet<(String, String)> = HashSet::new();
             let (mut handled, mut still_held) = (0, 0);
-            for held in held::list(conn, Some(&self.name))? {
+            for held in held::list(conn, Some(&self.checkpoint))? {
                 let aggregate = (held.events_table.clone(), held.aggregate_id.clone());
                 if failing.contains(&aggregate) {
                     still_held += 1;
@@ -531,11 +475,16 @@ impl<'d, C: Database> Subscriber<'d, C> {
                 };
                 match retried {
                     Ok(()) => {
-                        held::release(conn, &self.name, held.event_id)?;
+                        held::release(conn, &self.checkpoint, held.event_id)?;
                         handled += 1;
                     }
                     Err(error) => {
-                        held::record_error(conn, &self.name, held.event_id, &error_chain(&error))?;
+                        held::record_error(
+                            conn,
+                            &self.checkpoint,
+                            held.event_id,
+                            &error_chain(&error),
+                        )?;
                         failing.insert(aggregate);
                         still_held += 1;
                     }
@@ -564,13 +513,6 @@ impl<'d, C: Database> Subscriber<'d, C> {
                 .into(),
             })
         })
-    }
-}
-
-impl SubscriberStats {
-    fn count(&mut self, handled: usize) {
-        self.handled += u64::try_from(handled).unwrap_or(u64::MAX);
-        self.batches += 1;
     }
 }
 

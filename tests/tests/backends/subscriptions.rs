@@ -48,6 +48,14 @@ where
             a_failing_aggregate_is_held_back_alone_and_retried_in_order::<D>,
         ),
         (
+            "catch_up_then_switches_with_the_last_batch_or_not_at_all",
+            catch_up_then_switches_with_the_last_batch_or_not_at_all::<D>,
+        ),
+        (
+            "shards_split_the_feed_by_aggregate_and_move_when_their_holder_dies",
+            shards_split_the_feed_by_aggregate_and_move_when_their_holder_dies::<D>,
+        ),
+        (
             "a_held_subscription_moves_once_its_lease_expires",
             a_held_subscription_moves_once_its_lease_expires::<D>,
         ),
@@ -545,6 +553,148 @@ where
     assert!(held_events(&mut conn, None).unwrap().is_empty());
 }
 
+/// `catch_up_then` runs its switch after every event is handled, in the transaction of the last
+/// batch: a switch that fails rolls that batch back with what it wrote, and one that succeeds
+/// commits with it.
+fn catch_up_then_switches_with_the_last_batch_or_not_at_all<D: TestDb>(db: &D)
+where
+    Task: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+    SubscriptionDispatcher: Dispatch<D::Conn>,
+{
+    let mut conn = db.connect();
+    let mut store = DieselStore::new(&mut conn);
+    for id in 1..=3 {
+        let title = format!("t{id}");
+        store.append(&id, Created { title }, &by("ann")).unwrap();
+    }
+    let subscriber = Subscriber::new(
+        &SubscriptionDispatcher,
+        "seen",
+        quick(Duration::from_secs(30)),
+    )
+    .unwrap();
+    let switch = |conn: &mut D::Conn, fail: bool| -> Result<usize, es_diesel::ReactorError> {
+        let handled = conn.seen()?.len();
+        conn.batch_execute(
+            "INSERT INTO seen (seq, event_id, tag, aggregate_id, version, doomed) \
+             VALUES (1000, -1, 'switched', 0, 0, FALSE)",
+        )?;
+        if fail {
+            return Err("the switch failed".into());
+        }
+        Ok(handled)
+    };
+    let switches = |conn: &mut D::Conn| {
+        conn.seen()
+            .unwrap()
+            .iter()
+            .filter(|row| row.event_id == -1)
+            .count()
+    };
+    let error = subscriber
+        .catch_up_then(&mut conn, |conn| switch(conn, true))
+        .unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            Error::Reactor {
+                reactor: "then",
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(switches(&mut conn), 0, "the failed switch wrote nothing");
+    let (stats, handled) = subscriber
+        .catch_up_then(&mut conn, |conn| switch(conn, false))
+        .unwrap();
+    assert_eq!(
+        (stats.handled, handled),
+        (0, 3),
+        "caught up before the switch ran"
+    );
+    assert_eq!(switches(&mut conn), 1);
+}
+
+/// A subscription read in two shards: each shard handles the events of its aggregates only
+/// (`shard_of`), together every event once, each aggregate in order, from checkpoints of their
+/// own; a shard held by a dead process moves to another subscriber once its lease expires, while
+/// the other shard goes on.
+fn shards_split_the_feed_by_aggregate_and_move_when_their_holder_dies<D: TestDb>(db: &D)
+where
+    Task: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+    SubscriptionDispatcher: Dispatch<D::Conn>,
+{
+    let mut conn = db.connect();
+    let mut store = DieselStore::new(&mut conn);
+    for id in 1..=20 {
+        let title = format!("t{id}");
+        store.append(&id, Created { title }, &by("ann")).unwrap();
+        let title = format!("u{id}");
+        store
+            .append(&id, TitleUpdated { title }, &by("ann"))
+            .unwrap();
+    }
+    let lease = Duration::from_millis(400);
+    let shard = |index| {
+        Subscriber::new(&SubscriptionDispatcher, "seen", quick(lease))
+            .unwrap()
+            .shard(index, 2)
+            .unwrap()
+    };
+    let handled = shard(0).catch_up(&mut conn).unwrap().handled;
+    let in_first: Vec<i64> = (1..=20)
+        .filter(|id| es_diesel::shard_of(&id.to_string(), 2) == 0)
+        .collect();
+    assert_eq!(handled, 2 * in_first.len() as u64);
+    assert!(
+        conn.seen()
+            .unwrap()
+            .iter()
+            .all(|row| in_first.contains(&row.aggregate_id)),
+        "shard 0 handled its aggregates only"
+    );
+    // Shard 1 was claimed by a process that died: its lease runs until `until`.
+    shard(1).catch_up(&mut conn).unwrap();
+    conn.batch_execute("DELETE FROM seen").unwrap();
+    reset_subscription(&mut conn, &SubscriptionDispatcher, "seen", Start::Beginning).unwrap();
+    let claimed_until = Instant::now() + lease;
+    let until = chrono::Utc::now() + lease;
+    let until = match D::NAME {
+        "sqlite" => until.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+        "postgres" => until.format("%Y-%m-%d %H:%M:%S%.6f+00"),
+        _ => until.format("%Y-%m-%d %H:%M:%S%.6f"),
+    };
+    conn.batch_execute(&format!(
+        "UPDATE es_subscriptions SET owner = 'dead-process', lease_until = '{until}' \
+         WHERE name = 'seen#1/2'"
+    ))
+    .unwrap();
+    let error = shard(1).catch_up(&mut conn).unwrap_err();
+    assert!(
+        matches!(&error, Error::SubscriptionHeld { name, .. } if name == "seen#1/2"),
+        "{error}"
+    );
+    shard(0).catch_up(&mut conn).unwrap();
+    let names: Vec<String> = subscriptions(&mut conn, &SubscriptionDispatcher)
+        .unwrap()
+        .into_iter()
+        .map(|status| status.name)
+        .collect();
+    assert_eq!(names, ["seen#0/2", "seen#1/2"]);
+    thread::sleep(claimed_until.saturating_duration_since(Instant::now()) + lease / 2);
+    shard(1).catch_up(&mut conn).unwrap();
+    let committed = committed_events(db);
+    assert_seen_exactly_once_in_order(&conn.seen().unwrap(), &committed);
+    let last = committed.keys().max().copied().unwrap_or_default();
+    assert!(
+        es_diesel::has_handled(&mut conn, &SubscriptionDispatcher, "seen", last).unwrap(),
+        "every shard is past the last event"
+    );
+}
+
 /// While another subscriber holds the lease, a second one is refused (`SubscriptionHeld`), and
 /// takes the subscription over once the lease has expired without renewal.
 fn a_held_subscription_moves_once_its_lease_expires<D: TestDb>(db: &D)
@@ -617,7 +767,14 @@ where
     );
     let from_end = quick(Duration::from_secs(30)).start(Start::End);
     let subscriber = Subscriber::new(&SubscriptionDispatcher, "seen", from_end).unwrap();
-    assert_eq!(subscriber.catch_up(conn).unwrap().handled, 0);
+    let handled = subscriber.catch_up(conn).unwrap().handled;
+    // On PostgreSQL the end is the horizon: events committed above it, while another test's
+    // transaction was still running on the server, come again rather than risk a skip.
+    if D::NAME == "postgres" {
+        assert!(handled <= 3, "{handled}");
+    } else {
+        assert_eq!(handled, 0);
+    }
     let at = reset_subscription(
         conn,
         &SubscriptionDispatcher,
