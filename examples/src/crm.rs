@@ -546,19 +546,12 @@ where
     }
     let sam = store.history::<Contact>(&2)?;
     let planned = sam.last().map_or(0, |event| event.id);
-    let handled = |conn: &mut C, dispatcher: &dyn es_diesel::Dispatch<C>, name, event| {
-        has_handled(conn, dispatcher, name, event)
-    };
+    let sam_handled = |conn: &mut C| has_handled(conn, &LastMonthDispatcher, CONTACT_LIST, planned);
     writeln!(
         out,
         "before its subscriber runs, the contact list has handled Sam's meeting (event \
          {planned}): {}",
-        handled(
-            store.connection(),
-            &LastMonthDispatcher,
-            CONTACT_LIST,
-            planned
-        )?
+        sam_handled(store.connection())?
     )?;
     let options = SubscriberOptions::default().subscriber_id("crm-example");
     let version_1 = Subscriber::new(&LastMonthDispatcher, CONTACT_LIST, options.clone())?;
@@ -567,12 +560,7 @@ where
         out,
         "its subscriber handled {} events; now: {}",
         caught_up.handled,
-        handled(
-            store.connection(),
-            &LastMonthDispatcher,
-            CONTACT_LIST,
-            planned
-        )?
+        sam_handled(store.connection())?
     )?;
     writeln!(out, "contact list:")?;
     print_contact_list(store.connection(), out)?;
@@ -619,7 +607,7 @@ where
     writeln!(
         out,
         "after editing Pat (event {event}), the contact list has handled it: {}",
-        handled(store.connection(), &CrmDispatcher, CONTACT_LIST_V2, event)?
+        has_handled(store.connection(), &CrmDispatcher, CONTACT_LIST_V2, event)?
     )?;
     let pat = store
         .connection()

@@ -16,13 +16,13 @@ use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use es_core::{AppendOptions, EventFilter, EventStore, NewEvent, RecordedEvent, Transactional};
+use es_core::{AppendOptions, EventFilter, EventStore, RecordedEvent};
 use es_diesel::{
     AggregateTable, Database, DieselStore, Dispatch, ReactorError, Start, Subscriber,
     SubscriberOptions, dispatcher,
 };
 use es_tests::backend::{SqliteDb, TestDb};
-use es_tests::domain::{Created, Task, TitleUpdated};
+use es_tests::domain::{Created, Task, TitleUpdated, write_task_histories};
 
 /// S1's handler: nothing, so that the subscription's own cost is measured.
 fn count_event<C: Database>(_: &mut C, _: &RecordedEvent<i64>) -> Result<(), ReactorError> {
@@ -82,26 +82,8 @@ where
 {
     conn.batch_execute("DELETE FROM task_events; DELETE FROM tasks; DELETE FROM es_subscriptions")
         .expect("empty the tables");
-    let aggregates = (events / 10) as i64;
     let mut store = DieselStore::new(&mut *conn);
-    for chunk in (1..=aggregates).collect::<Vec<_>>().chunks(500) {
-        store
-            .transaction(|store| {
-                for &id in chunk {
-                    let mut history: Vec<NewEvent<Task>> =
-                        vec![Created { title: "s".into() }.into()];
-                    history.extend((1..10).map(|n| {
-                        TitleUpdated {
-                            title: format!("s{n}"),
-                        }
-                        .into()
-                    }));
-                    store.append(&id, history, &options())?;
-                }
-                Ok::<_, es_core::Error>(())
-            })
-            .expect("S1 history");
-    }
+    write_task_histories(&mut store, (events / 10) as i64).expect("S1 history");
     let started = Instant::now();
     let mut streamed = 0;
     for event in EventStore::<Task>::stream_events(&mut store, &EventFilter::default())

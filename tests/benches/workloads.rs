@@ -32,7 +32,7 @@ use es_diesel::{
 };
 use es_tests::backend::{SqliteDb, TestDb};
 use es_tests::domain::schema::tasks;
-use es_tests::domain::{Created, Project, Task, TitleUpdated};
+use es_tests::domain::{Created, Project, Task, TitleUpdated, write_task_histories};
 use validator::Validate;
 
 const RUNS: usize = 5;
@@ -435,26 +435,8 @@ where
 {
     conn.batch_execute("DELETE FROM task_events; DELETE FROM tasks")
         .expect("empty the tables");
-    let aggregates = (events / 10) as i64;
     let mut store = DieselStore::new(&mut *conn);
-    for chunk in (1..=aggregates).collect::<Vec<_>>().chunks(500) {
-        store
-            .transaction(|store| {
-                for &id in chunk {
-                    let mut history: Vec<NewEvent<Task>> =
-                        vec![Created { title: "r".into() }.into()];
-                    history.extend((1..10).map(|n| {
-                        TitleUpdated {
-                            title: format!("r{n}"),
-                        }
-                        .into()
-                    }));
-                    store.append(&id, history, &options())?;
-                }
-                Ok::<_, es_core::Error>(())
-            })
-            .expect("P3 history");
-    }
+    write_task_histories(&mut store, (events / 10) as i64).expect("P3 history");
     let before = peak_rss_mib();
     let ours = rate(events, |_| {
         let done = EventStore::<Task>::replay_all(&mut store, &mut |_| {}).expect("replay");

@@ -43,6 +43,8 @@ pub trait TestConnection: crate::reactors::ReactorConnection {
     fn dispatcher() -> &'static dyn Dispatch<Self>;
     /// The dispatcher whose triggers handle their failures, for this connection type.
     fn forgiving_dispatcher() -> &'static dyn Dispatch<Self>;
+    /// The dispatcher of the subscription `seen`, for this connection type.
+    fn subscription_dispatcher() -> &'static dyn Dispatch<Self>;
     /// The reactions logged by `reactor`, sorted.
     fn reactions(&mut self, reactor: &str) -> Vec<Reaction>;
     /// The feed, sorted.
@@ -84,6 +86,10 @@ macro_rules! test_connection {
 
             fn forgiving_dispatcher() -> &'static dyn Dispatch<Self> {
                 &crate::reactors::ForgivingDispatcher
+            }
+
+            fn subscription_dispatcher() -> &'static dyn Dispatch<Self> {
+                &crate::subscriptions::SubscriptionDispatcher
             }
 
             fn reactions(&mut self, reactor: &str) -> Vec<Reaction> {
@@ -157,6 +163,26 @@ pub trait TestDb: Send + Sync {
     /// The arguments with which `test_worker` (the crash test's worker process) reaches this
     /// database.
     fn worker_args(&self) -> Vec<String>;
+}
+
+/// What a helper process of the tests (a worker, a subscriber) runs on the test database its
+/// arguments name.
+pub trait OnTestDb {
+    /// Runs on `db`.
+    fn run<D: TestDb>(self, db: &D);
+}
+
+/// Runs `on` on the test database that `args` name, as `worker_args` gives them: `sqlite PATH`,
+/// `postgres URL SCHEMA` or `mysql URL DATABASE`.
+pub fn on_test_db(args: &[String], on: impl OnTestDb) {
+    match args[0].as_str() {
+        "sqlite" => on.run(&SqliteDb::open(&args[1])),
+        #[cfg(feature = "postgres")]
+        "postgres" => on.run(&PgDb::open(&args[1], &args[2])),
+        #[cfg(feature = "mysql")]
+        "mysql" => on.run(&MysqlDb::open(&args[1], &args[2])),
+        other => panic!("unknown backend {other}"),
+    }
 }
 
 /// Creates the domain's tables (`tables_ddl`, one statement each) and their events tables.

@@ -3,8 +3,10 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use es_core::{Aggregate, Apply, Event, EventContext};
-use es_diesel::TextUuid;
+use es_core::{
+    Aggregate, AppendOptions, Apply, Event, EventContext, EventStore, NewEvent, Transactional,
+};
+use es_diesel::{AggregateTable, Database, DieselStore, TextUuid};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -216,4 +218,31 @@ impl Apply<Card> for CardWritten {
     fn apply(&self, card: &mut Card, _: &EventContext<'_>) {
         card.body.clone_from(&self.body);
     }
+}
+
+/// Appends to tasks `1..=tasks` ten events each (created, then retitled nine times), 500 tasks a
+/// transaction: the histories the replay and catch-up benchmarks read.
+pub fn write_task_histories<C: Database>(
+    store: &mut DieselStore<'_, C>,
+    tasks: i64,
+) -> Result<(), es_core::Error>
+where
+    Task: AggregateTable<C>,
+{
+    for chunk in (1..=tasks).collect::<Vec<_>>().chunks(500) {
+        store.transaction(|store| {
+            for &id in chunk {
+                let mut history: Vec<NewEvent<Task>> = vec![Created { title: "h".into() }.into()];
+                history.extend((1..10).map(|n| {
+                    TitleUpdated {
+                        title: format!("h{n}"),
+                    }
+                    .into()
+                }));
+                store.append(&id, history, &AppendOptions::default())?;
+            }
+            Ok::<_, es_core::Error>(())
+        })?;
+    }
+    Ok(())
 }

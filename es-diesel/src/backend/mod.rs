@@ -52,11 +52,12 @@ pub trait SqlDialect: Binds + Reads + sealed::Sealed {
     /// The statement moving the global position past `<highest id>`, once its last id taken.
     const MOVE_POSITION: &'static str;
     /// The first half of an event's position in the subscription feed, selected: its
-    /// transaction's order on PostgreSQL (`tx_order`), `0` where positions are allocated in
-    /// commit order and the id alone orders the feed (SQLite, MySQL).
-    const FEED_ORDER_COLUMN: &'static str;
-    /// The `ORDER BY` of the subscription feed: by position.
-    const FEED_ORDER: &'static str;
+    /// transaction's order on PostgreSQL (`tx_order`); by default `0`, where positions are
+    /// allocated in commit order (one writer at a time holds `es_positions` until it commits:
+    /// SQLite, MySQL) and the id alone orders the feed.
+    const FEED_ORDER_COLUMN: &'static str = "0";
+    /// The `ORDER BY` of the subscription feed: by position (by default, by id).
+    const FEED_ORDER: &'static str = " ORDER BY id";
     /// What ends a `SELECT` of one row that the transaction updates next, so that a concurrent
     /// transaction doing the same waits (`FOR UPDATE`; nothing on SQLite, whose write transaction
     /// holds the database's one write lock already).
@@ -64,13 +65,16 @@ pub trait SqlDialect: Binds + Reads + sealed::Sealed {
     /// What ends the `INSERT` of a subscription's row so that an existing row is kept as it is.
     const KEEP_EXISTING_SUBSCRIPTION: &'static str;
 
-    /// Appends, after `WHERE `, the condition of the events after feed position
-    /// `after`, `(tx_order, id)`, that a reader may take now (below `horizon`, where the backend has one).
+    /// Appends, after `WHERE `, the condition of the events after feed position `after`,
+    /// `(tx_order, id)`, that a reader may take now (below `horizon`, where the backend has
+    /// one); by default, those with a higher id: no event can appear below one already read.
     fn feed_after<'a>(
         query: Statement<'a, Self>,
-        after: (i64, i64),
-        horizon: Option<i64>,
-    ) -> Statement<'a, Self>;
+        (_, id): (i64, i64),
+        _horizon: Option<i64>,
+    ) -> Statement<'a, Self> {
+        query.sql("id > ").big_int(id)
+    }
 
     /// Where an events table orders its rows by transaction (PostgreSQL), the SQL before and
     /// after the aggregate id of the `WITH` query (`es_order`, one column `tx_order`) giving the
@@ -330,6 +334,35 @@ fn indexes_ddl(table: &str) -> [String; 2] {
     [
         format!("CREATE INDEX IF NOT EXISTS {table}_type_created_at ON {table} (type, created_at)"),
         format!("CREATE INDEX IF NOT EXISTS {table}_created_at ON {table} (created_at)"),
+    ]
+}
+
+/// The subscriptions' tables, `es_subscriptions` and `es_held_events`, with the backend's types
+/// of a key's text, of other text and of a time, and its table options.
+fn subscription_tables_ddl(key: &str, text: &str, time: &str, options: &str) -> [String; 2] {
+    [
+        format!(
+            "CREATE TABLE IF NOT EXISTS es_subscriptions (\
+             name {key} NOT NULL PRIMARY KEY, \
+             tx_order BIGINT NOT NULL DEFAULT 0, \
+             event_id BIGINT NOT NULL DEFAULT 0, \
+             handled BIGINT NOT NULL DEFAULT 0, \
+             owner TEXT, \
+             lease_until {time}, \
+             last_error TEXT, \
+             updated_at {time} NOT NULL){options}"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS es_held_events (\
+             subscription {key} NOT NULL, \
+             events_table {text} NOT NULL, \
+             event_id BIGINT NOT NULL, \
+             aggregate_id {text} NOT NULL, \
+             tx_order BIGINT NOT NULL, \
+             last_error TEXT NOT NULL, \
+             held_at {time} NOT NULL, \
+             PRIMARY KEY (subscription, event_id)){options}"
+        ),
     ]
 }
 

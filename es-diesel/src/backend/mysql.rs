@@ -15,7 +15,10 @@ use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::{Datetime, HasSqlType};
 use es_core::Error;
 
-use super::{Dialect, Number, SqlDialect, begin_outermost, microseconds, run_statements, sealed};
+use super::{
+    Dialect, Number, SqlDialect, begin_outermost, microseconds, run_statements, sealed,
+    subscription_tables_ddl,
+};
 use crate::errors::storage;
 use crate::sql_types::{ColumnType, UtcDateTime, UtcTime};
 use crate::statement::Statement;
@@ -40,20 +43,8 @@ impl SqlDialect for Mysql {
     ];
     const MOVE_POSITION: &'static str =
         "UPDATE es_positions SET position = <highest id> WHERE name = 'events'";
-    const FEED_ORDER_COLUMN: &'static str = "0";
-    /// By id: positions are allocated in commit order (one writer at a time holds
-    /// `es_positions` until its commit), so no event can appear below one already read.
-    const FEED_ORDER: &'static str = " ORDER BY id";
     const LOCK_ROW: &'static str = " FOR UPDATE";
     const KEEP_EXISTING_SUBSCRIPTION: &'static str = " ON DUPLICATE KEY UPDATE name = name";
-
-    fn feed_after<'a>(
-        query: Statement<'a, Self>,
-        (_, id): (i64, i64),
-        _horizon: Option<i64>,
-    ) -> Statement<'a, Self> {
-        query.sql("id > ").big_int(id)
-    }
 
     /// MySQL names the violated key in its message: `... for key 'task_events_aggregate_version'`
     /// (MariaDB), `... for key 'task_events.task_events_aggregate_version'` (MySQL 8).
@@ -116,27 +107,15 @@ impl SqlDialect for Mysql {
              UNIQUE KEY es_jobs_event_reactor (event_id, reactor), \
              KEY es_jobs_ready (state, run_at)) ENGINE=InnoDB"
                 .to_owned(),
-            "CREATE TABLE IF NOT EXISTS es_subscriptions (\
-             name VARCHAR(191) NOT NULL PRIMARY KEY, \
-             tx_order BIGINT NOT NULL DEFAULT 0, \
-             event_id BIGINT NOT NULL DEFAULT 0, \
-             handled BIGINT NOT NULL DEFAULT 0, \
-             owner TEXT, \
-             lease_until DATETIME(6), \
-             last_error TEXT, \
-             updated_at DATETIME(6) NOT NULL) ENGINE=InnoDB"
-                .to_owned(),
-            "CREATE TABLE IF NOT EXISTS es_held_events (\
-             subscription VARCHAR(191) NOT NULL, \
-             events_table VARCHAR(64) NOT NULL, \
-             event_id BIGINT NOT NULL, \
-             aggregate_id VARCHAR(255) NOT NULL, \
-             tx_order BIGINT NOT NULL, \
-             last_error TEXT NOT NULL, \
-             held_at DATETIME(6) NOT NULL, \
-             PRIMARY KEY (subscription, event_id)) ENGINE=InnoDB"
-                .to_owned(),
         ]
+        .into_iter()
+        .chain(subscription_tables_ddl(
+            "VARCHAR(191)",
+            "VARCHAR(255)",
+            "DATETIME(6)",
+            " ENGINE=InnoDB",
+        ))
+        .collect()
     }
 
     fn events_table_ddl(table: &str, id_type: &str) -> Vec<String> {

@@ -18,7 +18,7 @@ use es_core::Error;
 
 use super::{
     Dialect, HeadInLock, SqlDialect, begin_outermost, indexes_ddl, microseconds, run_statements,
-    sealed,
+    sealed, subscription_tables_ddl,
 };
 use crate::errors::storage;
 use crate::sql_types::{ColumnType, UtcDateTime, UtcTime};
@@ -152,27 +152,10 @@ impl SqlDialect for Pg {
              UNIQUE (event_id, reactor))"
                 .to_owned(),
             "CREATE INDEX IF NOT EXISTS es_jobs_ready ON es_jobs (state, run_at)".to_owned(),
-            "CREATE TABLE IF NOT EXISTS es_subscriptions (\
-             name TEXT PRIMARY KEY, \
-             tx_order BIGINT NOT NULL DEFAULT 0, \
-             event_id BIGINT NOT NULL DEFAULT 0, \
-             handled BIGINT NOT NULL DEFAULT 0, \
-             owner TEXT, \
-             lease_until TIMESTAMPTZ, \
-             last_error TEXT, \
-             updated_at TIMESTAMPTZ NOT NULL)"
-                .to_owned(),
-            "CREATE TABLE IF NOT EXISTS es_held_events (\
-             subscription TEXT NOT NULL, \
-             events_table TEXT NOT NULL, \
-             event_id BIGINT NOT NULL, \
-             aggregate_id TEXT NOT NULL, \
-             tx_order BIGINT NOT NULL, \
-             last_error TEXT NOT NULL, \
-             held_at TIMESTAMPTZ NOT NULL, \
-             PRIMARY KEY (subscription, event_id))"
-                .to_owned(),
         ]
+        .into_iter()
+        .chain(subscription_tables_ddl("TEXT", "TEXT", "TIMESTAMPTZ", ""))
+        .collect()
     }
 
     fn events_table_ddl(table: &str, id_type: &str) -> Vec<String> {

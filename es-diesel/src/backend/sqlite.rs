@@ -23,6 +23,7 @@ use es_core::Error;
 
 use super::{
     Dialect, HeadInLock, Number, SqlDialect, begin_outermost, indexes_ddl, run_statements, sealed,
+    subscription_tables_ddl,
 };
 use crate::errors::storage;
 use crate::sql_types::{ColumnType, UtcDateTime, UtcTime};
@@ -94,20 +95,8 @@ impl SqlDialect for Sqlite {
     ];
     const MOVE_POSITION: &'static str =
         "UPDATE es_positions SET position = <highest id> WHERE name = 'events'";
-    const FEED_ORDER_COLUMN: &'static str = "0";
-    /// By id: positions are allocated in commit order (one writer at a time holds
-    /// `es_positions` until its commit), so no event can appear below one already read.
-    const FEED_ORDER: &'static str = " ORDER BY id";
     const LOCK_ROW: &'static str = "";
     const KEEP_EXISTING_SUBSCRIPTION: &'static str = " ON CONFLICT (name) DO NOTHING";
-
-    fn feed_after<'a>(
-        query: Statement<'a, Self>,
-        (_, id): (i64, i64),
-        _horizon: Option<i64>,
-    ) -> Statement<'a, Self> {
-        query.sql("id > ").big_int(id)
-    }
 
     /// SQLite names the columns of a violated unique constraint, never the constraint.
     fn is_version_key(table: &str, info: &dyn DatabaseErrorInformation) -> bool {
@@ -205,27 +194,10 @@ impl SqlDialect for Sqlite {
              UNIQUE (event_id, reactor))"
                 .to_owned(),
             "CREATE INDEX IF NOT EXISTS es_jobs_ready ON es_jobs (state, run_at)".to_owned(),
-            "CREATE TABLE IF NOT EXISTS es_subscriptions (\
-             name TEXT PRIMARY KEY NOT NULL, \
-             tx_order BIGINT NOT NULL DEFAULT 0, \
-             event_id BIGINT NOT NULL DEFAULT 0, \
-             handled BIGINT NOT NULL DEFAULT 0, \
-             owner TEXT, \
-             lease_until TEXT, \
-             last_error TEXT, \
-             updated_at TEXT NOT NULL)"
-                .to_owned(),
-            "CREATE TABLE IF NOT EXISTS es_held_events (\
-             subscription TEXT NOT NULL, \
-             events_table TEXT NOT NULL, \
-             event_id BIGINT NOT NULL, \
-             aggregate_id TEXT NOT NULL, \
-             tx_order BIGINT NOT NULL, \
-             last_error TEXT NOT NULL, \
-             held_at TEXT NOT NULL, \
-             PRIMARY KEY (subscription, event_id))"
-                .to_owned(),
         ]
+        .into_iter()
+        .chain(subscription_tables_ddl("TEXT", "TEXT", "TEXT", ""))
+        .collect()
     }
 
     fn events_table_ddl(table: &str, id_type: &str) -> Vec<String> {

@@ -18,7 +18,7 @@
 //! in memory and its pace, `options.rs` its options and stats.
 
 pub(crate) mod admin;
-mod options;
+pub(crate) mod options;
 pub(crate) mod queue;
 pub(crate) mod shift;
 pub(crate) mod worker;

@@ -38,13 +38,19 @@ pub struct WorkerOptions {
     pub keep_done: Option<Duration>,
 }
 
+/// This process's name on the machine: `{host}-{process id}`, `{fallback}-{process id}` where
+/// the environment names no host.
+pub(crate) fn process_name(fallback: &str) -> String {
+    let host = std::env::var("HOSTNAME")
+        .or_else(|_| std::env::var("COMPUTERNAME"))
+        .unwrap_or_else(|_| fallback.to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
 impl Default for WorkerOptions {
     fn default() -> Self {
-        let host = std::env::var("HOSTNAME")
-            .or_else(|_| std::env::var("COMPUTERNAME"))
-            .unwrap_or_else(|_| "worker".to_owned());
         Self {
-            worker_id: format!("{host}-{}", std::process::id()),
+            worker_id: process_name("worker"),
             batch: 16,
             lease: Duration::from_secs(300),
             max_attempts: 10,

@@ -112,14 +112,19 @@ impl Trouble {
     pub(crate) fn wait(&mut self, stop: &AtomicBool) {
         let wait = self.next.unwrap_or(FIRST_TROUBLE_WAIT);
         self.next = Some((wait * 2).min(MOST_TROUBLE_WAIT));
-        let deadline = Instant::now() + wait;
-        while !stop.load(Ordering::Relaxed) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            std::thread::sleep(left.min(Duration::from_millis(50)));
+        sleep_unless_stopped(wait, stop);
+    }
+}
+
+/// Sleeps `duration`, in slices of 50 ms so that `stop` is noticed.
+pub(crate) fn sleep_unless_stopped(duration: Duration, stop: &AtomicBool) {
+    let deadline = Instant::now() + duration;
+    while !stop.load(Ordering::Relaxed) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
         }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
     }
 }
 

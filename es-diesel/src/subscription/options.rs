@@ -1,7 +1,7 @@
 //! How a [`Subscriber`](super::Subscriber) reads its feed ([`SubscriberOptions`]), and what it
 //! did ([`SubscriberStats`]).
 //!
-//! Calls `subscription` (`Start`) and `jobs::queue` (the bound on durations).
+//! Calls `subscription` (`Start`) and `jobs` (the process's name, the bound on durations).
 
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use chrono::TimeDelta;
 use es_core::Error;
 
 use super::Start;
+use crate::jobs::options::process_name;
 use crate::jobs::queue::checked_delta;
 
 /// How a [`Subscriber`](super::Subscriber) reads its feed.
@@ -38,11 +39,8 @@ pub struct SubscriberOptions {
 
 impl Default for SubscriberOptions {
     fn default() -> Self {
-        let host = std::env::var("HOSTNAME")
-            .or_else(|_| std::env::var("COMPUTERNAME"))
-            .unwrap_or_else(|_| "subscriber".to_owned());
         Self {
-            subscriber_id: format!("{host}-{}", std::process::id()),
+            subscriber_id: process_name("subscriber"),
             batch: 1_000,
             poll: Duration::from_millis(20),
             lease: Duration::from_secs(30),

@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use es_core::Error;
 
@@ -19,7 +19,7 @@ use crate::dispatch::{Dispatch, ReactorError};
 use crate::errors::{error_chain, panic_message};
 use crate::events::{AnyEvent, select_any_event};
 use crate::jobs::queue::checked_delta;
-use crate::jobs::shift::Trouble;
+use crate::jobs::shift::{Trouble, sleep_unless_stopped};
 use crate::jobs::worker::healthy;
 
 /// The reader of one subscription: runs its handlers on the events of its feed, in feed order,
@@ -513,17 +513,5 @@ impl<'d, C: Database> Subscriber<'d, C> {
                 .into(),
             })
         })
-    }
-}
-
-/// Sleeps `duration`, in slices so that `stop` is noticed.
-fn sleep_unless_stopped(duration: Duration, stop: &AtomicBool) {
-    let deadline = Instant::now() + duration;
-    while !stop.load(Ordering::Relaxed) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(50)));
     }
 }

@@ -656,22 +656,11 @@ where
             .all(|row| in_first.contains(&row.aggregate_id)),
         "shard 0 handled its aggregates only"
     );
-    // Shard 1 was claimed by a process that died: its lease runs until `until`.
+    // Shard 1 was claimed by a process that died.
     shard(1).catch_up(&mut conn).unwrap();
     conn.batch_execute("DELETE FROM seen").unwrap();
     reset_subscription(&mut conn, &SubscriptionDispatcher, "seen", Start::Beginning).unwrap();
-    let claimed_until = Instant::now() + lease;
-    let until = chrono::Utc::now() + lease;
-    let until = match D::NAME {
-        "sqlite" => until.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
-        "postgres" => until.format("%Y-%m-%d %H:%M:%S%.6f+00"),
-        _ => until.format("%Y-%m-%d %H:%M:%S%.6f"),
-    };
-    conn.batch_execute(&format!(
-        "UPDATE es_subscriptions SET owner = 'dead-process', lease_until = '{until}' \
-         WHERE name = 'seen#1/2'"
-    ))
-    .unwrap();
+    let claimed_until = held_by_a_dead_process::<D>(&mut conn, "seen#1/2", lease);
     let error = shard(1).catch_up(&mut conn).unwrap_err();
     assert!(
         matches!(&error, Error::SubscriptionHeld { name, .. } if name == "seen#1/2"),
@@ -695,6 +684,24 @@ where
     );
 }
 
+/// Makes checkpoint `name` held by a process that died, `dead-process`, for `lease` from now
+/// (as the database's clock writes times); returns when its lease expires.
+fn held_by_a_dead_process<D: TestDb>(conn: &mut D::Conn, name: &str, lease: Duration) -> Instant {
+    let expires = Instant::now() + lease;
+    let until = chrono::Utc::now() + lease;
+    let until = match D::NAME {
+        "sqlite" => until.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+        "postgres" => until.format("%Y-%m-%d %H:%M:%S%.6f+00"),
+        _ => until.format("%Y-%m-%d %H:%M:%S%.6f"),
+    };
+    conn.batch_execute(&format!(
+        "UPDATE es_subscriptions SET owner = 'dead-process', lease_until = '{until}' \
+         WHERE name = '{name}'"
+    ))
+    .unwrap();
+    expires
+}
+
 /// While another subscriber holds the lease, a second one is refused (`SubscriptionHeld`), and
 /// takes the subscription over once the lease has expired without renewal.
 fn a_held_subscription_moves_once_its_lease_expires<D: TestDb>(db: &D)
@@ -709,19 +716,7 @@ where
         .unwrap();
     let lease = Duration::from_millis(400);
     reset_subscription(&mut conn, &SubscriptionDispatcher, "seen", Start::Beginning).unwrap();
-    // A process that claimed the subscription and died: its lease runs until `until`.
-    let claimed_until = Instant::now() + lease;
-    let until = chrono::Utc::now() + lease;
-    let until = match D::NAME {
-        "sqlite" => until.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
-        "postgres" => until.format("%Y-%m-%d %H:%M:%S%.6f+00"),
-        _ => until.format("%Y-%m-%d %H:%M:%S%.6f"),
-    };
-    conn.batch_execute(&format!(
-        "UPDATE es_subscriptions SET owner = 'dead-process', lease_until = '{until}' \
-         WHERE name = 'seen'"
-    ))
-    .unwrap();
+    let claimed_until = held_by_a_dead_process::<D>(&mut conn, "seen", lease);
     let second = Subscriber::new(&SubscriptionDispatcher, "seen", quick(lease)).unwrap();
     let error = second.catch_up(&mut conn).unwrap_err();
     assert!(
