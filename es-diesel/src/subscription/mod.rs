@@ -14,10 +14,10 @@
 //! its aggregate's previous event when higher), the feed is in `(tx_order, id)` order, and a
 //! reader takes only the events below the oldest transaction still running
 //! (`pg_snapshot_xmin(pg_current_snapshot())`), which no later commit can precede. A long
-//! transaction anywhere in the database holds the feed back until it ends.
+//! transaction anywhere on the server holds the feed back until it ends.
 //!
-//! Calls `subscription::checkpoint`, `database`, `dispatch`, `events`, `projection` (the tables a
-//! subscription's routes read) and `jobs` (the worker's health check and backoff).
+//! Calls its rooms (`checkpoint.rs`, `held.rs`, `options.rs`, `subscriber.rs`), `database`,
+//! `dispatch`, `events` and `projection` (the tables a subscription's routes read).
 
 mod checkpoint;
 mod held;
