@@ -89,11 +89,13 @@ pub fn subscriptions<C: Database>(
     let mut statuses = Vec::new();
     for name in subscription_names(dispatcher) {
         let tables = subscription_tables(dispatcher, name)?;
-        let (family, others) = rows.into_iter().partition(|row| of(name, &row.name));
+        let (family, others): (Vec<_>, Vec<_>) =
+            rows.into_iter().partition(|row| of(name, &row.name));
         rows = others;
-        let family: Vec<Option<checkpoint::Checkpoint>> = match family {
-            family if Vec::is_empty(&family) => vec![None],
-            family => family.into_iter().map(Some).collect(),
+        let family: Vec<Option<checkpoint::Checkpoint>> = if family.is_empty() {
+            vec![None]
+        } else {
+            family.into_iter().map(Some).collect()
         };
         for row in family {
             let after = row.as_ref().map_or(Position::START, |row| row.position);

@@ -153,35 +153,40 @@ impl<'d, C: Database> Subscriber<'d, C> {
     /// checkpoint row).
     pub fn catch_up(&self, conn: &mut C) -> Result<SubscriberStats, Error> {
         self.options.validate()?;
-        let committed = conn.feed_committed_bound()?;
         self.claim(conn)?;
+        let caught_up = self.catch_up_holding(conn);
+        checkpoint::release(conn, &self.checkpoint, &self.owner)?;
+        caught_up
+    }
+
+    /// The batches of [`catch_up`](Self::catch_up), the lease held.
+    fn catch_up_holding(&self, conn: &mut C) -> Result<SubscriberStats, Error> {
+        let committed = conn.feed_committed_bound()?;
         let mut stats = SubscriberStats::default();
-        let caught_up = loop {
+        loop {
             match self.batch(conn) {
                 Ok(Batch::Handled {
                     read: 0, horizon, ..
                 }) => {
                     if horizon >= committed {
-                        break Ok(());
+                        return Ok(stats);
                     }
                     std::thread::sleep(self.options.poll);
                 }
                 Ok(Batch::Handled { handled, .. }) => stats.count(handled),
                 Ok(Batch::Held(owner)) => {
-                    break Err(Error::SubscriptionHeld {
+                    return Err(Error::SubscriptionHeld {
                         name: self.checkpoint.clone(),
                         owner,
                     });
                 }
-                Err(error) => break Err(error),
+                Err(error) => return Err(error),
             }
-        };
-        checkpoint::release(conn, &self.checkpoint, &self.owner)?;
-        caught_up.map(|()| stats)
+        }
     }
 
-    /// Catches up as [`catch_up`](Self::catch_up) does, then, in one transaction, handles the
-    /// events committed meanwhile and runs `then` — the switch of a blue/green rebuild: a
+    /// Catches up as [`catch_up`](Self::catch_up) does, then, in one transaction and under the same
+    /// lease, handles the events committed meanwhile and runs `then` — the switch of a blue/green rebuild: a
     /// subscription rebuilding a read model beside the one serving reads catches up, then the
     /// readers move to it (`then` replaces a view, say) in the transaction of its last batch, so
     /// they never see it behind where it was when they moved, nor an empty one. A failure of
@@ -191,33 +196,32 @@ impl<'d, C: Database> Subscriber<'d, C> {
         conn: &mut C,
         then: impl FnOnce(&mut C) -> Result<T, ReactorError>,
     ) -> Result<(SubscriberStats, T), Error> {
-        let mut stats = self.catch_up(conn)?;
+        self.options.validate()?;
         self.claim(conn)?;
-        let last = self.handle_then(conn, usize::MAX, |conn| {
-            then(conn).map_err(|source| Error::Reactor {
-                reactor: "then",
-                table: self.name.clone(),
-                event_id: 0,
-                tag: String::new(),
-                source,
-            })
-        });
-        let released = checkpoint::release(conn, &self.checkpoint, &self.owner);
-        let value = match last {
-            Ok(Batch::Handled { handled, then, .. }) => {
-                stats.count(handled);
-                then
-            }
-            Ok(Batch::Held(owner)) => {
-                return Err(Error::SubscriptionHeld {
+        let switched = self.catch_up_holding(conn).and_then(|mut stats| {
+            let last = self.handle_then(conn, usize::MAX, |conn| {
+                then(conn).map_err(|source| Error::Reactor {
+                    reactor: "then",
+                    table: self.name.clone(),
+                    event_id: 0,
+                    tag: String::new(),
+                    source,
+                })
+            });
+            match last {
+                Ok(Batch::Handled { handled, then, .. }) => {
+                    stats.count(handled);
+                    Ok((stats, then))
+                }
+                Ok(Batch::Held(owner)) => Err(Error::SubscriptionHeld {
                     name: self.checkpoint.clone(),
                     owner,
-                });
+                }),
+                Err(BatchError::Store(error) | BatchError::Handler { error, .. }) => Err(error),
             }
-            Err(BatchError::Store(error) | BatchError::Handler { error, .. }) => return Err(error),
-        };
-        released?;
-        Ok((stats, value))
+        });
+        checkpoint::release(conn, &self.checkpoint, &self.owner)?;
+        switched
     }
 
     /// Follows the feed until `stop` is set: takes the subscription (waiting while another
