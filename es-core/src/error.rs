@@ -323,6 +323,37 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// A message broker (NATS JetStream, for the relay) refused or lost a message, or could not
+    /// be reached: `stream` names the stream, `subject` the message's subject (empty when the
+    /// failure is not about one message), `what` what was being done.
+    #[error(
+        "NATS stream `{stream}`: cannot {what}{}: {source}",
+        subject_context(subject)
+    )]
+    Broker {
+        /// The stream.
+        stream: String,
+        /// The subject of the message involved, or empty.
+        subject: String,
+        /// What was being done (`publish event 7 of task_events`, `connect to nats://…`).
+        what: String,
+        /// The broker's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// A message read from a broker's stream is not an event as the relay publishes it: a header
+    /// is missing or unreadable. Nothing was applied.
+    #[error("message {sequence} of NATS stream `{stream}` is not a relayed event: {reason}")]
+    BadMessage {
+        /// The stream.
+        stream: String,
+        /// The message's sequence number in the stream.
+        sequence: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// The storage backend failed.
     #[error("storage error on `{table}`: {source}")]
     Storage {
@@ -332,6 +363,15 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+/// ` (subject events.task.task.created)`, or nothing without a subject.
+fn subject_context(subject: &str) -> String {
+    if subject.is_empty() {
+        String::new()
+    } else {
+        format!(" (subject {subject})")
+    }
 }
 
 /// ` (`task.completed` of aggregate 7)`: what is known of a row besides its id, for a message.

@@ -418,6 +418,8 @@ mod events;
 mod id;
 mod jobs;
 mod projection;
+#[cfg(feature = "nats")]
+pub mod relay;
 mod schema;
 pub mod sql_types;
 mod statement;

@@ -19,7 +19,7 @@
 //! Calls its rooms (`checkpoint.rs`, `held.rs`, `options.rs`, `subscriber.rs`), `database`,
 //! `dispatch`, `events` and `projection` (the tables a subscription's routes read).
 
-mod checkpoint;
+pub(crate) mod checkpoint;
 mod held;
 mod options;
 mod subscriber;
@@ -29,6 +29,7 @@ use es_core::Error;
 
 pub use self::held::HeldEvent;
 pub use self::options::{SubscriberOptions, SubscriberStats};
+pub(crate) use self::subscriber::Sink;
 pub use self::subscriber::Subscriber;
 use crate::database::Database;
 use crate::dispatch::Dispatch;
@@ -92,34 +93,46 @@ pub fn subscriptions<C: Database>(
         let (family, others): (Vec<_>, Vec<_>) =
             rows.into_iter().partition(|row| of(name, &row.name));
         rows = others;
-        let family: Vec<Option<checkpoint::Checkpoint>> = if family.is_empty() {
-            vec![None]
-        } else {
-            family.into_iter().map(Some).collect()
-        };
-        for row in family {
-            let after = row.as_ref().map_or(Position::START, |row| row.position);
-            let mut behind = 0;
-            let mut first: Option<DateTime<Utc>> = None;
-            for table in &tables {
-                behind += count_feed_after(conn, table, after)?;
-                let next = select_feed(conn, table, after, None, 1)?;
-                if let Some((_, event)) = next.into_iter().next() {
-                    first =
-                        Some(first.map_or(event.created_at, |first| first.min(event.created_at)));
-                }
-            }
-            let row_name = row
-                .as_ref()
-                .map_or(name, |row| row.name.as_str())
-                .to_owned();
-            statuses.push(status(row_name, row, behind, first));
-        }
+        statuses.extend(family_statuses(conn, name, &tables, family)?);
     }
     statuses.extend(
         rows.into_iter()
             .map(|row| status(row.name.clone(), Some(row), 0, None)),
     );
+    Ok(statuses)
+}
+
+/// The statuses of the checkpoints `family` of subscription `name` reading `tables`: one per
+/// checkpoint (each shard's), or one of a subscription that has none yet.
+pub(crate) fn family_statuses<C: Database>(
+    conn: &mut C,
+    name: &str,
+    tables: &[&'static str],
+    family: Vec<checkpoint::Checkpoint>,
+) -> Result<Vec<SubscriptionStatus>, Error> {
+    let family: Vec<Option<checkpoint::Checkpoint>> = if family.is_empty() {
+        vec![None]
+    } else {
+        family.into_iter().map(Some).collect()
+    };
+    let mut statuses = Vec::new();
+    for row in family {
+        let after = row.as_ref().map_or(Position::START, |row| row.position);
+        let mut behind = 0;
+        let mut first: Option<DateTime<Utc>> = None;
+        for table in tables {
+            behind += count_feed_after(conn, table, after)?;
+            let next = select_feed(conn, table, after, None, 1)?;
+            if let Some((_, event)) = next.into_iter().next() {
+                first = Some(first.map_or(event.created_at, |first| first.min(event.created_at)));
+            }
+        }
+        let row_name = row
+            .as_ref()
+            .map_or(name, |row| row.name.as_str())
+            .to_owned();
+        statuses.push(status(row_name, row, behind, first));
+    }
     Ok(statuses)
 }
 
@@ -153,7 +166,17 @@ pub fn reset_subscription<C: Database>(
     to: Start,
 ) -> Result<Position, Error> {
     let tables = subscription_tables(dispatcher, name)?;
-    let position = start_position(conn, &tables, to)?;
+    reset_family(conn, name, &tables, to)
+}
+
+/// Moves every checkpoint of subscription `name` reading `tables` to `to`.
+pub(crate) fn reset_family<C: Database>(
+    conn: &mut C,
+    name: &str,
+    tables: &[&'static str],
+    to: Start,
+) -> Result<Position, Error> {
+    let position = start_position(conn, tables, to)?;
     let family = family(conn, name)?;
     if family.is_empty() {
         checkpoint::reset(conn, name, position)?;
@@ -171,7 +194,10 @@ fn of(name: &str, row: &str) -> bool {
 }
 
 /// The checkpoints of subscription `name`: its own, and its shards'.
-fn family<C: Database>(conn: &mut C, name: &str) -> Result<Vec<checkpoint::Checkpoint>, Error> {
+pub(crate) fn family<C: Database>(
+    conn: &mut C,
+    name: &str,
+) -> Result<Vec<checkpoint::Checkpoint>, Error> {
     Ok(checkpoint::list(conn)?
         .into_iter()
         .filter(|row| of(name, &row.name))

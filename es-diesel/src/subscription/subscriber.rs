@@ -34,7 +34,7 @@ use crate::jobs::worker::healthy;
 /// checkpoint row (`last_error`, which `subscriptions` shows) and the failing event is retried
 /// after a growing wait, never skipped — later events wait behind it.
 pub struct Subscriber<'d, C: Database> {
-    dispatcher: &'d dyn Dispatch<C>,
+    handlers: Handlers<'d, C>,
     name: String,
     /// The name of its checkpoint row: the subscription's, or its shard's (`name#index/count`).
     checkpoint: String,
@@ -56,6 +56,25 @@ impl<C: Database> std::fmt::Debug for Subscriber<'_, C> {
             .field("options", &self.options)
             .finish_non_exhaustive()
     }
+}
+
+/// What a subscriber does with the events it reads.
+enum Handlers<'d, C> {
+    /// Runs the dispatcher's handlers of the subscription on each event, in the batch's
+    /// transaction.
+    Dispatcher(&'d dyn Dispatch<C>),
+    /// Hands each batch's events at once to a destination outside the database, before the
+    /// checkpoint moves past them in the batch's transaction.
+    Sink(&'d dyn Sink),
+}
+
+/// A destination outside the database that a subscription delivers its events to (the NATS
+/// relay): [`deliver`](Sink::deliver) returns once the destination has them all, so that the
+/// checkpoint moves past them only then; an error rolls the batch back and it is delivered again,
+/// so the destination must drop what it already has (by the event's identity).
+pub(crate) trait Sink: Sync {
+    /// Delivers one batch's events, in feed order, each with its position.
+    fn deliver(&self, events: &[(Position, &AnyEvent)]) -> Result<(), Error>;
 }
 
 /// How a batch ended.
@@ -99,7 +118,7 @@ impl<'d, C: Database> Subscriber<'d, C> {
         let tables = subscription_tables(dispatcher, name)?;
         let owner = format!("{}/{:08x}", options.subscriber_id, fastrand::u32(..));
         Ok(Self {
-            dispatcher,
+            handlers: Handlers::Dispatcher(dispatcher),
             name: name.to_owned(),
             checkpoint: name.to_owned(),
             shard: None,
@@ -107,6 +126,26 @@ impl<'d, C: Database> Subscriber<'d, C> {
             options,
             owner,
         })
+    }
+
+    /// The subscriber of the checkpoint `name` that reads `tables` and delivers each batch to
+    /// `sink`.
+    pub(crate) fn to_sink(
+        name: &str,
+        tables: Vec<&'static str>,
+        sink: &'d dyn Sink,
+        options: SubscriberOptions,
+    ) -> Self {
+        let owner = format!("{}/{:08x}", options.subscriber_id, fastrand::u32(..));
+        Self {
+            handlers: Handlers::Sink(sink),
+            name: name.to_owned(),
+            checkpoint: name.to_owned(),
+            shard: None,
+            tables,
+            options,
+            owner,
+        }
     }
 
     /// This subscriber reads shard `index` of `count` only: the events of the aggregates whose
@@ -397,6 +436,7 @@ impl<'d, C: Database> Subscriber<'d, C> {
                 None
             };
             let mut handled = 0;
+            let mut delivered = Vec::new();
             for (read, (at, event)) in events.iter().enumerate() {
                 position = *at;
                 if let Some((index, count)) = self.shard {
@@ -404,13 +444,20 @@ impl<'d, C: Database> Subscriber<'d, C> {
                         continue;
                     }
                 }
-                match held_back.as_mut() {
-                    Some(held_back) => self.handle_or_hold(conn, (event, *at), held_back)?,
-                    None => self
-                        .handle_event(conn, event)
+                match (&self.handlers, held_back.as_mut()) {
+                    (Handlers::Sink(_), _) => delivered.push((*at, event)),
+                    (Handlers::Dispatcher(dispatcher), Some(held_back)) => {
+                        self.handle_or_hold(conn, *dispatcher, (event, *at), held_back)?;
+                    }
+                    (Handlers::Dispatcher(dispatcher), None) => self
+                        .handle_event(conn, *dispatcher, event)
                         .map_err(|error| BatchError::Handler { read, error })?,
                 }
                 handled += 1;
+            }
+            if let (Handlers::Sink(sink), false) = (&self.handlers, delivered.is_empty()) {
+                sink.deliver(&delivered)
+                    .map_err(|error| BatchError::Handler { read: 0, error })?;
             }
             checkpoint::advance(conn, &self.checkpoint, position, handled, lease)?;
             Ok(Batch::Handled {
@@ -429,6 +476,7 @@ impl<'d, C: Database> Subscriber<'d, C> {
     fn handle_or_hold(
         &self,
         conn: &mut C,
+        dispatcher: &dyn Dispatch<C>,
         (event, position): (&AnyEvent, Position),
         held_back: &mut HashSet<(String, String)>,
     ) -> Result<(), Error> {
@@ -437,7 +485,9 @@ impl<'d, C: Database> Subscriber<'d, C> {
             let error = format!("held back behind an earlier event of {table} {id}");
             return held::hold(conn, &self.checkpoint, (event, position), &error);
         }
-        if let Err(error) = conn.write_transaction(|conn| self.handle_event(conn, event)) {
+        if let Err(error) =
+            conn.write_transaction(|conn| self.handle_event(conn, dispatcher, event))
+        {
             tracing::warn!(error = %error_chain(&error), subscription = %self.name,
                 "holding back an aggregate");
             held::hold(
@@ -457,6 +507,9 @@ impl<'d, C: Database> Subscriber<'d, C> {
     /// error is recorded and the rest of its aggregate stays held. Returns how many were
     /// handled, and how many are still held.
     pub fn retry_held(&self, conn: &mut C) -> Result<(u64, u64), Error> {
+        let Handlers::Dispatcher(dispatcher) = self.handlers else {
+            return Ok((0, 0));
+        };
         conn.write_transaction(|conn| {
             checkpoint::lock(conn, &self.checkpoint)?;
             let mut failing: HashSet<(String, String)> = HashSet::new();
@@ -468,7 +521,9 @@ impl<'d, C: Database> Subscriber<'d, C> {
                     continue;
                 }
                 let retried = match select_any_event(conn, &held.events_table, held.event_id)? {
-                    Some(event) => conn.write_transaction(|conn| self.handle_event(conn, &event)),
+                    Some(event) => {
+                        conn.write_transaction(|conn| self.handle_event(conn, dispatcher, &event))
+                    }
                     None => Err(Error::InvalidOption {
                         option: "Subscriber::retry_held",
                         reason: format!(
@@ -499,9 +554,14 @@ impl<'d, C: Database> Subscriber<'d, C> {
     }
 
     /// Runs the subscription's handlers on one event; a panic is the handler's error.
-    fn handle_event(&self, conn: &mut C, event: &AnyEvent) -> Result<(), Error> {
+    fn handle_event(
+        &self,
+        conn: &mut C,
+        dispatcher: &dyn Dispatch<C>,
+        event: &AnyEvent,
+    ) -> Result<(), Error> {
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.dispatcher.project(conn, &self.name, event)
+            dispatcher.project(conn, &self.name, event)
         }));
         run.unwrap_or_else(|payload| {
             Err(Error::Reactor {
