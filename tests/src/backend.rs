@@ -210,6 +210,13 @@ where
     conn
 }
 
+diesel::define_sql_function! {
+    /// Sleeps this many milliseconds, and returns them: registered on every connection of a
+    /// [`SqliteDb`], for triggers that slow a transaction down on purpose (PostgreSQL has
+    /// `pg_sleep`, MySQL `SLEEP`).
+    fn es_test_sleep(milliseconds: diesel::sql_types::BigInt) -> diesel::sql_types::BigInt;
+}
+
 /// A SQLite database in a temporary file (WAL needs a file for several connections).
 pub struct SqliteDb {
     _dir: Option<tempfile::TempDir>,
@@ -269,7 +276,15 @@ impl TestDb for SqliteDb {
     const SET_POSITION: &'static str =
         "UPDATE es_positions SET position = {} WHERE name = 'events'";
     fn connect(&self) -> SqliteConnection {
-        es_diesel::sqlite::establish(&self.path).expect("open SQLite")
+        let mut conn = es_diesel::sqlite::establish(&self.path).expect("open SQLite");
+        es_test_sleep_utils::register_impl(&mut conn, |milliseconds: i64| {
+            std::thread::sleep(std::time::Duration::from_millis(
+                u64::try_from(milliseconds).unwrap_or_default(),
+            ));
+            milliseconds
+        })
+        .expect("register es_test_sleep");
+        conn
     }
     fn worker_args(&self) -> Vec<String> {
         vec![Self::NAME.to_owned(), self.path.clone()]

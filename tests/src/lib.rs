@@ -6,6 +6,8 @@ pub mod commands;
 pub mod contract;
 pub mod domain;
 pub mod generative;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod reactors;
 pub mod subscriptions;
 

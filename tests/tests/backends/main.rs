@@ -15,6 +15,8 @@ mod dispatcher;
 mod leases;
 mod newcomer;
 mod queue;
+#[cfg(feature = "nats")]
+mod relay;
 mod reliability;
 mod store;
 mod subscriptions;
@@ -91,10 +93,12 @@ where
         .chain(bad_rows::checks::<D>())
         .chain(newcomer::checks::<D>())
         .chain(subscriptions::checks::<D>())
-        .chain(extra);
+        .chain(extra)
+        .map(|(name, check)| (name, check, skip.is_some()));
+    let checks = checks.chain(relay_checks::<D>(skip.is_some()));
     let fail_fast = std::env::var("ES_TESTS_FAIL_FAST").as_deref() == Ok("1");
     let mut trials: Vec<Trial> = checks
-        .map(|(name, check)| {
+        .map(|(name, check, ignored)| {
             let make = make.clone();
             let test = format!("{}::{name}", D::NAME);
             Trial::test(test.clone(), move || {
@@ -110,7 +114,7 @@ where
                 }
                 Ok(())
             })
-            .with_ignored_flag(skip.is_some())
+            .with_ignored_flag(ignored)
         })
         .collect();
     if let Some(reason) = skip {
@@ -133,6 +137,59 @@ where
     trials
 }
 
+/// The relay's checks on one backend, ignored without NATS (or without the backend).
+#[cfg(feature = "nats")]
+fn relay_checks<D: TestDb + 'static>(backend_skipped: bool) -> Vec<(&'static str, Check<D>, bool)>
+where
+    Task: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+    es_tests::subscriptions::SubscriptionDispatcher: es_diesel::Dispatch<D::Conn>,
+{
+    let ignored = backend_skipped || es_tests::nats::nats_url().is_none();
+    let no_server = es_tests::nats::NatsServer::binary().is_none();
+    relay::checks::<D>()
+        .into_iter()
+        .map(|(name, check)| {
+            let needs_server = name.contains("nats_restart");
+            (name, check, ignored || (needs_server && no_server))
+        })
+        .collect()
+}
+
+#[cfg(not(feature = "nats"))]
+fn relay_checks<D: TestDb + 'static>(_: bool) -> Vec<(&'static str, Check<D>, bool)> {
+    Vec::new()
+}
+
+/// The banner of a skipped NATS suite, and under `CI=true` a failing check.
+fn nats_suite() -> Vec<Trial> {
+    #[cfg(feature = "nats")]
+    let (skip, server) = (
+        es_tests::nats::nats_url()
+            .is_none()
+            .then_some("set NATS_URL to a NATS server with JetStream to run it"),
+        es_tests::nats::NatsServer::binary().is_none(),
+    );
+    #[cfg(not(feature = "nats"))]
+    let (skip, server) = (Some("built without feature `es-tests/nats`"), false);
+    let Some(reason) = skip.or(server.then_some(
+        "nats-server is not installed (NATS_SERVER or /usr/sbin/nats-server): the restart test \
+         cannot start a server of its own",
+    )) else {
+        return Vec::new();
+    };
+    eprintln!("\n*** NATS RELAY SUITE SKIPPED: {reason} ***\n");
+    if std::env::var("CI").as_deref() != Ok("true") {
+        return Vec::new();
+    }
+    let reason = reason.to_owned();
+    vec![Trial::test("nats::suite_runs_in_ci", move || {
+        Err(Failed::from(format!(
+            "CI=true but the suite was skipped: {reason}"
+        )))
+    })]
+}
+
 fn main() {
     let arguments = Arguments::from_args();
     let mut all = trials::<SqliteDb>(
@@ -151,6 +208,7 @@ fn main() {
     );
     all.extend(postgres_trials());
     all.extend(mysql_trials());
+    all.extend(nats_suite());
     libtest_mimic::run(&arguments, all).exit();
 }
 

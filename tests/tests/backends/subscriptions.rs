@@ -85,7 +85,7 @@ fn quick(lease: Duration) -> SubscriberOptions {
 }
 
 /// Creates the writers' aggregates.
-fn create_aggregates<D: TestDb>(db: &D)
+pub(crate) fn create_aggregates<D: TestDb>(db: &D)
 where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
@@ -107,7 +107,7 @@ where
 /// appends to random aggregates, held open a random while up to `hold` between them, one in
 /// twenty rolled back on purpose (its tasks' titles say [`DOOMED`]); a transaction that collides
 /// with another is rolled back too. Returns the transactions rolled back on purpose.
-fn write_concurrently<D: TestDb>(
+pub(crate) fn write_concurrently<D: TestDb>(
     db: &D,
     writers: usize,
     (events, stop): (usize, &AtomicBool),
@@ -177,7 +177,7 @@ where
 }
 
 /// Every committed event of the tasks and projects, by id: (tag, aggregate, version).
-fn committed_events<D: TestDb>(db: &D) -> BTreeMap<i64, (String, i64, i64)>
+pub(crate) fn committed_events<D: TestDb>(db: &D) -> BTreeMap<i64, (String, i64, i64)>
 where
     Task: AggregateTable<D::Conn>,
     Project: AggregateTable<D::Conn>,
@@ -203,7 +203,10 @@ where
 
 /// What `seen` holds is every committed event exactly once, none rolled back, and each
 /// aggregate's events in version order.
-fn assert_seen_exactly_once_in_order(seen: &[Seen], committed: &BTreeMap<i64, (String, i64, i64)>) {
+pub(crate) fn assert_seen_exactly_once_in_order(
+    seen: &[Seen],
+    committed: &BTreeMap<i64, (String, i64, i64)>,
+) {
     assert!(
         seen.iter().all(|row| !row.doomed),
         "an event of a rolled-back transaction was handled"

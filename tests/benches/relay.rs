@@ -1,0 +1,201 @@
+//! The NATS JetStream relay (`NATS_URL`, with JetStream), on SQLite (file, WAL) and on PostgreSQL
+//! when `PG_DATABASE_URL` is set:
+//!
+//! - R1: the backfill of a new relay over `BENCH_RELAY_EVENTS` events (200,000 over 20,000 tasks
+//!   by default) into a new stream, every message acknowledged, in batches of 1,000 (the
+//!   default) and 5,000 (the goal: at least 30,000 events/s);
+//! - R2: the live latency from a command's commit to a consumer (another process's view: a
+//!   `Consumer` applying the stream to a SQLite warehouse) while one writer commits a command every
+//!   2 ms (500 commands/s) for `BENCH_TAIL_SECONDS` (10), the relay polling every 20 ms: p50 and
+//!   p99.
+//!
+//! The relay's cost on the write path is P1 of the `workloads` bench run again while a relay
+//! follows (`P1+relay` there, with `NATS_URL` set).
+//!
+//! `cargo bench -p es-tests --bench relay`; `BENCH_ONLY=R1` or `R2` runs one.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use es_core::{AppendOptions, EventStore};
+use es_diesel::relay::{Consumer, ConsumerOptions, Relay, RelayOptions};
+use es_diesel::{AggregateTable, Database, DieselStore, Start, SubscriberOptions};
+use es_tests::backend::{SqliteDb, TestDb};
+use es_tests::domain::{Created, Task, TitleUpdated, write_task_histories};
+use es_tests::nats::{TestStream, nats_url};
+
+fn percentile(sorted: &[Duration], fraction: f64) -> f64 {
+    let index = ((sorted.len() as f64 * fraction).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index].as_secs_f64() * 1e3
+}
+
+/// Whether workload `id` runs: all of them unless `BENCH_ONLY` lists some.
+fn selected(id: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| {
+        only.split(',')
+            .any(|wanted| wanted.trim().eq_ignore_ascii_case(id))
+    })
+}
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+fn relay_options(stream: &TestStream) -> RelayOptions {
+    RelayOptions::new(stream.url(), stream.name()).tables(&["task_events"])
+}
+
+fn r1<C: Database>(conn: &mut C, url: &str, events: usize)
+where
+    Task: AggregateTable<C>,
+{
+    conn.batch_execute("DELETE FROM task_events; DELETE FROM tasks; DELETE FROM es_subscriptions")
+        .expect("empty the tables");
+    write_task_histories(&mut DieselStore::new(&mut *conn), (events / 10) as i64)
+        .expect("R1 history");
+    for batch in [1_000, 5_000] {
+        let stream = TestStream::new(url, &format!("bench_backfill_{batch}"));
+        let options = relay_options(&stream)
+            .subscriber(SubscriberOptions::default().batch(batch))
+            .ack_timeout(Duration::from_secs(30));
+        let relay = Relay::new(options).expect("a relay");
+        conn.batch_execute("DELETE FROM es_subscriptions")
+            .expect("a new relay");
+        let started = Instant::now();
+        let stats = relay.catch_up(conn).expect("backfill");
+        let rate = stats.handled as f64 / started.elapsed().as_secs_f64();
+        assert_eq!(stats.handled as usize, events);
+        assert_eq!(stream.messages() as usize, events);
+        println!(
+            "  R1  backfill of {events} events, batches of {batch:>5}, acknowledged  \
+             {rate:>8.0} events/s"
+        );
+    }
+}
+
+fn r2<C: Database>(connect: &(dyn Fn() -> C + Sync), url: &str, seconds: usize)
+where
+    Task: AggregateTable<C>,
+{
+    let stream = TestStream::new(url, "bench_live");
+    let mut conn = connect();
+    let mut store = DieselStore::new(&mut conn);
+    let created = Created {
+        title: "tail".into(),
+    };
+    store
+        .append(&0, created, &AppendOptions::default())
+        .expect("the tail's task");
+    let options = relay_options(&stream).subscriber(SubscriberOptions::default().start(Start::End));
+    let relay = Relay::new(options).expect("a relay");
+    let warehouse = SqliteDb::new();
+    let consumer = Consumer::new(
+        ConsumerOptions::new(url, stream.name(), "bench").wait(Duration::from_millis(50)),
+    )
+    .expect("a consumer");
+    let applied_at: Mutex<HashMap<i64, Instant>> = Mutex::default();
+    let stop = AtomicBool::new(false);
+    let commands = seconds * 500;
+    let committed: Vec<(i64, Instant)> = thread::scope(|scope| {
+        let relaying = scope.spawn(|| {
+            relay
+                .run(|| Ok::<_, std::convert::Infallible>(connect()), &stop)
+                .expect("the relay runs")
+        });
+        scope.spawn(|| {
+            let mut conn = warehouse.connect();
+            while !stop.load(Ordering::Relaxed) {
+                consumer
+                    .apply(&mut conn, |_, event| {
+                        let now = Instant::now();
+                        applied_at.lock().expect("applied").insert(event.id, now);
+                        Ok(())
+                    })
+                    .expect("the consumer applies");
+            }
+        });
+        // Let the relay claim its checkpoint and read to the end first.
+        thread::sleep(Duration::from_millis(500));
+        let start = Instant::now();
+        let mut committed = Vec::with_capacity(commands);
+        for n in 0..commands {
+            let due = start + Duration::from_millis(2 * n as u64);
+            thread::sleep(due.saturating_duration_since(Instant::now()));
+            let title = format!("tail {n}");
+            let appended = store
+                .append(&0, TitleUpdated { title }, &AppendOptions::default())
+                .expect("a command");
+            committed.push((appended.events[0].id, Instant::now()));
+        }
+        let rate = commands as f64 / start.elapsed().as_secs_f64();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while applied_at.lock().expect("applied").len() < commands && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        stop.store(true, Ordering::Relaxed);
+        relaying.join().expect("the relay");
+        println!("  R2  writer at {rate:.0} commands/s for {seconds} s");
+        committed
+    });
+    let applied_at = applied_at.into_inner().expect("applied");
+    let mut latencies: Vec<Duration> = committed
+        .iter()
+        .filter_map(|(id, at)| Some(applied_at.get(id)?.saturating_duration_since(*at)))
+        .collect();
+    assert_eq!(latencies.len(), committed.len(), "every event was applied");
+    latencies.sort();
+    println!(
+        "  R2  commit -> consumer, relay polling every 20 ms: p50 {:>6.2} ms   p99 {:>6.2} ms   \
+         max {:>6.2} ms",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0)
+    );
+}
+
+fn report<C: Database>(label: &str, connect: &(dyn Fn() -> C + Sync), url: &str)
+where
+    Task: AggregateTable<C>,
+{
+    println!("{label}");
+    if selected("R1") {
+        r1(
+            &mut connect(),
+            url,
+            env_number("BENCH_RELAY_EVENTS", 200_000),
+        );
+    }
+    if selected("R2") {
+        r2(connect, url, env_number("BENCH_TAIL_SECONDS", 10));
+    }
+}
+
+fn main() {
+    let Some(url) = nats_url() else {
+        println!("relay: SKIPPED (set NATS_URL to a NATS server with JetStream)");
+        return;
+    };
+    let sqlite = SqliteDb::new();
+    report(
+        "sqlite (file, WAL, synchronous=NORMAL)",
+        &|| sqlite.connect(),
+        &url,
+    );
+    match es_tests::backend::postgres_url() {
+        Some(pg) => {
+            let db = es_tests::backend::PgDb::new(&pg, "bench_relay");
+            report(
+                "postgres (TCP, synchronous_commit on)",
+                &|| db.connect(),
+                &url,
+            );
+        }
+        None => println!("postgres: SKIPPED (set PG_DATABASE_URL to a PostgreSQL database)"),
+    }
+}
