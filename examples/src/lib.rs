@@ -6,6 +6,8 @@ pub mod db;
 pub mod drip;
 pub mod meetings;
 pub mod todo;
+#[cfg(feature = "nats")]
+pub mod warehouse;
 
 use std::fmt::Display;
 use std::io::Write;

@@ -49,6 +49,14 @@ pub enum Ops {
         #[command(subcommand)]
         command: Option<SubscriptionsCommand>,
     },
+    /// The NATS JetStream relay mounted with `Cli::relay` (feature `nats`): its lag and last
+    /// error; a relay; a reset.
+    #[cfg(feature = "nats")]
+    Relay {
+        /// What to do (default: its status).
+        #[command(subcommand)]
+        command: Option<RelayCommand>,
+    },
     /// Prints the code of a new event (struct and calculator) or aggregate (diesel schema,
     /// model, and the migration of its tables on this database's backend), to paste.
     Generate {
@@ -194,6 +202,30 @@ pub enum SubscriptionsCommand {
     Retry {
         /// The subscription.
         name: String,
+    },
+}
+
+/// What `relay` does.
+#[cfg(feature = "nats")]
+#[derive(Debug, Clone, Subcommand)]
+pub enum RelayCommand {
+    /// Where the relay stands, how many events and how long it is behind, who holds it, and its
+    /// state (new, idle, held, failing with its last error). NATS need not be up.
+    Status,
+    /// Publishes the events behind the relay, then follows the feed until Ctrl-C; or, with
+    /// `--catch-up`, publishes what the feed holds now and stops.
+    Run {
+        /// Publish what the feed holds now, on this connection, then stop.
+        #[arg(long)]
+        catch_up: bool,
+    },
+    /// Moves the relay's checkpoint: its next batch publishes from there (the stream drops what
+    /// it still remembers within its duplicate window).
+    Reset {
+        /// `start` (every event again), `end` (only new events), a time, or an event id, as for
+        /// `subscriptions reset`.
+        #[arg(long, value_parser = parse_reset_to)]
+        to: Start,
     },
 }
 

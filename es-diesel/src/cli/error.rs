@@ -131,6 +131,9 @@ pub enum CliError {
         /// The command.
         command: &'static str,
     },
+    /// `relay` without a relay mounted.
+    #[error("`relay` needs the relay's options: mount them with `Cli::relay`")]
+    NoRelay,
     /// `docs` without a catalog directory.
     #[error("`docs` needs the catalog's directory: mount it with `Cli::catalog`")]
     NoCatalog,

@@ -69,9 +69,13 @@ mod args;
 mod error;
 mod generate;
 mod mount;
+#[cfg(feature = "nats")]
+mod relay;
 mod render;
 mod subscriptions;
 
+#[cfg(feature = "nats")]
+pub use self::args::RelayCommand;
 pub use self::args::{
     GenerateCommand, JobsCommand, LogArgs, Ops, ReplayArgs, ShowArgs, SubscriptionsCommand, Time,
 };
@@ -118,6 +122,8 @@ pub struct Cli<'a, C: Database> {
     catalog: Option<PathBuf>,
     worker: WorkerOptions,
     connect: Option<Connect<'a, C>>,
+    #[cfg(feature = "nats")]
+    relay: Option<crate::relay::RelayOptions>,
 }
 
 impl<C: Database> std::fmt::Debug for Cli<'_, C> {
@@ -143,6 +149,8 @@ impl<'a, C: Database> Cli<'a, C> {
             catalog: None,
             worker: WorkerOptions::default(),
             connect: None,
+            #[cfg(feature = "nats")]
+            relay: None,
         }
     }
 
@@ -192,6 +200,15 @@ impl<'a, C: Database> Cli<'a, C> {
         E: Into<ReactorError>,
     {
         self.connect = Some(Box::new(move || connect().map_err(Into::into)));
+        self
+    }
+
+    /// Mounts the NATS JetStream relay (feature `nats`): `relay` shows its lag and last error,
+    /// `relay run` runs it (on connections of its own: mount [`connect`](Self::connect) too),
+    /// `relay reset` moves it.
+    #[cfg(feature = "nats")]
+    pub fn relay(mut self, options: crate::relay::RelayOptions) -> Self {
+        self.relay = Some(options);
         self
     }
 
@@ -262,6 +279,10 @@ impl<'a, C: Database> Cli<'a, C> {
                 Ok(())
             }
             Ops::Stats { aggregate, json } => self.stats(conn, aggregate, *json, out),
+            #[cfg(feature = "nats")]
+            Ops::Relay { command } => {
+                self.relay_command(conn, command.as_ref().unwrap_or(&RelayCommand::Status), out)
+            }
         }
     }
 

@@ -105,7 +105,7 @@ impl<C: Database> Cli<'_, C> {
         }
     }
 
-    fn subscriber(&self, hold_back: bool) -> SubscriberOptions {
+    pub(super) fn subscriber(&self, hold_back: bool) -> SubscriberOptions {
         SubscriberOptions::default()
             .subscriber_id(self.worker.worker_id.clone())
             .hold_back(hold_back)
@@ -162,7 +162,7 @@ impl<C: Database> Cli<'_, C> {
 }
 
 /// Prints one line per subscription.
-fn list(statuses: &[SubscriptionStatus], out: &mut dyn Write) -> Result<(), CliError> {
+pub(super) fn list(statuses: &[SubscriptionStatus], out: &mut dyn Write) -> Result<(), CliError> {
     let width = statuses
         .iter()
         .map(|status| status.name.len())
