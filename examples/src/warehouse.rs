@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use es_core::{AppendOptions, EventStore, Metadata, RecordedEvent, Registry};
+use es_diesel::cli::Cli;
 use es_diesel::relay::{Consumer, ConsumerOptions, Relay, RelayOptions, relay_status};
-use es_diesel::{Database, DieselStore, ReactorError, Stores, dispatcher};
+use es_diesel::{AggregateTable, Database, DieselStore, ReactorError, Stores, dispatcher};
+use serde::Serialize;
 
 use crate::todo::schema::tasks;
 use crate::todo::{Assigned, Completed, Created, Task, TitleUpdated};
@@ -115,7 +117,10 @@ where
     store.append(&2, Completed {}, &by("bob"))?;
     writeln!(out, "  6 events on 3 tasks")?;
 
-    let options = RelayOptions::new(nats_url, stream).tables(&["task_events"]);
+    let options = relay_options(Nats {
+        url: nats_url,
+        stream,
+    });
     let relay = Relay::new(options.clone())?;
     if relay.delete_stream()? {
         eprintln!("stream {stream} of an earlier run deleted");
@@ -189,6 +194,22 @@ where
         writeln!(out, "  {:<20} {}", fact.tag, fact.events)?;
     }
     Ok(())
+}
+
+/// The app's relay: its tasks' events to `nats`.
+pub fn relay_options(nats: Nats<'_>) -> RelayOptions {
+    RelayOptions::new(nats.url, nats.stream).tables(&["task_events"])
+}
+
+/// The app's operator command line, with its relay to `nats` (`relay`, `relay reset`, `relay
+/// run`).
+pub fn cli<C: Database + Stores<Task>>(nats: Nats<'_>) -> Cli<'static, C>
+where
+    Task: AggregateTable<C> + Serialize,
+{
+    Cli::new("warehouse")
+        .aggregate::<Task>()
+        .relay(relay_options(nats))
 }
 
 /// Applies what the stream holds until a read brings nothing more.

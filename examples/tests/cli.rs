@@ -43,8 +43,10 @@ fn example_binary(example: &'static str) -> PathBuf {
             .filter_map(|path| modified(&path))
             .max();
         if modified(&binary) < library || !binary.exists() {
+            let features = if example == "warehouse" { "nats" } else { "" };
             let built = std::process::Command::new(env!("CARGO"))
                 .args(["build", "-q", "-p", "es-examples", "--example", example])
+                .args(["--features", features])
                 .status()
                 .expect("cargo runs");
             assert!(built.success(), "cargo build --example {example} failed");
@@ -59,6 +61,8 @@ struct Place {
     example: &'static str,
     dir: tempfile::TempDir,
     postgres: Option<(String, RunSchema)>,
+    /// More of the example's environment.
+    env: Vec<(&'static str, String)>,
 }
 
 impl Place {
@@ -76,12 +80,21 @@ impl Place {
                 let schema = RunSchema::new(&url, test);
                 (url, schema)
             }),
+            env: Vec::new(),
         }
+    }
+
+    /// This place with `name=value` in the example's environment.
+    #[cfg(feature = "nats")]
+    fn with_env(mut self, name: &'static str, value: String) -> Self {
+        self.env.push((name, value));
+        self
     }
 
     /// Points `command` at this place's database.
     fn database(&self, command: &mut std::process::Command) {
         command.current_dir(self.dir.path());
+        command.envs(self.env.iter().map(|(name, value)| (name, value)));
         match &self.postgres {
             Some((url, schema)) => command
                 .env("DATABASE_URL", url)
@@ -894,6 +907,77 @@ fn subscriptions_are_listed_reset_and_run_on_sqlite() {
 )]
 fn subscriptions_are_listed_reset_and_run_on_postgres() {
     subscriptions_are_listed_reset_and_run(Some(postgres_url("the subscriptions command line")));
+}
+
+/// The warehouse example's relay on its command line: after the story, `relay` shows it caught
+/// up; reset to the start it is 8 events behind; `relay run --catch-up` publishes them again and
+/// JetStream drops every copy (its message ids); then it is caught up again.
+#[cfg(feature = "nats")]
+fn relay_is_shown_reset_and_run(database_url: Option<String>) {
+    use es_diesel::relay::{Relay, RelayOptions};
+    let nats = std::env::var("NATS_URL").expect("NATS_URL is set (CI=true needs it)");
+    let stream = format!("ES_CLI_RELAY_{:08X}", fastrand::u32(..));
+    let place = Place::of("warehouse", database_url, "cli_relay")
+        .with_env("NATS_URL", nats.clone())
+        .with_env("NATS_STREAM", stream.clone());
+    let story = place.ok(&[]);
+    assert!(
+        story.contains("They equal the app's, field for field: true"),
+        "{story}"
+    );
+    // name, position, handled, behind, ...; the last column is the state.
+    let row = |status: String| -> Vec<String> {
+        let mut lines = status.lines();
+        assert_eq!(
+            lines.next(),
+            Some(format!("relay to NATS stream {stream} at {nats}").as_str())
+        );
+        let row = lines.nth(1).expect("the relay's line");
+        row.split_whitespace().map(str::to_owned).collect()
+    };
+    let caught_up = row(place.ok(&["relay"]));
+    assert_eq!(caught_up[0], format!("relay:{stream}"));
+    assert_eq!((caught_up[2].as_str(), caught_up[3].as_str()), ("8", "0"));
+    assert_eq!(caught_up.last().map(String::as_str), Some("idle"));
+    assert_eq!(
+        place.ok(&["relay", "reset", "--to", "start"]),
+        format!("relay:{stream} reset to after 0\n")
+    );
+    let behind = row(place.ok(&["relay", "status"]));
+    assert_eq!(behind[3], "8", "{behind:?}");
+    assert_eq!(
+        place.ok(&["relay", "run", "--catch-up"]),
+        format!(
+            "relay:{stream}: 0 events published (8 already in the stream) in 1 batches, 0 errors\n"
+        )
+    );
+    let again = row(place.ok(&["relay"]));
+    assert_eq!(again[3], "0", "{again:?}");
+    let deleted = Relay::new(RelayOptions::new(nats, stream))
+        .and_then(|relay| relay.delete_stream())
+        .expect("delete the test's stream");
+    assert!(deleted);
+}
+
+#[test]
+#[cfg(feature = "nats")]
+#[cfg_attr(
+    not(nats_suite),
+    ignore = "NATS_URL is not set: the relay's command line is not tested"
+)]
+fn relay_is_shown_reset_and_run_on_sqlite() {
+    relay_is_shown_reset_and_run(None);
+}
+
+#[test]
+#[cfg(feature = "nats")]
+#[cfg_attr(
+    not(all(nats_suite, postgres_suite)),
+    ignore = "NATS_URL or PG_DATABASE_URL is not set: the relay's command line on PostgreSQL is \
+              not tested"
+)]
+fn relay_is_shown_reset_and_run_on_postgres() {
+    relay_is_shown_reset_and_run(Some(postgres_url("the relay's command line")));
 }
 
 /// The result of a `SELECT COUNT(*) AS value`.

@@ -2,7 +2,8 @@
 //! runs after a warm-up, reported as absolute rates and as ratios to the hand-written baseline.
 //!
 //! - P1: one command creating one event on an existing aggregate (lock, decide, apply, save,
-//!   insert, one trigger reactor, one async job) vs the same statements by hand;
+//!   insert, one trigger reactor, one async job) vs the same statements by hand; then again
+//!   (`P1+relay`) while a relay publishes the events to NATS, when `NATS_URL` is set;
 //! - P2: one command creating 100 events vs a hand-written multi-row insert;
 //! - P3: a full replay (aggregates written back) vs a typed diesel scan + serde decode of the same
 //!   rows, with the peak resident memory before and after;
@@ -16,6 +17,7 @@
 //! the default is the 1,000,000 events over 100,000 aggregates; `BENCH_ONLY=P1,P3` runs
 //! only those workloads, to profile one).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -26,9 +28,10 @@ use diesel::sql_types::{BigInt, Text, Timestamptz};
 use es_core::{
     AppendOptions, AsOf, Command, Event, EventStore, Metadata, NewEvent, Rejection, Transactional,
 };
+use es_diesel::relay::{Relay, RelayOptions};
 use es_diesel::{
-    AggregateTable, Database, DieselStore, Dispatch, JobContext, ReactorError, Recorded,
-    TriggerContext, dispatcher,
+    AggregateTable, Database, DieselStore, Dispatch, JobContext, ReactorError, Recorded, Start,
+    SubscriberOptions, TriggerContext, dispatcher,
 };
 use es_tests::backend::{SqliteDb, TestDb};
 use es_tests::domain::schema::tasks;
@@ -370,6 +373,50 @@ where
     BenchDispatcher: Dispatch<C>,
 {
     create_tasks(conn, 1..P1_AGGREGATES + 1);
+    p1_runs(conn, "P1", "command: 1 event, 1 trigger, 1 job");
+}
+
+/// P1 again while a relay publishes the tasks' events to NATS (`NATS_URL`) from the end of the
+/// feed: the relay's cost on the write path (its reads of the feed and its checkpoint's writes
+/// beside the commands). Skipped without `NATS_URL`.
+fn p1_with_relay<C: Baseline>(conn: &mut C, connect: &(dyn Fn() -> C + Sync))
+where
+    Task: AggregateTable<C>,
+    BenchDispatcher: Dispatch<C>,
+{
+    let Some(url) = es_tests::nats::nats_url() else {
+        println!("  P1+relay SKIPPED (set NATS_URL to a NATS server with JetStream)");
+        return;
+    };
+    let stream = es_tests::nats::TestStream::new(&url, "bench_p1_relay");
+    let options = RelayOptions::new(stream.url(), stream.name())
+        .tables(&["task_events"])
+        .subscriber(SubscriberOptions::default().start(Start::End));
+    let relay = Relay::new(options).expect("a relay");
+    let stop = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let relaying = scope.spawn(|| {
+            relay
+                .run(|| Ok::<_, std::convert::Infallible>(connect()), &stop)
+                .expect("the relay runs")
+        });
+        thread::sleep(Duration::from_millis(500));
+        p1_runs(conn, "P1+relay", "P1 while a relay publishes to NATS");
+        stop.store(true, Ordering::Relaxed);
+        relaying.join().expect("the relay");
+    });
+    println!(
+        "      (the relay published {} events meanwhile)",
+        relay.stats().published
+    );
+}
+
+/// P1's runs on its tasks, reported as `id`.
+fn p1_runs<C: Baseline>(conn: &mut C, id: &str, what: &str)
+where
+    Task: AggregateTable<C>,
+    BenchDispatcher: Dispatch<C>,
+{
     let mut ours = Vec::new();
     let mut by_hand = Vec::new();
     for run in 0..=RUNS {
@@ -393,13 +440,7 @@ where
         by_hand.push(P1_COMMANDS as f64 / start.elapsed().as_secs_f64());
     }
     let (ours, by_hand) = (median(ours[1..].to_vec()), median(by_hand[1..].to_vec()));
-    line(
-        "P1",
-        "command: 1 event, 1 trigger, 1 job",
-        ours,
-        by_hand,
-        "cmds/s",
-    );
+    line(id, what, ours, by_hand, "cmds/s");
 }
 
 fn p2<C: Baseline>(conn: &mut C)
@@ -561,6 +602,7 @@ where
     let mut conn = connect();
     if selected("P1") {
         p1(&mut conn);
+        p1_with_relay(&mut conn, connect);
     }
     if selected("P2") {
         p2(&mut conn);
