@@ -455,8 +455,9 @@ pub use schema::{create_tables, ddl, migration_sql};
 pub use sql_types::UtcDateTime;
 pub use store::{DEFAULT_REPLAY_BATCH, DieselStore};
 pub use subscription::{
-    HeldEvent, Position, Start, Subscriber, SubscriberOptions, SubscriberStats, SubscriptionStatus,
-    has_handled, held_events, reset_subscription, retire_subscription, shard_of, subscriptions,
+    HeldEvent, Position, Sink, Start, Subscriber, SubscriberOptions, SubscriberStats,
+    SubscriptionStatus, has_handled, held_events, reset_subscription, retire_subscription,
+    shard_of, subscriptions,
 };
 pub use table::{AggregateTable, Locked, Stores};
 pub use text_uuid::TextUuid;

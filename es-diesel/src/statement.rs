@@ -61,7 +61,9 @@ impl<'a, DB: Backend> Statement<'a, DB> {
         self
     }
 
-    /// Binds `value` as SQL type `ST` where the text has reached.
+    /// Binds `value` as SQL type `ST` where the text has reached (the server backends' times;
+    /// SQLite's are text).
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
     pub(crate) fn bind<ST, V>(self, value: V) -> Self
     where
         V: diesel::expression::AsExpression<ST>,

@@ -111,13 +111,15 @@ where
         scope.spawn(|| {
             let mut conn = warehouse.connect();
             while !stop.load(Ordering::Relaxed) {
-                consumer
-                    .apply(&mut conn, |_, event| {
-                        let now = Instant::now();
-                        applied_at.lock().expect("applied").insert(event.id, now);
-                        Ok(())
-                    })
-                    .expect("the consumer applies");
+                let applied = consumer.apply(&mut conn, |_, event| {
+                    let now = Instant::now();
+                    applied_at.lock().expect("applied").insert(event.id, now);
+                    Ok(())
+                });
+                // Until the relay's first batch the stream does not exist: try again.
+                if applied.is_err() {
+                    thread::sleep(Duration::from_millis(1));
+                }
             }
         });
         // Let the relay claim its checkpoint and read to the end first.

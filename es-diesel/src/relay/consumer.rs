@@ -14,7 +14,7 @@ use chrono::TimeDelta;
 use es_core::Error;
 use futures_util::{FutureExt, StreamExt};
 
-use super::{broker, message};
+use super::{broker, connect, message};
 use crate::database::Database;
 use crate::dispatch::Dispatch;
 use crate::events::AnyEvent;
@@ -120,27 +120,7 @@ impl Consumer {
                 reason: "a batch applies at least one event".to_owned(),
             });
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("es-consumer")
-            .enable_all()
-            .build()
-            .map_err(|source| broker(&options.stream, "start the consumer's runtime", source))?;
-        let client = runtime
-            .block_on(
-                async_nats::ConnectOptions::new()
-                    .name("es-consumer")
-                    .retry_on_initial_connect()
-                    .connect(options.url.as_str()),
-            )
-            .map_err(|source| {
-                broker(
-                    &options.stream,
-                    &format!("connect to {}", options.url),
-                    source,
-                )
-            })?;
-        let jetstream = runtime.block_on(async { jetstream::new(client) });
+        let (runtime, jetstream) = connect("es-consumer", &options.url, &options.stream)?;
         Ok(Self {
             options,
             runtime,

@@ -208,27 +208,7 @@ impl Relay {
             .iter()
             .map(|event| (event.events_table, event.aggregate))
             .collect();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("es-relay")
-            .enable_all()
-            .build()
-            .map_err(|source| broker(&options.stream, "start the relay's runtime", source))?;
-        let client = runtime
-            .block_on(
-                async_nats::ConnectOptions::new()
-                    .name("es-relay")
-                    .retry_on_initial_connect()
-                    .connect(options.url.as_str()),
-            )
-            .map_err(|source| {
-                broker(
-                    &options.stream,
-                    &format!("connect to {}", options.url),
-                    source,
-                )
-            })?;
-        let mut jetstream = runtime.block_on(async { jetstream::new(client) });
+        let (runtime, mut jetstream) = connect("es-relay", &options.url, &options.stream)?;
         jetstream.set_timeout(options.ack_timeout);
         let publisher = Publisher {
             stream: options.stream.clone(),
@@ -443,6 +423,33 @@ impl Sink for Publisher {
     fn deliver(&self, events: &[(Position, &AnyEvent)]) -> Result<(), Error> {
         self.runtime.block_on(self.publish(events))
     }
+}
+
+/// A runtime of one worker thread named `name`, and a JetStream context on it whose client
+/// connects to `url` in the background (and keeps trying while the server is down), for stream
+/// `stream`.
+fn connect(
+    name: &str,
+    url: &str,
+    stream: &str,
+) -> Result<(tokio::runtime::Runtime, jetstream::Context), Error> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .map_err(|source| broker(stream, &format!("start the runtime of {name}"), source))?;
+    let client = runtime
+        .block_on(
+            async_nats::ConnectOptions::new()
+                .name(name)
+                .retry_on_initial_connect()
+                .connect(url),
+        )
+        .map_err(|source| broker(stream, &format!("connect to {url}"), source))?;
+    // The context spawns on the runtime as it is made.
+    let jetstream = runtime.block_on(async { jetstream::new(client) });
+    Ok((runtime, jetstream))
 }
 
 /// An [`Error::Broker`] about the stream as a whole.

@@ -29,8 +29,7 @@ use es_core::Error;
 
 pub use self::held::HeldEvent;
 pub use self::options::{SubscriberOptions, SubscriberStats};
-pub(crate) use self::subscriber::Sink;
-pub use self::subscriber::Subscriber;
+pub use self::subscriber::{Sink, Subscriber};
 use crate::database::Database;
 use crate::dispatch::Dispatch;
 pub use crate::events::Position;

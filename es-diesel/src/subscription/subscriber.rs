@@ -68,11 +68,14 @@ enum Handlers<'d, C> {
     Sink(&'d dyn Sink),
 }
 
-/// A destination outside the database that a subscription delivers its events to (the NATS
-/// relay): [`deliver`](Sink::deliver) returns once the destination has them all, so that the
-/// checkpoint moves past them only then; an error rolls the batch back and it is delivered again,
-/// so the destination must drop what it already has (by the event's identity).
-pub(crate) trait Sink: Sync {
+/// A destination outside the database that a subscriber delivers its events to, batch by batch
+/// ([`Subscriber::to_sink`]; the NATS relay is one): [`deliver`](Sink::deliver) returns once the
+/// destination has them all, and the checkpoint moves past them only then, in the batch's
+/// transaction. An error rolls the batch back (recorded as the checkpoint's last error) and the
+/// batch is delivered again after a growing wait; so is a batch whose subscriber died before its
+/// commit. The destination must drop what it already has, by the event's identity (its events
+/// table, aggregate id and version).
+pub trait Sink: Sync {
     /// Delivers one batch's events, in feed order, each with its position.
     fn deliver(&self, events: &[(Position, &AnyEvent)]) -> Result<(), Error>;
 }
@@ -116,29 +119,40 @@ impl<'d, C: Database> Subscriber<'d, C> {
         options: SubscriberOptions,
     ) -> Result<Self, Error> {
         let tables = subscription_tables(dispatcher, name)?;
-        let owner = format!("{}/{:08x}", options.subscriber_id, fastrand::u32(..));
-        Ok(Self {
-            handlers: Handlers::Dispatcher(dispatcher),
-            name: name.to_owned(),
-            checkpoint: name.to_owned(),
-            shard: None,
+        Ok(Self::reading(
+            name,
             tables,
+            Handlers::Dispatcher(dispatcher),
             options,
-            owner,
-        })
+        ))
     }
 
-    /// The subscriber of the checkpoint `name` that reads `tables` and delivers each batch to
-    /// `sink`.
-    pub(crate) fn to_sink(
+    /// The subscriber of checkpoint `name` that reads the feed of `tables` (events tables) and
+    /// delivers each batch to `sink`: in one total order, each aggregate's events in version
+    /// order, under a lease, as [`new`](Self::new)'s subscriber runs handlers. Each batch is
+    /// delivered before a short transaction moves the checkpoint, so no write lock is held while
+    /// the destination answers. [`SubscriberOptions::hold_back`] does not apply: a failed delivery
+    /// holds the whole feed.
+    pub fn to_sink(
         name: &str,
         tables: Vec<&'static str>,
         sink: &'d dyn Sink,
         options: SubscriberOptions,
     ) -> Self {
+        Self::reading(name, tables, Handlers::Sink(sink), options)
+    }
+
+    /// The subscriber of subscription `name` reading `tables` for `handlers`, with an owner's
+    /// name of its own.
+    fn reading(
+        name: &str,
+        tables: Vec<&'static str>,
+        handlers: Handlers<'d, C>,
+        options: SubscriberOptions,
+    ) -> Self {
         let owner = format!("{}/{:08x}", options.subscriber_id, fastrand::u32(..));
         Self {
-            handlers: Handlers::Sink(sink),
+            handlers,
             name: name.to_owned(),
             checkpoint: name.to_owned(),
             shard: None,
@@ -419,6 +433,10 @@ impl<'d, C: Database> Subscriber<'d, C> {
         // the checkpoint: a horizon taken after would wait for this very transaction.
         let horizon = conn.feed_horizon()?;
         let lease = checked_delta("SubscriberOptions::lease", self.options.lease)?;
+        let dispatcher = match self.handlers {
+            Handlers::Dispatcher(dispatcher) => dispatcher,
+            Handlers::Sink(sink) => return self.deliver_then(conn, sink, (limit, horizon), then),
+        };
         conn.write_transaction(|conn| {
             let Some(row) = checkpoint::lock(conn, &self.checkpoint)? else {
                 return Ok(Batch::Held(
@@ -436,30 +454,95 @@ impl<'d, C: Database> Subscriber<'d, C> {
                 None
             };
             let mut handled = 0;
-            let mut delivered = Vec::new();
             for (read, (at, event)) in events.iter().enumerate() {
                 position = *at;
-                if let Some((index, count)) = self.shard {
-                    if shard_of(&event.aggregate_id, count) != index {
-                        continue;
-                    }
+                if !self.reads(event) {
+                    continue;
                 }
-                match (&self.handlers, held_back.as_mut()) {
-                    (Handlers::Sink(_), _) => delivered.push((*at, event)),
-                    (Handlers::Dispatcher(dispatcher), Some(held_back)) => {
-                        self.handle_or_hold(conn, *dispatcher, (event, *at), held_back)?;
+                match held_back.as_mut() {
+                    Some(held_back) => {
+                        self.handle_or_hold(conn, dispatcher, (event, *at), held_back)?;
                     }
-                    (Handlers::Dispatcher(dispatcher), None) => self
-                        .handle_event(conn, *dispatcher, event)
+                    None => self
+                        .handle_event(conn, dispatcher, event)
                         .map_err(|error| BatchError::Handler { read, error })?,
                 }
                 handled += 1;
             }
-            if let (Handlers::Sink(sink), false) = (&self.handlers, delivered.is_empty()) {
-                sink.deliver(&delivered)
-                    .map_err(|error| BatchError::Handler { read: 0, error })?;
-            }
             checkpoint::advance(conn, &self.checkpoint, position, handled, lease)?;
+            Ok(Batch::Handled {
+                read: events.len(),
+                handled,
+                position,
+                horizon,
+                then: then(conn)?,
+            })
+        })
+    }
+
+    /// Whether the event is this subscriber's: of its shard, if it reads one.
+    fn reads(&self, event: &AnyEvent) -> bool {
+        self.shard
+            .is_none_or(|(index, count)| shard_of(&event.aggregate_id, count) == index)
+    }
+
+    /// A batch of a sink: reads up to `limit` events after the checkpoint (below `horizon`),
+    /// delivers them, then moves the checkpoint past them and runs `then` in one short write
+    /// transaction — if the checkpoint is still this subscriber's and still where the batch
+    /// started (a reset meanwhile wins: the next batch reads from there). Delivering outside the
+    /// transaction keeps the database's write lock (SQLite's only one) free while the sink waits
+    /// for its destination; the lease keeps other subscribers of the checkpoint away meanwhile,
+    /// and one that takes it over after the lease expired delivers the same events in the same
+    /// order, which the sink drops as copies.
+    fn deliver_then<T>(
+        &self,
+        conn: &mut C,
+        sink: &dyn Sink,
+        (limit, horizon): (usize, Option<i64>),
+        then: impl FnOnce(&mut C) -> Result<T, Error>,
+    ) -> Result<Batch<T>, BatchError> {
+        let lease = checked_delta("SubscriberOptions::lease", self.options.lease)?;
+        let held = |row: Option<checkpoint::Checkpoint>| match row {
+            None => Some("nobody (the subscription has no row)".to_owned()),
+            Some(row) if row.owner.as_deref() != Some(self.owner.as_str()) => {
+                Some(row.owner.unwrap_or_default())
+            }
+            Some(_) => None,
+        };
+        // One snapshot for the checkpoint and every table's events: reads of the tables in
+        // snapshots of their own could each see another set of commits, and skip some.
+        let (row, events) = conn.snapshot_transaction(|conn| {
+            let row = checkpoint::read(conn, &self.checkpoint)?;
+            let start = row.as_ref().map_or(Position::START, |row| row.position);
+            let events = read_feed(conn, &self.tables, start, horizon, limit)?;
+            Ok((row, events))
+        })?;
+        if let Some(owner) = held(row.clone()) {
+            return Ok(Batch::Held(owner));
+        }
+        let start = row.map_or(Position::START, |row| row.position);
+        let position = events.last().map_or(start, |(at, _)| *at);
+        let delivered: Vec<(Position, &AnyEvent)> = events
+            .iter()
+            .filter(|(_, event)| self.reads(event))
+            .map(|(at, event)| (*at, event))
+            .collect();
+        if !delivered.is_empty() {
+            sink.deliver(&delivered)
+                .map_err(|error| BatchError::Handler { read: 0, error })?;
+        }
+        conn.write_transaction(|conn| {
+            let row = checkpoint::lock(conn, &self.checkpoint)?;
+            if let Some(owner) = held(row.clone()) {
+                return Ok(Batch::Held(owner));
+            }
+            let now = row.map_or(start, |row| row.position);
+            let (handled, position) = if now == start {
+                checkpoint::advance(conn, &self.checkpoint, position, delivered.len(), lease)?;
+                (delivered.len(), position)
+            } else {
+                (0, now)
+            };
             Ok(Batch::Handled {
                 read: events.len(),
                 handled,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection;
 use es_core::{Error, EventStore, Transactional};
 use es_diesel::{
-    AggregateTable, DieselStore, Dispatch, Position, Start, Subscriber, SubscriberOptions,
+    AggregateTable, DieselStore, Dispatch, Position, Sink, Start, Subscriber, SubscriberOptions,
     held_events, reset_subscription, subscriptions,
 };
 use es_tests::backend::TestDb;
@@ -62,6 +62,10 @@ where
         (
             "a_subscription_starts_and_resets_where_it_is_told",
             a_subscription_starts_and_resets_where_it_is_told::<D>,
+        ),
+        (
+            "a_sink_gets_the_feed_in_order_and_a_failed_batch_again",
+            a_sink_gets_the_feed_in_order_and_a_failed_batch_again::<D>,
         ),
     ]
 }
@@ -796,4 +800,67 @@ where
         SubscriberOptions::default(),
     );
     assert!(matches!(unknown, Err(Error::UnknownSubscription { .. })));
+}
+
+/// A destination outside the database: the events it was given, by id, in the order it got
+/// them; its next `failures` deliveries fail after taking their events (a destination that got a
+/// batch and then lost the connection).
+struct Collected {
+    events: std::sync::Mutex<Vec<i64>>,
+    failures: AtomicU64,
+}
+
+impl Sink for Collected {
+    fn deliver(&self, events: &[(Position, &es_diesel::AnyEvent)]) -> Result<(), Error> {
+        let mut collected = self.events.lock().unwrap();
+        collected.extend(events.iter().map(|(_, event)| event.id));
+        let failing = self.failures.load(Ordering::Relaxed);
+        if failing > 0 {
+            self.failures.store(failing - 1, Ordering::Relaxed);
+            return Err(Error::InvalidOption {
+                option: "test",
+                reason: "the destination went away".to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A subscriber delivering to a [`Sink`] gives it the feed of its tables in feed order, in
+/// batches; a failed delivery holds the feed, is recorded, and the same batch is delivered again,
+/// so the destination (dropping copies by id) ends with every event once, in order.
+fn a_sink_gets_the_feed_in_order_and_a_failed_batch_again<D: TestDb>(db: &D)
+where
+    Task: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+    SubscriptionDispatcher: Dispatch<D::Conn>,
+{
+    create_aggregates(db);
+    let committed: Vec<i64> = committed_events(db).into_keys().collect();
+    let sink = Collected {
+        events: std::sync::Mutex::default(),
+        failures: AtomicU64::new(1),
+    };
+    let tables = vec!["task_events", "project_events"];
+    let options = SubscriberOptions::default().batch(300);
+    let subscriber = Subscriber::to_sink("collected", tables, &sink, options);
+    let mut conn = db.connect();
+    let failed = subscriber.catch_up(&mut conn).unwrap_err();
+    assert!(
+        failed.to_string().contains("the destination went away"),
+        "{failed}"
+    );
+    let status = subscriptions(&mut conn, &SubscriptionDispatcher).unwrap();
+    let row = status.iter().find(|row| row.name == "collected").unwrap();
+    assert_eq!((row.position, row.handled), (Some(Position::START), 0));
+    assert!(row.last_error.as_deref().unwrap().contains("went away"));
+    let stats = subscriber.catch_up(&mut conn).unwrap();
+    assert_eq!(stats.handled as usize, committed.len());
+    let delivered = sink.events.into_inner().unwrap();
+    assert_eq!(delivered[..300], committed[..300], "the failed batch");
+    assert_eq!(
+        delivered[300..],
+        committed[..],
+        "then every event, in order"
+    );
 }
