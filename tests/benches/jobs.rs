@@ -15,6 +15,7 @@ use es_diesel::{
     WorkerOptions, dispatcher, job_counts,
 };
 use es_tests::backend::{SqliteDb, TestDb};
+use es_tests::bench::median;
 use es_tests::domain::{Project, ProjectStarted};
 
 const JOBS: i64 = 3_000;
@@ -39,11 +40,6 @@ dispatcher! {
     /// One async reactor per project started.
     struct BenchDispatcher;
     ProjectStarted => async: [note_latency];
-}
-
-fn median(mut runs: Vec<f64>) -> f64 {
-    runs.sort_by(f64::total_cmp);
-    runs[runs.len() / 2]
 }
 
 fn percentile(sorted: &[f64], fraction: f64) -> f64 {

@@ -24,28 +24,9 @@ use es_core::{AppendOptions, EventStore};
 use es_diesel::relay::{Consumer, ConsumerOptions, Relay, RelayOptions};
 use es_diesel::{AggregateTable, Database, DieselStore, Start, SubscriberOptions};
 use es_tests::backend::{SqliteDb, TestDb};
+use es_tests::bench::{env_number, percentile_ms, selected};
 use es_tests::domain::{Created, Task, TitleUpdated, write_task_histories};
 use es_tests::nats::{TestStream, nats_url};
-
-fn percentile(sorted: &[Duration], fraction: f64) -> f64 {
-    let index = ((sorted.len() as f64 * fraction).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[index].as_secs_f64() * 1e3
-}
-
-/// Whether workload `id` runs: all of them unless `BENCH_ONLY` lists some.
-fn selected(id: &str) -> bool {
-    std::env::var("BENCH_ONLY").map_or(true, |only| {
-        only.split(',')
-            .any(|wanted| wanted.trim().eq_ignore_ascii_case(id))
-    })
-}
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
 
 fn relay_options(stream: &TestStream) -> RelayOptions {
     RelayOptions::new(stream.url(), stream.name()).tables(&["task_events"])
@@ -155,9 +136,9 @@ where
     println!(
         "  R2  commit -> consumer, relay polling every 20 ms: p50 {:>6.2} ms   p99 {:>6.2} ms   \
          max {:>6.2} ms",
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        percentile(&latencies, 1.0)
+        percentile_ms(&latencies, 0.5),
+        percentile_ms(&latencies, 0.99),
+        percentile_ms(&latencies, 1.0)
     );
 }
 

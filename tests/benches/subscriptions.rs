@@ -22,6 +22,7 @@ use es_diesel::{
     SubscriberOptions, dispatcher,
 };
 use es_tests::backend::{SqliteDb, TestDb};
+use es_tests::bench::{env_number, percentile_ms, selected};
 use es_tests::domain::{Created, Task, TitleUpdated, write_task_histories};
 
 /// S1's handler: nothing, so that the subscription's own cost is measured.
@@ -53,26 +54,6 @@ dispatcher! {
 
 fn options() -> AppendOptions {
     AppendOptions::default()
-}
-
-fn percentile(sorted: &[Duration], fraction: f64) -> f64 {
-    let index = ((sorted.len() as f64 * fraction).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[index].as_secs_f64() * 1e3
-}
-
-/// Whether workload `id` runs: all of them unless `BENCH_ONLY` lists some.
-fn selected(id: &str) -> bool {
-    std::env::var("BENCH_ONLY").map_or(true, |only| {
-        only.split(',')
-            .any(|wanted| wanted.trim().eq_ignore_ascii_case(id))
-    })
-}
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
 }
 
 fn s1<C: Database>(conn: &mut C, events: usize)
@@ -173,9 +154,9 @@ where
     println!(
         "  S2  commit -> handler, subscriber polling every 20 ms: p50 {:>6.2} ms   p99 {:>6.2} ms   \
          max {:>6.2} ms",
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        percentile(&latencies, 1.0)
+        percentile_ms(&latencies, 0.5),
+        percentile_ms(&latencies, 0.99),
+        percentile_ms(&latencies, 1.0)
     );
 }
 

@@ -34,6 +34,7 @@ use es_diesel::{
     SubscriberOptions, TriggerContext, dispatcher,
 };
 use es_tests::backend::{SqliteDb, TestDb};
+use es_tests::bench::{median, selected};
 use es_tests::domain::schema::tasks;
 use es_tests::domain::{Created, Project, Task, TitleUpdated, write_task_histories};
 use validator::Validate;
@@ -97,11 +98,6 @@ impl Command for Retitle {
 
 fn options() -> AppendOptions {
     AppendOptions::with_metadata(Metadata::by_actor("bench").with_request_id("req-1"))
-}
-
-fn median(mut runs: Vec<f64>) -> f64 {
-    runs.sort_by(f64::total_cmp);
-    runs[runs.len() / 2]
 }
 
 fn percentile(sorted: &[Duration], fraction: f64) -> f64 {
@@ -373,12 +369,50 @@ where
     BenchDispatcher: Dispatch<C>,
 {
     create_tasks(conn, 1..P1_AGGREGATES + 1);
-    p1_runs(conn, "P1", "command: 1 event, 1 trigger, 1 job");
+    let mut ours = Vec::new();
+    let mut by_hand = Vec::new();
+    for run in 0..=RUNS {
+        ours.push(p1_ours(conn, &format!("ours-{run}")));
+        let start = Instant::now();
+        for n in 0..P1_COMMANDS {
+            let id = n as i64 % P1_AGGREGATES + 1;
+            conn.retitle_by_hand(id, &format!("hand-{run}-{n}-"))
+                .expect("P1 by hand");
+        }
+        by_hand.push(P1_COMMANDS as f64 / start.elapsed().as_secs_f64());
+    }
+    let (ours, by_hand) = (median(ours[1..].to_vec()), median(by_hand[1..].to_vec()));
+    line(
+        "P1",
+        "command: 1 event, 1 trigger, 1 job",
+        ours,
+        by_hand,
+        "cmds/s",
+    );
 }
 
-/// P1 again while a relay publishes the tasks' events to NATS (`NATS_URL`) from the end of the
-/// feed: the relay's cost on the write path (its reads of the feed and its checkpoint's writes
-/// beside the commands). Skipped without `NATS_URL`.
+/// One run of P1's commands, titled `run`: commands/s.
+fn p1_ours<C: Baseline>(conn: &mut C, run: &str) -> f64
+where
+    Task: AggregateTable<C>,
+    BenchDispatcher: Dispatch<C>,
+{
+    let start = Instant::now();
+    let mut store = DieselStore::new(&mut *conn).with_dispatcher(&BenchDispatcher);
+    for n in 0..P1_COMMANDS {
+        let command = Retitle {
+            task: n as i64 % P1_AGGREGATES + 1,
+            title: format!("{run}-{n}-"),
+            events: 1,
+        };
+        store.execute(&command, &options()).expect("P1 command");
+    }
+    P1_COMMANDS as f64 / start.elapsed().as_secs_f64()
+}
+
+/// P1's commands with and without a relay publishing the tasks' events to NATS (`NATS_URL`),
+/// run after run alternately: the relay's cost on the write path (its reads of the feed and its
+/// checkpoint's writes beside the commands). Skipped without `NATS_URL`.
 fn p1_with_relay<C: Baseline>(conn: &mut C, connect: &(dyn Fn() -> C + Sync))
 where
     Task: AggregateTable<C>,
@@ -393,54 +427,29 @@ where
         .tables(&["task_events"])
         .subscriber(SubscriberOptions::default().start(Start::End));
     let relay = Relay::new(options).expect("a relay");
-    let stop = AtomicBool::new(false);
-    thread::scope(|scope| {
-        let relaying = scope.spawn(|| {
-            relay
-                .run(|| Ok::<_, std::convert::Infallible>(connect()), &stop)
-                .expect("the relay runs")
+    let mut without = Vec::new();
+    let mut with = Vec::new();
+    for run in 0..=RUNS {
+        without.push(p1_ours(conn, &format!("alone-{run}")));
+        let stop = AtomicBool::new(false);
+        thread::scope(|scope| {
+            let relaying = scope.spawn(|| {
+                relay
+                    .run(|| Ok::<_, std::convert::Infallible>(connect()), &stop)
+                    .expect("the relay runs")
+            });
+            with.push(p1_ours(conn, &format!("relayed-{run}")));
+            stop.store(true, Ordering::Relaxed);
+            relaying.join().expect("the relay");
         });
-        thread::sleep(Duration::from_millis(500));
-        p1_runs(conn, "P1+relay", "P1 while a relay publishes to NATS");
-        stop.store(true, Ordering::Relaxed);
-        relaying.join().expect("the relay");
-    });
+    }
+    let (with, without) = (median(with[1..].to_vec()), median(without[1..].to_vec()));
     println!(
-        "      (the relay published {} events meanwhile)",
+        "  P1+relay  P1's commands while a relay publishes  {with:>9.0} cmds/s   without {without:>9.0} \
+         cmds/s   ratio {:.2}   ({} events published)",
+        with / without,
         relay.stats().published
     );
-}
-
-/// P1's runs on its tasks, reported as `id`.
-fn p1_runs<C: Baseline>(conn: &mut C, id: &str, what: &str)
-where
-    Task: AggregateTable<C>,
-    BenchDispatcher: Dispatch<C>,
-{
-    let mut ours = Vec::new();
-    let mut by_hand = Vec::new();
-    for run in 0..=RUNS {
-        let start = Instant::now();
-        let mut store = DieselStore::new(&mut *conn).with_dispatcher(&BenchDispatcher);
-        for n in 0..P1_COMMANDS {
-            let command = Retitle {
-                task: n as i64 % P1_AGGREGATES + 1,
-                title: format!("ours-{run}-{n}-"),
-                events: 1,
-            };
-            store.execute(&command, &options()).expect("P1 command");
-        }
-        ours.push(P1_COMMANDS as f64 / start.elapsed().as_secs_f64());
-        let start = Instant::now();
-        for n in 0..P1_COMMANDS {
-            let id = n as i64 % P1_AGGREGATES + 1;
-            conn.retitle_by_hand(id, &format!("hand-{run}-{n}-"))
-                .expect("P1 by hand");
-        }
-        by_hand.push(P1_COMMANDS as f64 / start.elapsed().as_secs_f64());
-    }
-    let (ours, by_hand) = (median(ours[1..].to_vec()), median(by_hand[1..].to_vec()));
-    line(id, what, ours, by_hand, "cmds/s");
 }
 
 fn p2<C: Baseline>(conn: &mut C)
@@ -616,14 +625,6 @@ where
     if selected("P3") {
         p3(&mut conn, replay_events);
     }
-}
-
-/// Whether workload `id` runs: all of them unless `BENCH_ONLY` lists some (`P1,P3`).
-fn selected(id: &str) -> bool {
-    std::env::var("BENCH_ONLY").map_or(true, |only| {
-        only.split(',')
-            .any(|wanted| wanted.trim().eq_ignore_ascii_case(id))
-    })
 }
 
 fn main() {

@@ -1,6 +1,7 @@
 //! Behaviour suites shared by the test binaries in `tests/`, and the README's doctests.
 
 pub mod backend;
+pub mod bench;
 pub mod command_contract;
 pub mod commands;
 pub mod contract;

@@ -48,10 +48,7 @@ where
 
 /// Events the kill and backfill tests write (`ES_TESTS_RELAY_EVENTS`, 100,000 by default).
 fn relay_events() -> usize {
-    std::env::var("ES_TESTS_RELAY_EVENTS")
-        .ok()
-        .and_then(|events| events.parse().ok())
-        .unwrap_or(100_000)
+    es_tests::bench::env_number("ES_TESTS_RELAY_EVENTS", 100_000)
 }
 
 /// This run's stream for `test` on backend `D`, on server `url`.

@@ -72,10 +72,7 @@ where
 
 /// Events the gap test appends (`ES_TESTS_GAP_EVENTS`, 50,000 by default).
 fn gap_events() -> usize {
-    std::env::var("ES_TESTS_GAP_EVENTS")
-        .ok()
-        .and_then(|events| events.parse().ok())
-        .unwrap_or(50_000)
+    es_tests::bench::env_number("ES_TESTS_GAP_EVENTS", 50_000)
 }
 
 /// The aggregates the writers share: tasks and projects `1..=AGGREGATES / 2` each.
