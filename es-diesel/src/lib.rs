@@ -9,6 +9,7 @@
 //! | `mysql` | MySQL 8 / MariaDB 10.6+ | libmysqlclient or libmariadb (`libmariadb-dev`) |
 //! | `r2d2` | connection pools | — |
 //! | `cli` | the operator command line, module `cli` (clap, indicatif) | — |
+//! | `nats` | the NATS JetStream relay and its consumer, module `relay` (async-nats on a tokio runtime of the relay's own; no async runtime without it) | a NATS server with JetStream |
 //!
 //! # An aggregate
 //!
@@ -399,6 +400,14 @@
 //! assert_eq!((status[0].name.as_str(), status[0].behind), ("search_index", 0));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! A subscriber can also deliver its feed to a destination outside the database, a [`Sink`]
+//! ([`Subscriber::to_sink`]): each batch is delivered, then the checkpoint moves past it in a
+//! short transaction, so the database's write lock is never held while the destination answers,
+//! and a batch that failed or whose subscriber died is delivered again — the destination drops
+//! copies by the event's identity. The `relay` module (feature `nats`) is such a subscriber: it
+//! publishes every event to a NATS JetStream stream (`Nats-Msg-Id` is the event's identity, so the
+//! stream keeps one copy), and its `Consumer` applies a stream to a database of its own.
 //!
 //! # Auditing and operating
 //!

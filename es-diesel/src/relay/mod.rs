@@ -7,8 +7,8 @@
 //! that a standby relay takes over — and publishes each batch to subjects
 //! `<prefix>.<aggregate>.<tag>`: the event's data JSON as the payload, its identity and metadata
 //! as headers ([`message`]). The batch's messages are all sent before any acknowledgement is
-//! awaited (pipelined), and the checkpoint moves past them, in the batch's transaction, once
-//! JetStream has acknowledged them all. A relay killed in between publishes them again: each
+//! awaited (pipelined), and the checkpoint moves past them, in a short transaction of its own,
+//! once JetStream has acknowledged them all ([`Subscriber::to_sink`]). A relay killed in between publishes them again: each
 //! message carries `Nats-Msg-Id` = [`message_id`] (events table, aggregate id, version), so the
 //! stream keeps one copy of an event published again within its duplicate window
 //! ([`RelayOptions::duplicate_window`], which a relay creating the stream sets). Each aggregate's

@@ -63,17 +63,17 @@ enum Handlers<'d, C> {
     /// Runs the dispatcher's handlers of the subscription on each event, in the batch's
     /// transaction.
     Dispatcher(&'d dyn Dispatch<C>),
-    /// Hands each batch's events at once to a destination outside the database, before the
-    /// checkpoint moves past them in the batch's transaction.
+    /// Hands each batch's events at once to a destination outside the database, then moves the
+    /// checkpoint past them in a short transaction.
     Sink(&'d dyn Sink),
 }
 
 /// A destination outside the database that a subscriber delivers its events to, batch by batch
 /// ([`Subscriber::to_sink`]; the NATS relay is one): [`deliver`](Sink::deliver) returns once the
-/// destination has them all, and the checkpoint moves past them only then, in the batch's
-/// transaction. An error rolls the batch back (recorded as the checkpoint's last error) and the
-/// batch is delivered again after a growing wait; so is a batch whose subscriber died before its
-/// commit. The destination must drop what it already has, by the event's identity (its events
+/// destination has them all, and the checkpoint moves past them only then, in a short
+/// transaction of its own (no transaction is open while the destination answers). An error
+/// leaves the checkpoint where it was (recorded as its last error) and the batch is delivered
+/// again after a growing wait; so is a batch whose subscriber died before the checkpoint moved. The destination must drop what it already has, by the event's identity (its events
 /// table, aggregate id and version).
 pub trait Sink: Sync {
     /// Delivers one batch's events, in feed order, each with its position.
