@@ -163,6 +163,10 @@ pub trait TestDb: Send + Sync {
     /// The arguments with which `test_worker` (the crash test's worker process) reaches this
     /// database.
     fn worker_args(&self) -> Vec<String>;
+    /// Closes every connection to this test's database but `conn`'s, on the server's side (a
+    /// database restart, as the clients see it), and returns how many it closed. SQLite has no
+    /// server: nothing to close, 0.
+    fn close_other_connections(&self, conn: &mut Self::Conn) -> usize;
 }
 
 /// What a helper process of the tests (a worker, a subscriber) runs on the test database its
@@ -289,6 +293,9 @@ impl TestDb for SqliteDb {
     fn worker_args(&self) -> Vec<String> {
         vec![Self::NAME.to_owned(), self.path.clone()]
     }
+    fn close_other_connections(&self, _: &mut SqliteConnection) -> usize {
+        0
+    }
 }
 
 /// A schema or database name for `test` that no other run can share: `es_<run>_<test>`, where
@@ -408,12 +415,26 @@ impl TestDb for PgDb {
     const SET_POSITION: &'static str = "SELECT setval('es_event_position', {})";
     fn connect(&self) -> diesel::PgConnection {
         let mut conn = diesel::PgConnection::establish(&self.url).expect("connect to PostgreSQL");
-        conn.batch_execute(&format!("SET search_path TO {}", self.schema))
-            .expect("set search_path");
+        // The schema names the connection too, so that a test can find its own connections.
+        conn.batch_execute(&format!(
+            "SET search_path TO {0}; SET application_name TO '{0}'",
+            self.schema
+        ))
+        .expect("set search_path");
         conn
     }
     fn worker_args(&self) -> Vec<String> {
         vec![Self::NAME.to_owned(), self.url.clone(), self.schema.clone()]
+    }
+    fn close_other_connections(&self, conn: &mut diesel::PgConnection) -> usize {
+        // The others chosen first: in one WHERE, PostgreSQL may terminate before it compares.
+        let closed = conn.count(&format!(
+            "SELECT COUNT(*) FILTER (WHERE pg_terminate_backend(pid)) AS value FROM \
+             (SELECT pid FROM pg_stat_activity WHERE application_name = '{}' \
+             AND pid <> pg_backend_pid() OFFSET 0) AS others",
+            self.schema
+        ));
+        usize::try_from(closed).unwrap_or_default()
     }
 }
 
@@ -496,5 +517,17 @@ impl TestDb for MysqlDb {
             self.url.clone(),
             self.database.clone(),
         ]
+    }
+    fn close_other_connections(&self, conn: &mut diesel::MysqlConnection) -> usize {
+        let others = conn.values(&format!(
+            "SELECT id AS value FROM information_schema.processlist WHERE db = '{}' \
+             AND id <> CONNECTION_ID()",
+            self.database
+        ));
+        for id in &others {
+            // One may have ended by itself meanwhile.
+            let _ = conn.batch_execute(&format!("KILL {id}"));
+        }
+        others.len()
     }
 }

@@ -43,6 +43,10 @@ where
             "a_nats_restart_mid_run_loses_and_duplicates_nothing",
             a_nats_restart_mid_run_loses_and_duplicates_nothing::<D>,
         ),
+        (
+            "a_relay_whose_database_connections_close_reconnects_and_resumes",
+            a_relay_whose_database_connections_close_reconnects_and_resumes::<D>,
+        ),
     ]
 }
 
@@ -367,6 +371,64 @@ where
         stop.store(true, Ordering::Relaxed);
         let stats = running.join().unwrap();
         assert!(stats.errors > 0, "the restart failed some batch: {stats:?}");
+    });
+    assert_relayed_exactly(db, &stream);
+}
+
+/// The relay's database connections closed by the server mid-run (a database restart, as the
+/// relay sees it: PostgreSQL and MySQL; SQLite has no server) while a writer appends: its batch
+/// fails, it opens a new connection after a short wait, and resumes from its checkpoint —
+/// nothing lost, nothing duplicated.
+fn a_relay_whose_database_connections_close_reconnects_and_resumes<D: TestDb>(db: &D)
+where
+    Task: AggregateTable<D::Conn>,
+    Project: AggregateTable<D::Conn>,
+    SubscriptionDispatcher: Dispatch<D::Conn>,
+{
+    let url = nats_url().expect("NATS_URL");
+    let stream = stream_for::<D>(&url, "db_restart");
+    let options = relay_options(&stream);
+    create_aggregates(db);
+    let relay = Relay::new(options.clone()).unwrap();
+    let stop = AtomicBool::new(false);
+    let writing = AtomicBool::new(false);
+    let mut conn = db.connect();
+    thread::scope(|scope| {
+        let _stop = StopOnDrop(&stop);
+        let _writing = StopOnDrop(&writing);
+        let running = scope.spawn(|| {
+            relay
+                .run(|| Ok::<_, std::convert::Infallible>(db.connect()), &stop)
+                .unwrap()
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for _ in 0..3 {
+            let published = relay.stats().published;
+            let writer =
+                scope.spawn(|| write_concurrently(db, 1, (usize::MAX, &writing), Duration::ZERO));
+            while relay.stats().published < published + 300 {
+                assert!(
+                    Instant::now() < deadline,
+                    "relay stuck: {:?}",
+                    relay.stats()
+                );
+                thread::sleep(Duration::from_millis(5));
+            }
+            writing.store(true, Ordering::Relaxed);
+            writer.join().unwrap();
+            writing.store(false, Ordering::Relaxed);
+            assert!(
+                db.close_other_connections(&mut conn) > 0,
+                "the relay's connection was closed"
+            );
+        }
+        wait_until_relayed(db, &options);
+        stop.store(true, Ordering::Relaxed);
+        let stats = running.join().unwrap();
+        assert!(
+            stats.errors > 0,
+            "a closed connection failed a batch: {stats:?}"
+        );
     });
     assert_relayed_exactly(db, &stream);
 }
