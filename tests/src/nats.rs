@@ -63,21 +63,33 @@ impl TestStream {
         &self.url
     }
 
-    /// How many messages the stream holds (0 before it exists).
+    /// How many messages the stream holds (0 before it exists). A request that fails otherwise
+    /// (a timeout on a loaded machine, a reconnection) is tried again for up to half a minute.
     pub fn messages(&self) -> u64 {
-        self.runtime.block_on(async {
-            match self.jetstream.get_stream(&self.name).await {
-                Ok(mut stream) => {
-                    stream
-                        .info()
-                        .await
-                        .expect("the stream's info")
-                        .state
-                        .messages
+        use async_nats::jetstream::{ErrorCode, context::GetStreamErrorKind};
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let asked = self.runtime.block_on(async {
+                let mut stream = match self.jetstream.get_stream(&self.name).await {
+                    Err(error)
+                        if matches!(error.kind(), GetStreamErrorKind::JetStream(ref error)
+                            if error.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
+                    {
+                        return Ok(0);
+                    }
+                    stream => stream?,
+                };
+                let info = stream.info().await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(info.state.messages)
+            });
+            match asked {
+                Ok(messages) => return messages,
+                Err(error) if Instant::now() > deadline => {
+                    panic!("the stream {}'s info: {error}", self.name)
                 }
-                Err(_) => 0,
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
-        })
+        }
     }
 }
 

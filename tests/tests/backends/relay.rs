@@ -241,6 +241,7 @@ where
                 while stream.messages() <= relay_status(&mut conn, &options).unwrap().handled as u64
                 {
                     assert!(Instant::now() < deadline, "the relay never published ahead");
+                    thread::sleep(Duration::from_millis(1));
                 }
             } else {
                 thread::sleep(Duration::from_millis(fastrand::u64(..30)));
