@@ -24,8 +24,8 @@ use es_core::{AppendOptions, EventStore};
 use es_diesel::relay::{Consumer, ConsumerOptions, Relay, RelayOptions};
 use es_diesel::{AggregateTable, Database, DieselStore, Start, SubscriberOptions};
 use es_tests::backend::{SqliteDb, TestDb};
-use es_tests::bench::{env_number, percentile_ms, selected};
-use es_tests::domain::{Created, Task, TitleUpdated, write_task_histories};
+use es_tests::bench::{env_number, latency_summary, selected, write_every_2_ms};
+use es_tests::domain::{Created, Task, write_task_histories};
 use es_tests::nats::{TestStream, nats_url};
 
 fn relay_options(stream: &TestStream) -> RelayOptions {
@@ -105,18 +105,7 @@ where
         });
         // Let the relay claim its checkpoint and read to the end first.
         thread::sleep(Duration::from_millis(500));
-        let start = Instant::now();
-        let mut committed = Vec::with_capacity(commands);
-        for n in 0..commands {
-            let due = start + Duration::from_millis(2 * n as u64);
-            thread::sleep(due.saturating_duration_since(Instant::now()));
-            let title = format!("tail {n}");
-            let appended = store
-                .append(&0, TitleUpdated { title }, &AppendOptions::default())
-                .expect("a command");
-            committed.push((appended.events[0].id, Instant::now()));
-        }
-        let rate = commands as f64 / start.elapsed().as_secs_f64();
+        let (committed, rate) = write_every_2_ms(&mut store, commands);
         let deadline = Instant::now() + Duration::from_secs(30);
         while applied_at.lock().expect("applied").len() < commands && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(10));
@@ -127,18 +116,9 @@ where
         committed
     });
     let applied_at = applied_at.into_inner().expect("applied");
-    let mut latencies: Vec<Duration> = committed
-        .iter()
-        .filter_map(|(id, at)| Some(applied_at.get(id)?.saturating_duration_since(*at)))
-        .collect();
-    assert_eq!(latencies.len(), committed.len(), "every event was applied");
-    latencies.sort();
     println!(
-        "  R2  commit -> consumer, relay polling every 20 ms: p50 {:>6.2} ms   p99 {:>6.2} ms   \
-         max {:>6.2} ms",
-        percentile_ms(&latencies, 0.5),
-        percentile_ms(&latencies, 0.99),
-        percentile_ms(&latencies, 1.0)
+        "  R2  commit -> consumer, relay polling every 20 ms: {}",
+        latency_summary(&committed, &applied_at)
     );
 }
 

@@ -22,8 +22,8 @@ use es_diesel::{
     SubscriberOptions, dispatcher,
 };
 use es_tests::backend::{SqliteDb, TestDb};
-use es_tests::bench::{env_number, percentile_ms, selected};
-use es_tests::domain::{Created, Task, TitleUpdated, write_task_histories};
+use es_tests::bench::{env_number, latency_summary, selected, write_every_2_ms};
+use es_tests::domain::{Created, Task, write_task_histories};
 
 /// S1's handler: nothing, so that the subscription's own cost is measured.
 fn count_event<C: Database>(_: &mut C, _: &RecordedEvent<i64>) -> Result<(), ReactorError> {
@@ -123,18 +123,7 @@ where
         });
         // Let the subscriber claim the subscription and read to the end first.
         thread::sleep(Duration::from_millis(500));
-        let start = Instant::now();
-        let mut committed = Vec::with_capacity(commands);
-        for n in 0..commands {
-            let due = start + Duration::from_millis(2 * n as u64);
-            thread::sleep(due.saturating_duration_since(Instant::now()));
-            let title = format!("tail {n}");
-            let appended = store
-                .append(&0, TitleUpdated { title }, &AppendOptions::default())
-                .expect("a command");
-            committed.push((appended.events[0].id, Instant::now()));
-        }
-        let rate = commands as f64 / start.elapsed().as_secs_f64();
+        let (committed, rate) = write_every_2_ms(&mut store, commands);
         let deadline = Instant::now() + Duration::from_secs(30);
         while seen_at().lock().expect("seen").len() < commands && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(10));
@@ -145,18 +134,9 @@ where
         committed
     });
     let seen = seen_at().lock().expect("seen");
-    let mut latencies: Vec<Duration> = committed
-        .iter()
-        .filter_map(|(id, at)| Some(seen.get(id)?.saturating_duration_since(*at)))
-        .collect();
-    assert_eq!(latencies.len(), committed.len(), "every event was seen");
-    latencies.sort();
     println!(
-        "  S2  commit -> handler, subscriber polling every 20 ms: p50 {:>6.2} ms   p99 {:>6.2} ms   \
-         max {:>6.2} ms",
-        percentile_ms(&latencies, 0.5),
-        percentile_ms(&latencies, 0.99),
-        percentile_ms(&latencies, 1.0)
+        "  S2  commit -> handler, subscriber polling every 20 ms: {}",
+        latency_summary(&committed, &seen)
     );
 }
 

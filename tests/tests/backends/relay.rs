@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use es_core::{AppendOptions, EventStore};
 use es_diesel::relay::{Consumer, ConsumerOptions, Relay, RelayOptions, relay_status};
-use es_diesel::{AggregateTable, DieselStore, Dispatch, Subscriber, SubscriberOptions};
+use es_diesel::{
+    AggregateTable, DieselStore, Dispatch, Subscriber, SubscriberOptions, SubscriberStats,
+};
 use es_tests::backend::{SqliteDb, TestDb};
 use es_tests::domain::{Project, Task, TitleUpdated, write_task_histories};
 use es_tests::nats::{NatsServer, RELAYED_TABLES, TestStream, nats_url};
@@ -79,6 +81,36 @@ fn wait_until_relayed<D: TestDb>(db: &D, options: &RelayOptions) {
         }
         assert!(Instant::now() < deadline, "the relay is stuck: {status:?}");
         thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `relay` on `db` in a thread of its own while `body` runs, then stops it (also when `body`
+/// fails): what `body` returned, and the relay's stats.
+fn while_relaying<D: TestDb, T>(
+    db: &D,
+    relay: &Relay,
+    body: impl FnOnce() -> T,
+) -> (T, SubscriberStats) {
+    let stop = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let _stop = StopOnDrop(&stop);
+        let running = scope.spawn(|| {
+            relay
+                .run(|| Ok::<_, std::convert::Infallible>(db.connect()), &stop)
+                .unwrap()
+        });
+        let value = body();
+        stop.store(true, Ordering::Relaxed);
+        (value, running.join().unwrap())
+    })
+}
+
+/// Waits until `relay` has published `count` events since it was created, failing with `stuck`
+/// at `deadline`.
+fn wait_for_published(relay: &Relay, count: u64, deadline: Instant, stuck: &str) {
+    while relay.stats().published < count {
+        assert!(Instant::now() < deadline, "{stuck}: {:?}", relay.stats());
+        thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -273,24 +305,10 @@ where
     let mut conn = db.connect();
     write_task_histories(&mut DieselStore::new(&mut conn), tasks).unwrap();
     let relay = Relay::new(relay_options(&stream)).unwrap();
-    let stop = AtomicBool::new(false);
-    thread::scope(|scope| {
-        let _stop = StopOnDrop(&stop);
-        let running = scope.spawn(|| {
-            relay
-                .run(|| Ok::<_, std::convert::Infallible>(db.connect()), &stop)
-                .unwrap()
-        });
+    while_relaying(db, &relay, || {
         let history = u64::try_from(tasks * 10).unwrap();
         let deadline = Instant::now() + Duration::from_secs(120);
-        while relay.stats().published < history {
-            assert!(
-                Instant::now() < deadline,
-                "backfill stuck: {:?}",
-                relay.stats()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_published(&relay, history, deadline, "backfill stuck");
         assert_eq!(relay.stats().published, history, "nothing live yet");
         let mut store = DieselStore::new(&mut conn);
         for id in 1..=50 {
@@ -303,16 +321,7 @@ where
             )
             .unwrap();
         }
-        while relay.stats().published < history + 50 {
-            assert!(
-                Instant::now() < deadline,
-                "live events stuck: {:?}",
-                relay.stats()
-            );
-            thread::sleep(Duration::from_millis(5));
-        }
-        stop.store(true, Ordering::Relaxed);
-        running.join().unwrap();
+        wait_for_published(&relay, history + 50, deadline, "live events stuck");
     });
     assert_eq!(relay.stats().duplicates, 0);
     assert_relayed_exactly(db, &stream);
@@ -332,47 +341,31 @@ where
     let options = relay_options(&stream).ack_timeout(Duration::from_millis(500));
     create_aggregates(db);
     let relay = Relay::new(options.clone()).unwrap();
-    let stop = AtomicBool::new(false);
-    let writing = AtomicBool::new(false);
-    thread::scope(|scope| {
-        let _stop = StopOnDrop(&stop);
-        let _writing = StopOnDrop(&writing);
-        let running = scope.spawn(|| {
-            relay
-                .run(|| Ok::<_, std::convert::Infallible>(db.connect()), &stop)
-                .unwrap()
-        });
-        let writers = scope.spawn(|| {
-            write_concurrently(db, 4, (usize::MAX, &writing), Duration::from_micros(200))
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while relay.stats().published < 2_000 {
-            assert!(
-                Instant::now() < deadline,
-                "relay stuck: {:?}",
-                relay.stats()
+    let ((), stats) = while_relaying(db, &relay, || {
+        let writing = AtomicBool::new(false);
+        thread::scope(|scope| {
+            let _writing = StopOnDrop(&writing);
+            let writers = scope.spawn(|| {
+                write_concurrently(db, 4, (usize::MAX, &writing), Duration::from_micros(200))
+            });
+            let deadline = Instant::now() + Duration::from_secs(60);
+            wait_for_published(&relay, 2_000, deadline, "relay stuck");
+            server.kill();
+            thread::sleep(Duration::from_secs(1));
+            server.restart();
+            let restarted = relay.stats().published;
+            wait_for_published(
+                &relay,
+                restarted + 2_000,
+                deadline,
+                "the relay did not resume",
             );
-            thread::sleep(Duration::from_millis(5));
-        }
-        server.kill();
-        thread::sleep(Duration::from_secs(1));
-        server.restart();
-        let restarted = relay.stats().published;
-        while relay.stats().published < restarted + 2_000 {
-            assert!(
-                Instant::now() < deadline,
-                "the relay did not resume: {:?}",
-                relay.stats()
-            );
-            thread::sleep(Duration::from_millis(5));
-        }
-        writing.store(true, Ordering::Relaxed);
-        writers.join().unwrap();
+            writing.store(true, Ordering::Relaxed);
+            writers.join().unwrap();
+        });
         wait_until_relayed(db, &options);
-        stop.store(true, Ordering::Relaxed);
-        let stats = running.join().unwrap();
-        assert!(stats.errors > 0, "the restart failed some batch: {stats:?}");
     });
+    assert!(stats.errors > 0, "the restart failed some batch: {stats:?}");
     assert_relayed_exactly(db, &stream);
 }
 
@@ -391,45 +384,30 @@ where
     let options = relay_options(&stream);
     create_aggregates(db);
     let relay = Relay::new(options.clone()).unwrap();
-    let stop = AtomicBool::new(false);
-    let writing = AtomicBool::new(false);
     let mut conn = db.connect();
-    thread::scope(|scope| {
-        let _stop = StopOnDrop(&stop);
-        let _writing = StopOnDrop(&writing);
-        let running = scope.spawn(|| {
-            relay
-                .run(|| Ok::<_, std::convert::Infallible>(db.connect()), &stop)
-                .unwrap()
-        });
+    let ((), stats) = while_relaying(db, &relay, || {
         let deadline = Instant::now() + Duration::from_secs(60);
         for _ in 0..3 {
             let published = relay.stats().published;
-            let writer =
-                scope.spawn(|| write_concurrently(db, 1, (usize::MAX, &writing), Duration::ZERO));
-            while relay.stats().published < published + 300 {
-                assert!(
-                    Instant::now() < deadline,
-                    "relay stuck: {:?}",
-                    relay.stats()
-                );
-                thread::sleep(Duration::from_millis(5));
-            }
-            writing.store(true, Ordering::Relaxed);
-            writer.join().unwrap();
-            writing.store(false, Ordering::Relaxed);
+            let writing = AtomicBool::new(false);
+            thread::scope(|scope| {
+                let _writing = StopOnDrop(&writing);
+                let writer = scope
+                    .spawn(|| write_concurrently(db, 1, (usize::MAX, &writing), Duration::ZERO));
+                wait_for_published(&relay, published + 300, deadline, "relay stuck");
+                writing.store(true, Ordering::Relaxed);
+                writer.join().unwrap();
+            });
             assert!(
                 db.close_other_connections(&mut conn) > 0,
                 "the relay's connection was closed"
             );
         }
         wait_until_relayed(db, &options);
-        stop.store(true, Ordering::Relaxed);
-        let stats = running.join().unwrap();
-        assert!(
-            stats.errors > 0,
-            "a closed connection failed a batch: {stats:?}"
-        );
     });
+    assert!(
+        stats.errors > 0,
+        "a closed connection failed a batch: {stats:?}"
+    );
     assert_relayed_exactly(db, &stream);
 }
