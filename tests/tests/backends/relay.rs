@@ -328,8 +328,9 @@ where
 }
 
 /// The relay's NATS server (one of the test's own) killed while four writers append and the
-/// relay publishes, then started again on the same store: the relay's batches time out, roll
-/// back and are published again once it is back, and the stream holds each event once.
+/// relay publishes, then started again on the same store: a batch whose acknowledgements time out
+/// is published again once it is back, one whose sends wait in the client for the reconnection
+/// goes on (both happen, by timing), and the stream holds each event once.
 fn a_nats_restart_mid_run_loses_and_duplicates_nothing<D: TestDb>(db: &D)
 where
     Task: AggregateTable<D::Conn>,
@@ -341,7 +342,7 @@ where
     let options = relay_options(&stream).ack_timeout(Duration::from_millis(500));
     create_aggregates(db);
     let relay = Relay::new(options.clone()).unwrap();
-    let ((), stats) = while_relaying(db, &relay, || {
+    while_relaying(db, &relay, || {
         let writing = AtomicBool::new(false);
         thread::scope(|scope| {
             let _writing = StopOnDrop(&writing);
@@ -365,7 +366,6 @@ where
         });
         wait_until_relayed(db, &options);
     });
-    assert!(stats.errors > 0, "the restart failed some batch: {stats:?}");
     assert_relayed_exactly(db, &stream);
 }
 
